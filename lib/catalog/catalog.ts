@@ -1,0 +1,168 @@
+import type { QueryRunner } from "typeorm";
+import type { RelationName, WriteKind } from "../sql/statement-effects";
+
+/** A relation by schema-qualified name, "schema.table", as used in dependency keys. */
+export type QualifiedName = string;
+
+interface RelationRow {
+  schema: string;
+  name: string;
+  kind: string;
+}
+interface EdgeRow {
+  from_schema: string;
+  from_name: string;
+  to_schema: string;
+  to_name: string;
+}
+
+/**
+ * What the database says about its relations, read once and again after DDL: which names exist
+ * in which schema, what views read, which foreign keys cascade writes into which tables, and which
+ * tables inherit from (or are partitions of) which.
+ */
+export class Catalog {
+  private constructor(
+    /** Schemas an unqualified name is looked up in, in order. */
+    private readonly searchPath: readonly string[],
+    private readonly currentSchema: string,
+    private readonly kinds: ReadonlyMap<QualifiedName, string>,
+    private readonly viewReads: ReadonlyMap<QualifiedName, readonly QualifiedName[]>,
+    /** Referenced table to the tables whose rows change when its rows are deleted (CASCADE, SET NULL, SET DEFAULT). */
+    private readonly deleteCascades: ReadonlyMap<QualifiedName, readonly QualifiedName[]>,
+    /** The same for updates of the referenced key. */
+    private readonly updateCascades: ReadonlyMap<QualifiedName, readonly QualifiedName[]>,
+    /** Referenced table to every table that references it, whatever its rules (TRUNCATE CASCADE). */
+    private readonly referencedBy: ReadonlyMap<QualifiedName, readonly QualifiedName[]>,
+    /** Parents and children in inheritance and partitioning, both ways. */
+    private readonly family: ReadonlyMap<QualifiedName, readonly QualifiedName[]>,
+    readonly builtinFunctions: ReadonlySet<string>,
+  ) {}
+
+  static async load(runner: QueryRunner): Promise<Catalog> {
+    const [paths] = await runner.query(`SELECT current_schemas(false) AS path, current_schema() AS current`);
+    const relations: RelationRow[] = await runner.query(
+      `SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`,
+    );
+    const views: EdgeRow[] = await runner.query(
+      `SELECT DISTINCT vn.nspname AS from_schema, v.relname AS from_name, tn.nspname AS to_schema, t.relname AS to_name
+         FROM pg_rewrite r
+         JOIN pg_class v ON v.oid = r.ev_class AND v.relkind = 'v'
+         JOIN pg_namespace vn ON vn.oid = v.relnamespace
+         JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass
+         JOIN pg_class t ON t.oid = d.refobjid AND t.oid <> v.oid
+         JOIN pg_namespace tn ON tn.oid = t.relnamespace`,
+    );
+    const foreignKeys: (EdgeRow & { on_delete: boolean; on_update: boolean })[] = await runner.query(
+      `SELECT pn.nspname AS from_schema, p.relname AS from_name, cn.nspname AS to_schema, c.relname AS to_name,
+              con.confdeltype IN ('c', 'n', 'd') AS on_delete, con.confupdtype IN ('c', 'n', 'd') AS on_update
+         FROM pg_constraint con
+         JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+         JOIN pg_class p ON p.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
+        WHERE con.contype = 'f'`,
+    );
+    const inherits: EdgeRow[] = await runner.query(
+      `SELECT pn.nspname AS from_schema, p.relname AS from_name, cn.nspname AS to_schema, c.relname AS to_name
+         FROM pg_inherits i
+         JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+         JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace`,
+    );
+    const builtins: { name: string }[] = await runner.query(
+      `SELECT DISTINCT proname AS name FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace`,
+    );
+    return new Catalog(
+      parsePath(paths.path),
+      paths.current ?? "public",
+      new Map(relations.map((r) => [`${r.schema}.${r.name}`, r.kind])),
+      graph(views),
+      graph(foreignKeys.filter((fk) => fk.on_delete)),
+      graph(foreignKeys.filter((fk) => fk.on_update)),
+      graph(foreignKeys),
+      graph([...inherits, ...inherits.map(reverse)]),
+      new Set(builtins.map((b) => b.name)),
+    );
+  }
+
+  /** Whether the name denotes a relation the catalog knew when it was read. */
+  knows(ref: RelationName): boolean {
+    return this.kinds.has(this.qualify(ref));
+  }
+
+  /** The relation an unqualified name means here: the first schema on the search path that has it. */
+  qualify(ref: RelationName): QualifiedName {
+    if (ref.schema) return `${ref.schema}.${ref.name}`;
+    for (const schema of this.searchPath) {
+      const name = `${schema}.${ref.name}`;
+      if (this.kinds.has(name)) return name;
+    }
+    return `${this.currentSchema}.${ref.name}`;
+  }
+
+  /** The tables a read of `name` depends on: itself and, for a view, what it reads, recursively. */
+  readDependencies(name: QualifiedName): QualifiedName[] {
+    return closure([name], (n) => this.viewReads.get(n));
+  }
+
+  /**
+   * The tables whose rows a write to `name` may change: itself, the tables a view writes through,
+   * inheritance or partition relatives, and what foreign-key rules (CASCADE, SET NULL, SET DEFAULT)
+   * carry a delete or update on to; a TRUNCATE ... CASCADE empties every referencing table.
+   */
+  writeDependencies(name: QualifiedName, kind: WriteKind | "truncate" | "truncate-cascade"): QualifiedName[] {
+    const carried =
+      kind === "truncate-cascade" ? [this.referencedBy]
+      : kind === "delete" ? [this.deleteCascades]
+      : kind === "update" ? [this.updateCascades]
+      : kind === "merge" ? [this.deleteCascades, this.updateCascades]
+      : [];
+    return closure([name], (n) => [
+      ...(this.viewReads.get(n) ?? []),
+      ...(this.family.get(n) ?? []),
+      ...carried.flatMap((edges) => edges.get(n) ?? []),
+    ]);
+  }
+
+  /** Whether a function name (bare or qualified) is one of PostgreSQL's own, which read no tables. */
+  isBuiltinFunction(name: string): boolean {
+    const dot = name.lastIndexOf(".");
+    if (dot >= 0) return name.slice(0, dot) === "pg_catalog" && this.builtinFunctions.has(name.slice(dot + 1));
+    return this.builtinFunctions.has(name.toLowerCase()) || this.builtinFunctions.has(name);
+  }
+}
+
+function parsePath(path: string[] | string): string[] {
+  if (Array.isArray(path)) return path;
+  return path.replace(/^\{|\}$/g, "").split(",").filter(Boolean).map((s) => s.replace(/^"|"$/g, ""));
+}
+
+function reverse(edge: EdgeRow): EdgeRow {
+  return { from_schema: edge.to_schema, from_name: edge.to_name, to_schema: edge.from_schema, to_name: edge.from_name };
+}
+
+function graph(edges: readonly EdgeRow[]): Map<QualifiedName, QualifiedName[]> {
+  const out = new Map<QualifiedName, QualifiedName[]>();
+  for (const e of edges) {
+    const from = `${e.from_schema}.${e.from_name}`;
+    const list = out.get(from) ?? [];
+    list.push(`${e.to_schema}.${e.to_name}`);
+    out.set(from, list);
+  }
+  return out;
+}
+
+function closure(start: QualifiedName[], next: (name: QualifiedName) => readonly QualifiedName[] | undefined): QualifiedName[] {
+  const seen = new Set(start);
+  const queue = [...start];
+  while (queue.length > 0) {
+    for (const n of next(queue.pop() as QualifiedName) ?? []) {
+      if (!seen.has(n)) {
+        seen.add(n);
+        queue.push(n);
+      }
+    }
+  }
+  return [...seen];
+}

@@ -1,0 +1,38 @@
+import { createHash } from "node:crypto";
+import type { QueryRunner } from "typeorm";
+
+/** Who the database is, for keys: two DataSources share entries only when these agree. */
+export interface DatabaseIdentity {
+  /** The server and database: tables of the same name elsewhere are other tables. */
+  readonly database: string;
+  /** The database and the connection's schema: a tenant schema gets entries of its own. */
+  readonly scope: string;
+}
+
+/**
+ * Reads the identity from the server itself, so two applications that reach one database by
+ * different host names still share invalidations: the cluster's system identifier where the role
+ * may read it, else the server's address and port, plus the database's name and oid.
+ */
+export async function readIdentity(runner: QueryRunner, override?: string): Promise<DatabaseIdentity> {
+  const [row] = await runner.query(
+    `SELECT current_database() AS name, d.oid::text AS oid, current_schema() AS schema,
+            coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port()::text, '') AS address
+       FROM pg_database d WHERE d.datname = current_database()`,
+  );
+  let server = row.address as string;
+  if (!override) {
+    try {
+      const [control] = await runner.query(`SELECT system_identifier::text AS id FROM pg_control_system()`);
+      server = control.id;
+    } catch {
+      // Without the privilege the address stands in; databaseId pins it where that is not enough.
+    }
+  }
+  const database = override ?? digest(`${server}/${row.name}/${row.oid}`);
+  return { database, scope: digest(`${database}/${row.schema}`) };
+}
+
+function digest(text: string): string {
+  return createHash("sha1").update(text).digest("base64url").slice(0, 12);
+}

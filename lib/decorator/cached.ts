@@ -1,0 +1,97 @@
+import { EntityManager } from "typeorm";
+import { CacheNotFoundError, InvalidOptionError, UnkeyableArgumentError } from "../errors";
+import { argumentsDigest, UnkeyableValue } from "../keys/stable-key";
+import { checkTtl, type Dependency } from "../options";
+import { QueryCache } from "../query-cache";
+import { findCache, isInTransaction } from "./find-cache";
+
+export interface CachedOptions {
+  /** Seconds a result lives. Default: the cache's defaultTtl. */
+  ttl?: number;
+  /** Tables (entity classes or names) the result depends on beyond the ones its SQL reads. */
+  dependsOn?: readonly Dependency[];
+  /** The cache to use, when it cannot be found through this.manager or this.dataSource. */
+  cache?: QueryCache;
+  /** Builds the key part from the arguments, for arguments that are not plain data. */
+  key?: (...args: never[]) => string | number;
+  /** The method's name in keys and warnings; cached() needs it when the function has none. */
+  name?: string;
+}
+
+/**
+ * Caches the method's result per arguments. The method runs with its own `this`, so a repository
+ * method keeps using this.find and the QueryBuilder as before; the result comes back as a Promise.
+ *
+ *     @Cached(60) findPublished() { return this.find({ where: { published: true } }); }
+ *     @Cached({ ttl: 600, dependsOn: [Comment] }) popular(limit: number) { ... }
+ */
+export function Cached(options?: number | CachedOptions) {
+  const resolved = normalize(options);
+  // Both decorator proposals: TypeScript's experimentalDecorators (which TypeORM uses) and TC39's.
+  return function (target: unknown, keyOrContext: unknown, descriptor?: PropertyDescriptor): any {
+    if (typeof keyOrContext === "object" && keyOrContext !== null && "kind" in keyOrContext) {
+      const context = keyOrContext as { kind: string; name: string | symbol };
+      if (context.kind !== "method") throw new InvalidOptionError("@Cached goes on methods only.");
+      return cached(target as (...args: never[]) => unknown, { name: String(context.name), ...resolved });
+    }
+    if (!descriptor || typeof descriptor.value !== "function") throw new InvalidOptionError("@Cached goes on methods only.");
+    descriptor.value = cached(descriptor.value, { name: String(keyOrContext), ...resolved });
+    return descriptor;
+  };
+}
+
+/**
+ * The function form of @Cached, for objects a decorator cannot reach, such as
+ * Repository.extend({ findPublished: cached(function () { ... }, { ttl: 60, name: "findPublished" }) }).
+ */
+export function cached<A extends unknown[], R>(
+  fn: (this: any, ...args: A) => R | Promise<R>,
+  options?: number | CachedOptions,
+): (this: any, ...args: A) => Promise<Awaited<R>> {
+  const resolved = normalize(options);
+  const name = resolved.name ?? fn.name;
+  if (!name) throw new InvalidOptionError("cached(): the function has no name; pass one with { name }.");
+  return async function (this: unknown, ...args: A): Promise<Awaited<R>> {
+    const owner = ownerName(this);
+    const label = `${owner}.${name}`;
+    const cache = resolved.cache ?? findCache(this);
+    if (!cache) throw new CacheNotFoundError(label);
+    if (isInTransaction(this, args)) return (await fn.apply(this, args)) as Awaited<R>;
+    const digest = keyOf(label, args, resolved.key);
+    const plan = { key: (keys: { method: (o: string, m: string, d: string) => string }) => keys.method(owner, name, digest), label, ttl: resolved.ttl, dependsOn: resolved.dependsOn };
+    return (await cache.fetch(plan, () => fn.apply(this, args))) as Awaited<R>;
+  };
+}
+
+function keyOf(label: string, args: readonly unknown[], key: CachedOptions["key"]): string {
+  if (key) return `k:${String((key as (...a: unknown[]) => unknown)(...args))}`;
+  try {
+    return argumentsDigest(args);
+  } catch (error) {
+    if (error instanceof UnkeyableValue) throw new UnkeyableArgumentError(label, error.message);
+    throw error;
+  }
+}
+
+/** The class in keys; a repository also names its entity, since extended repositories share a class. */
+function ownerName(self: unknown): string {
+  if (typeof self !== "object" || self === null) return "function";
+  const type = (self.constructor as { name?: string } | undefined)?.name || "Object";
+  const entity = (self as { metadata?: { targetName?: string } }).metadata?.targetName;
+  return entity && !(self instanceof EntityManager) ? `${type}<${entity}>` : type;
+}
+
+function normalize(options: number | CachedOptions | undefined): CachedOptions {
+  if (options === undefined) return {};
+  if (typeof options === "number") return { ttl: checkTtl("@Cached: ttl", options) };
+  if (typeof options !== "object" || options === null) {
+    throw new InvalidOptionError(`@Cached takes a ttl in seconds or an options object, got ${String(options)}.`);
+  }
+  if (options.ttl !== undefined) checkTtl("@Cached: ttl", options.ttl);
+  if (options.cache !== undefined && !(options.cache instanceof QueryCache)) throw new InvalidOptionError("@Cached: cache must be a QueryCache.");
+  if (options.key !== undefined && typeof options.key !== "function") throw new InvalidOptionError("@Cached: key must be a function of the arguments.");
+  if (options.dependsOn !== undefined && !Array.isArray(options.dependsOn)) {
+    throw new InvalidOptionError("@Cached: dependsOn must be an array of entity classes or table names.");
+  }
+  return options;
+}

@@ -1,0 +1,80 @@
+import type { StoreGuard } from "../stores/store-guard";
+
+const RETRY_FIRST_MS = 50;
+const RETRY_MAX_MS = 5000;
+
+/**
+ * Delivers invalidations to the store. One that cannot be delivered is kept and retried with
+ * backoff; until it lands, this process serves and stores no entry that depends on it.
+ */
+export class Invalidator {
+  private readonly pending = new Set<string>();
+  private retryDelay = RETRY_FIRST_MS;
+  private retryTimer?: NodeJS.Timeout;
+  /** Counts invalidations issued here; a computation that saw it change may be outdated. */
+  epoch = 0;
+
+  constructor(
+    private readonly guard: StoreGuard,
+    private readonly clockKey: string,
+    private readonly onDelivered: (count: number) => void,
+    private readonly onError: (error: Error) => void,
+  ) {}
+
+  async invalidate(deps: Iterable<string>): Promise<void> {
+    const keys = [...deps];
+    if (keys.length === 0) return;
+    this.epoch++;
+    try {
+      await this.guard.strict((store) => store.bump(keys, this.clockKey));
+      this.onDelivered(keys.length);
+    } catch (error) {
+      for (const key of keys) this.pending.add(key);
+      this.onError(error as Error);
+      this.scheduleRetry();
+    }
+  }
+
+  /** Whether an undelivered invalidation touches any of these dependencies. */
+  blocks(deps: Iterable<string>): boolean {
+    if (this.pending.size === 0) return false;
+    for (const dep of deps) if (this.pending.has(dep)) return true;
+    return false;
+  }
+
+  get undelivered(): number {
+    return this.pending.size;
+  }
+
+  /** Tries the undelivered invalidations now; resolves whether none is left. */
+  async flush(): Promise<boolean> {
+    if (this.pending.size === 0) return true;
+    const keys = [...this.pending];
+    try {
+      await this.guard.strict((store) => store.bump(keys, this.clockKey));
+      for (const key of keys) this.pending.delete(key);
+      this.onDelivered(keys.length);
+      this.retryDelay = RETRY_FIRST_MS;
+      return this.pending.size === 0;
+    } catch (error) {
+      this.onError(error as Error);
+      return false;
+    }
+  }
+
+  stop(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(async () => {
+      this.retryTimer = undefined;
+      if (await this.flush()) return;
+      this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
+      this.scheduleRetry();
+    }, this.retryDelay);
+    this.retryTimer.unref();
+  }
+}

@@ -1,0 +1,87 @@
+import type { DataSource, EntityTarget } from "typeorm";
+import { InvalidOptionError } from "./errors";
+import type { CacheStore } from "./stores/store";
+
+/** Something a cached value depends on: an entity class (its table) or a table name ("schema.table" or bare). */
+export type Dependency = EntityTarget<unknown> | string;
+
+export interface QueryCacheOptions {
+  /** The DataSource whose queries are cached and whose writes invalidate. */
+  dataSource: DataSource;
+  /** Where entries live. Default: a MemoryStore (in-process, 64 MiB). Use RedisStore to share across processes. */
+  store?: CacheStore;
+  /** Starts every key, so one Redis can hold several applications. Default "autocache". */
+  namespace?: string;
+  /** Seconds an entry lives when the call names no ttl. Default 300. */
+  defaultTtl?: number;
+  /** Milliseconds a store call may take before the cache gives up on it and reads the database. Default 250. */
+  storeTimeout?: number;
+  /** Values larger than this many bytes (serialized) are returned but not stored. Default 4 MiB. */
+  maxValueBytes?: number;
+  /**
+   * Names the database in keys instead of the identity read from the server (its system
+   * identifier, database and schema). Set it when two DataSources must share entries although
+   * the server sees them apart, or the reverse.
+   */
+  databaseId?: string;
+}
+
+export interface EntryOptions {
+  /** Seconds the entry lives. Default: the cache's defaultTtl. */
+  ttl?: number;
+  /** Dependencies beyond the tables the computation is seen to read. */
+  dependsOn?: readonly Dependency[];
+}
+
+export interface ResolvedOptions {
+  readonly dataSource: DataSource;
+  readonly namespace: string;
+  readonly defaultTtl: number;
+  readonly storeTimeout: number;
+  readonly maxValueBytes: number;
+  readonly databaseId?: string;
+}
+
+export function resolveOptions(options: QueryCacheOptions): ResolvedOptions {
+  if (typeof options !== "object" || options === null) {
+    throw new InvalidOptionError("QueryCache: pass an options object, new QueryCache({ dataSource, store }).");
+  }
+  if (typeof options.dataSource?.createQueryRunner !== "function" || !options.dataSource.options) {
+    throw new InvalidOptionError("QueryCache: dataSource must be a TypeORM DataSource, the one whose queries are cached.");
+  }
+  if (options.dataSource.options.type !== "postgres") {
+    throw new InvalidOptionError(`QueryCache: only PostgreSQL DataSources are supported, this one is "${options.dataSource.options.type}".`);
+  }
+  const namespace = options.namespace ?? "autocache";
+  if (typeof namespace !== "string" || !/^[A-Za-z0-9_.\-]+$/.test(namespace)) {
+    throw new InvalidOptionError(
+      `QueryCache: namespace must be a non-empty string of letters, digits, "_", "." or "-", got ${JSON.stringify(namespace)}.`,
+    );
+  }
+  if (options.databaseId !== undefined && (typeof options.databaseId !== "string" || options.databaseId === "")) {
+    throw new InvalidOptionError("QueryCache: databaseId must be a non-empty string when given.");
+  }
+  return {
+    dataSource: options.dataSource,
+    namespace,
+    defaultTtl: checkTtl("QueryCache: defaultTtl", options.defaultTtl ?? 300),
+    storeTimeout: checkPositive("QueryCache: storeTimeout", options.storeTimeout ?? 250),
+    maxValueBytes: checkPositive("QueryCache: maxValueBytes", options.maxValueBytes ?? 4 * 1024 * 1024),
+    databaseId: options.databaseId,
+  };
+}
+
+/** A ttl is a positive whole number of seconds. */
+export function checkTtl(what: string, ttl: unknown): number {
+  if (typeof ttl !== "number" || !Number.isInteger(ttl) || ttl <= 0) {
+    throw new InvalidOptionError(`${what} must be a positive whole number of seconds, got ${String(ttl)}.`);
+  }
+  return ttl;
+}
+
+function checkPositive(what: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    throw new InvalidOptionError(`${what} must be a positive number, got ${String(value)}.`);
+  }
+  return value;
+}

@@ -1,0 +1,329 @@
+import { EventEmitter } from "node:events";
+import type { DataSource, EntityTarget } from "typeorm";
+import { Catalog } from "./catalog/catalog";
+import { readIdentity } from "./catalog/database-identity";
+import { LiveCatalog } from "./catalog/live-catalog";
+import { DataSourceNotInitializedError, SubscriberMissingError, UnserializableValueError } from "./errors";
+import { Invalidator } from "./invalidation/invalidator";
+import { TransactionBuffer } from "./invalidation/transaction-buffer";
+import { KeyLayout } from "./keys/key-space";
+import { type Dependency, type EntryOptions, type QueryCacheOptions, type ResolvedOptions, checkTtl, resolveOptions } from "./options";
+import { ClassRegistry } from "./serialization/class-registry";
+import { decode, encode } from "./serialization/codec";
+import { SqlAnalyzer } from "./sql/analyzer";
+import { MemoryStore } from "./stores/memory-store";
+import type { CacheStore } from "./stores/store";
+import { StoreGuard } from "./stores/store-guard";
+import { TrackingContext, tracking } from "./tracking/tracking-context";
+import { QueryObserver } from "./typeorm/query-observer";
+import { type QueryListener, registry } from "./typeorm/registry";
+import { QueryCacheSubscriber } from "./typeorm/subscriber";
+
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  /** Entries written to the store. */
+  sets: number;
+  /** Dependency versions bumped in the store by writes and invalidate(). */
+  invalidations: number;
+  /** Store calls that failed or timed out; the callers got fresh data instead. */
+  errors: number;
+  /** Results returned but not stored: unserializable, oversize, read in a transaction, or outdated on arrival. */
+  skipped: number;
+}
+
+/** How one computation is cached: its key, lifetime and extra dependencies. */
+export interface FetchPlan {
+  /** Builds the entry key once the database identity is known. */
+  key(layout: KeyLayout): string;
+  ttl?: number;
+  dependsOn?: readonly Dependency[];
+  /** Names the computation in warnings: "PostRepository.findPublished". */
+  label: string;
+}
+
+interface Ready {
+  readonly keys: KeyLayout;
+  readonly classes: ClassRegistry;
+  readonly observer: QueryObserver;
+  readonly catalog: LiveCatalog;
+}
+
+interface Flight {
+  readonly value: unknown;
+  readonly deps: readonly string[];
+  /** The serialized value, so each follower gets its own copy. */
+  readonly encoded?: string;
+  /** Whether callers that joined this flight may take its value as fresh for them too. */
+  readonly shareable: boolean;
+}
+
+/**
+ * The cache of one DataSource: reads and writes entries in its store, tracks what each cached
+ * computation reads, and turns every write the DataSource runs into invalidations.
+ *
+ * Events: "hit" and "miss" (key), "storeError" (Error), "warning" (message).
+ */
+export class QueryCache extends EventEmitter {
+  readonly dataSource: DataSource;
+  readonly store: CacheStore;
+  private readonly options: ResolvedOptions;
+  private readonly guard: StoreGuard;
+  private readonly invalidator: Invalidator;
+  private readonly analyzer = new SqlAnalyzer();
+  private readonly buffer = new TransactionBuffer();
+  private readonly listener: QueryListener;
+  private readonly counters: CacheStats = { hits: 0, misses: 0, sets: 0, invalidations: 0, errors: 0, skipped: 0 };
+  private readonly flights = new Map<string, Promise<Flight>>();
+  private readonly warned = new Set<string>();
+  private ready?: Promise<Ready>;
+  private closed = false;
+
+  constructor(options: QueryCacheOptions) {
+    super();
+    this.options = resolveOptions(options);
+    this.dataSource = this.options.dataSource;
+    this.store = options.store ?? new MemoryStore();
+    this.guard = new StoreGuard(this.store, this.options.storeTimeout, (error) => this.storeError(error));
+    this.invalidator = new Invalidator(
+      this.guard,
+      KeyLayout.clockKey(this.options.namespace),
+      (count) => {
+        this.counters.invalidations += count;
+      },
+      (error) => this.storeError(error),
+    );
+    this.listener = {
+      afterQuery: async (sql, runner, succeeded) => (await this.setup()).observer.afterQuery(sql, runner, succeeded),
+    };
+    registry.bind(this.dataSource, this, this.listener);
+    void SqlAnalyzer.load();
+  }
+
+  /** The cached value, or undefined on a miss. A cached null is returned as null. */
+  async get<T = unknown>(key: string): Promise<T | undefined> {
+    const ready = await this.use();
+    const found = await this.guard.call((store) => store.lookup(ready.keys.user(key), ready.keys.clockKey));
+    if (!found?.hit || this.invalidator.blocks(found.deps)) return this.count("misses", key, undefined);
+    return this.count("hits", key, decode(found.value, ready.classes) as T);
+  }
+
+  /**
+   * Stores a value computed by the caller. It lives until its ttl ends or one of `dependsOn`
+   * is written; without dependsOn, only the ttl, delete() or clear() end it.
+   */
+  async set(key: string, value: unknown, options: EntryOptions = {}): Promise<boolean> {
+    const ready = await this.use();
+    const ttl = checkTtl("set: ttl", options.ttl ?? this.options.defaultTtl);
+    const deps = [ready.keys.everything, ...(await this.dependencyKeys(ready, options.dependsOn, "read"))];
+    const encoded = encode(value, ready.classes);
+    const stamp = await this.guard.call((store) => store.stamp(ready.keys.clockKey));
+    if (stamp === undefined) return false;
+    return (await this.putEntry(ready, ready.keys.user(key), encoded, deps, stamp, ttl)) === true;
+  }
+
+  async delete(key: string): Promise<void> {
+    const ready = await this.use();
+    await this.guard.call((store) => store.delete(ready.keys.user(key)));
+  }
+
+  /**
+   * Returns the cached value of `key`, or runs compute and caches what it returns. The tables it
+   * reads are tracked as with @Cached, so writes to them invalidate the entry.
+   */
+  wrap<T>(key: string, compute: () => Promise<T> | T, options: EntryOptions = {}): Promise<T> {
+    return this.fetch({ key: (keys) => keys.user(key), label: `wrap(${key})`, ...options }, compute) as Promise<T>;
+  }
+
+  /** Invalidates every entry that depends on these entities' tables or these table names. */
+  async invalidate(...targets: Dependency[]): Promise<void> {
+    const ready = await this.use();
+    await this.invalidator.invalidate(await this.dependencyKeys(ready, targets, "write"));
+  }
+
+  /** Deletes this namespace's entries (and only them: never FLUSHDB) and invalidates what is in flight. */
+  async clear(): Promise<void> {
+    const ready = await this.use();
+    await this.guard.strict((store) => store.clear(ready.keys));
+  }
+
+  stats(): CacheStats {
+    return { ...this.counters };
+  }
+
+  /** Detaches from the DataSource; the store (and its Redis client) stays open for its owner to close. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.invalidator.flush();
+    this.invalidator.stop();
+    registry.unbind(this.dataSource, this);
+  }
+
+  /**
+   * The get-or-compute path behind @Cached, cached() and wrap(): a hit is one store round trip;
+   * a miss runs compute once per key in this process, tracked, and stores its result if nothing
+   * it read was written meanwhile.
+   * @internal
+   */
+  async fetch(plan: FetchPlan, compute: () => unknown): Promise<unknown> {
+    const ready = await this.use();
+    const key = plan.key(ready.keys);
+    const parent = tracking.current();
+    const found = await this.guard.call((store) => store.lookup(key, ready.keys.clockKey));
+    if (found?.hit && !this.invalidator.blocks(found.deps)) {
+      const value = this.decodeOrUndefined(ready, found.value, key);
+      if (value !== undefined) {
+        parent?.addDeps(found.deps);
+        return this.count("hits", key, value.value);
+      }
+    }
+    this.count("misses", key, undefined);
+    const stamp = found && !found.hit ? found.stamp : undefined;
+    const joined = this.flights.get(key);
+    if (joined) {
+      const flight = await joined;
+      if (flight.shareable) {
+        parent?.addDeps(flight.deps);
+        return flight.encoded === undefined ? flight.value : decode(flight.encoded, ready.classes);
+      }
+    }
+    const run = this.compute(ready, plan, key, compute, stamp);
+    if (!joined) this.flights.set(key, run);
+    try {
+      const flight = await run;
+      parent?.addDeps(flight.deps);
+      return flight.value;
+    } finally {
+      if (this.flights.get(key) === run) this.flights.delete(key);
+    }
+  }
+
+  private async compute(ready: Ready, plan: FetchPlan, key: string, compute: () => unknown, stamp: number | undefined): Promise<Flight> {
+    const epoch = this.invalidator.epoch;
+    const context = new TrackingContext(this, (plan.dependsOn?.length ?? 0) > 0);
+    const value = await tracking.run(context, compute);
+    const deps = [ready.keys.everything, ...context.deps, ...(await this.dependencyKeys(ready, plan.dependsOn, "read"))];
+    const quiet = this.invalidator.epoch === epoch;
+    if (context.uncacheable) {
+      this.warnOnce(`${plan.label}: result not cached because ${context.uncacheable}.`);
+      return this.skip({ value, deps, shareable: false });
+    }
+    let encoded: string;
+    try {
+      encoded = encode(value, ready.classes);
+    } catch (error) {
+      if (!(error instanceof UnserializableValueError)) throw error;
+      this.warnOnce(`${plan.label}: result not cached because ${error.message}`);
+      return this.skip({ value, deps, shareable: false });
+    }
+    if (Buffer.byteLength(encoded) > this.options.maxValueBytes) {
+      this.warnOnce(`${plan.label}: result not cached because it is larger than maxValueBytes (${this.options.maxValueBytes}).`);
+      return this.skip({ value, deps, encoded, shareable: quiet });
+    }
+    if (stamp === undefined || this.invalidator.blocks(deps)) return this.skip({ value, deps, encoded, shareable: quiet });
+    const ttl = checkTtl(`${plan.label}: ttl`, plan.ttl ?? this.options.defaultTtl);
+    const stored = await this.putEntry(ready, key, encoded, deps, stamp, ttl);
+    // Stored means no dependency changed since the stamp: the value is current for whoever joined.
+    return { value, deps, encoded, shareable: stored === true || (stored === undefined && quiet) };
+  }
+
+  /** Resolves whether the store took the entry, or undefined when it could not be asked. */
+  private async putEntry(ready: Ready, key: string, value: string, deps: readonly string[], stamp: number, ttlSeconds: number): Promise<boolean | undefined> {
+    const stored = await this.guard.call((store) => store.set({ key, value, deps, stamp, ttlSeconds }, ready.keys.clockKey));
+    if (stored) this.counters.sets++;
+    else this.counters.skipped++;
+    return stored;
+  }
+
+  private skip(flight: Flight): Flight {
+    this.counters.skipped++;
+    return flight;
+  }
+
+  private decodeOrUndefined(ready: Ready, text: string, key: string): { value: unknown } | undefined {
+    try {
+      return { value: decode(text, ready.classes) };
+    } catch (error) {
+      this.warnOnce(`entry ${key} could not be read (${(error as Error).message}); it is treated as a miss.`);
+      return undefined;
+    }
+  }
+
+  /** Version keys of the named tables; for "write", with what a write to them changes besides. */
+  private async dependencyKeys(ready: Ready, targets: readonly Dependency[] | undefined, use: "read" | "write"): Promise<string[]> {
+    if (!targets?.length) return [];
+    const catalog = await ready.catalog.get();
+    const keys: string[] = [];
+    for (const target of targets) {
+      const path = typeof target === "string" ? target : this.dataSource.getMetadata(target as EntityTarget<unknown>).tablePath;
+      const dot = path.indexOf(".");
+      const table = catalog.qualify(dot < 0 ? { name: path } : { schema: path.slice(0, dot), name: path.slice(dot + 1) });
+      const tables = use === "read" ? catalog.readDependencies(table) : catalog.writeDependencies(table, "merge");
+      for (const t of tables) keys.push(ready.keys.version(t));
+    }
+    return keys;
+  }
+
+  private async use(): Promise<Ready> {
+    if (!this.dataSource.isInitialized) throw new DataSourceNotInitializedError();
+    return this.setup();
+  }
+
+  private setup(): Promise<Ready> {
+    this.ready ??= tracking.outside(() => this.load()).catch((error) => {
+      this.ready = undefined;
+      throw error;
+    });
+    return this.ready;
+  }
+
+  private async load(): Promise<Ready> {
+    if (!this.dataSource.subscribers.some((s) => s instanceof QueryCacheSubscriber)) throw new SubscriberMissingError();
+    await SqlAnalyzer.load();
+    const runner = this.dataSource.createQueryRunner();
+    registry.markInternal(runner);
+    try {
+      const identity = await readIdentity(runner, this.options.databaseId);
+      const keys = new KeyLayout(this.options.namespace, identity);
+      const catalog = new LiveCatalog(await Catalog.load(runner), () => this.loadCatalog());
+      const warn = (message: string) => this.warnOnce(message);
+      return {
+        keys,
+        catalog,
+        classes: ClassRegistry.of(this.dataSource),
+        observer: new QueryObserver(this, this.analyzer, catalog, keys, this.buffer, this.invalidator, warn),
+      };
+    } finally {
+      await runner.release();
+    }
+  }
+
+  private async loadCatalog(): Promise<Catalog> {
+    const runner = this.dataSource.createQueryRunner();
+    registry.markInternal(runner);
+    try {
+      return await tracking.outside(() => Catalog.load(runner));
+    } finally {
+      await runner.release();
+    }
+  }
+
+  private count<T>(counter: "hits" | "misses", key: string, value: T): T {
+    this.counters[counter]++;
+    this.emit(counter === "hits" ? "hit" : "miss", key);
+    return value;
+  }
+
+  private storeError(error: Error): void {
+    this.counters.errors++;
+    this.emit("storeError", error);
+  }
+
+  private warnOnce(message: string): void {
+    if (this.warned.has(message)) return;
+    this.warned.add(message);
+    this.emit("warning", message);
+  }
+}
+

@@ -1,0 +1,163 @@
+import { loadModule, parseSync } from "libpg-query";
+import type { RelationName, RelationWrite, StatementEffects, TransactionControl, WriteKind } from "./statement-effects";
+
+const MEMO_LIMIT = 5000;
+
+// Statements that change no table rows. Those marked in CATALOG_ONLY add to the catalog.
+const NEUTRAL = new Set([
+  "SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "TruncateStmt", "CopyStmt",
+  "RefreshMatViewStmt", "TransactionStmt", "ExplainStmt", "VariableSetStmt", "VariableShowStmt",
+  "ListenStmt", "UnlistenStmt", "NotifyStmt", "LockStmt", "VacuumStmt", "CheckPointStmt",
+  "DiscardStmt", "DeallocateStmt", "PrepareStmt", "DeclareCursorStmt", "FetchStmt", "ClosePortalStmt",
+  "ConstraintsSetStmt", "CommentStmt", "GrantStmt", "GrantRoleStmt", "CreateRoleStmt", "AlterRoleStmt",
+  "CreateStmt", "CreateTableAsStmt", "IndexStmt", "CreateSeqStmt", "AlterSeqStmt", "ViewStmt",
+  "CreateSchemaStmt", "CreateExtensionStmt", "CreateFunctionStmt", "CreateTrigStmt", "CreateEnumStmt",
+  "CompositeTypeStmt", "CreateDomainStmt", "DefineStmt", "ReindexStmt", "ClusterStmt",
+]);
+const CATALOG_ONLY = new Set([
+  "CreateStmt", "CreateTableAsStmt", "ViewStmt", "CreateSchemaStmt", "CreateExtensionStmt",
+  "CreateFunctionStmt", "CreateTrigStmt",
+]);
+
+// REFRESH MATERIALIZED VIEW replaces every row: for what references it, that is a delete.
+const WRITE_KINDS: Record<string, WriteKind> = {
+  InsertStmt: "insert",
+  UpdateStmt: "update",
+  DeleteStmt: "delete",
+  MergeStmt: "merge",
+  RefreshMatViewStmt: "delete",
+};
+
+let ready: Promise<void> | undefined;
+
+/**
+ * Finds what SQL reads and writes with PostgreSQL's own parser (libpg-query), memoized per text,
+ * since an application sends the same few hundred texts over and over.
+ */
+export class SqlAnalyzer {
+  private readonly memo = new Map<string, StatementEffects>();
+
+  /** Loads the parser (WebAssembly); analyze() may be called once this resolves. */
+  static load(): Promise<void> {
+    ready ??= loadModule();
+    return ready;
+  }
+
+  analyze(sql: string): StatementEffects {
+    let effects = this.memo.get(sql);
+    if (effects) return effects;
+    effects = analyzeText(sql);
+    if (this.memo.size >= MEMO_LIMIT) this.memo.delete(this.memo.keys().next().value as string);
+    this.memo.set(sql, effects);
+    return effects;
+  }
+}
+
+interface Collector {
+  reads: RelationName[];
+  writes: RelationWrite[];
+  truncates: RelationName[];
+  truncateCascades: boolean;
+  functions: string[];
+  cteNames: string[];
+  opaqueWrite?: string;
+  changesCatalog: boolean;
+  control: TransactionControl[];
+}
+
+function analyzeText(sql: string): StatementEffects {
+  const out: Collector = {
+    reads: [], writes: [], truncates: [], truncateCascades: false, functions: [], cteNames: [],
+    changesCatalog: false, control: [],
+  };
+  let tree: { stmts?: { stmt: Record<string, unknown> }[] };
+  try {
+    tree = parseSync(sql) as typeof tree;
+  } catch (error) {
+    out.opaqueWrite = `PostgreSQL's parser rejected it (${(error as Error).message})`;
+    return out;
+  }
+  for (const { stmt } of tree.stmts ?? []) {
+    const kind = Object.keys(stmt)[0];
+    if (!NEUTRAL.has(kind)) {
+      out.opaqueWrite ??= `${kind} may change rows in ways the statement does not name`;
+      out.changesCatalog = true;
+    }
+    if (CATALOG_ONLY.has(kind)) out.changesCatalog = true;
+    if ((stmt[kind] as Record<string, unknown>).kind === "TRANS_STMT_COMMIT_PREPARED") {
+      out.opaqueWrite ??= "COMMIT PREPARED applies writes made in another session";
+    }
+    const control = transactionControl(kind, stmt[kind] as Record<string, unknown>);
+    if (control) out.control.push(control);
+    walk(stmt, out);
+  }
+  return out;
+}
+
+function walk(node: unknown, out: Collector): void {
+  if (Array.isArray(node)) {
+    for (const item of node) walk(item, out);
+    return;
+  }
+  if (typeof node !== "object" || node === null) return;
+  for (const [key, value] of Object.entries(node as Record<string, unknown>)) {
+    const body = value as Record<string, unknown>;
+    switch (key) {
+      case "RangeVar":
+        out.reads.push(relation(body));
+        continue;
+      case "TruncateStmt":
+        for (const item of body.relations as { RangeVar: Record<string, unknown> }[]) out.truncates.push(relation(item.RangeVar));
+        if (body.behavior === "DROP_CASCADE") out.truncateCascades = true;
+        continue;
+      case "CopyStmt":
+        if (body.relation && body.is_from) out.writes.push({ ...relation(body.relation as Record<string, unknown>), kind: "insert" });
+        if (body.relation && !body.is_from) out.reads.push(relation(body.relation as Record<string, unknown>));
+        if (body.is_from && !body.relation) out.opaqueWrite ??= "COPY FROM without a table";
+        walk(body.query, out);
+        continue;
+      case "FuncCall":
+        out.functions.push((body.funcname as { String: { sval: string } }[]).map((p) => p.String.sval).join("."));
+        break;
+      case "CommonTableExpr":
+        out.cteNames.push(body.ctename as string);
+        break;
+    }
+    const kind = WRITE_KINDS[key];
+    if (kind && body.relation) out.writes.push({ ...relation(body.relation as Record<string, unknown>), kind: upsert(key, body) ? "update" : kind });
+    walk(value, out);
+  }
+}
+
+// INSERT ... ON CONFLICT DO UPDATE may update rows, which carries on through ON UPDATE rules.
+function upsert(key: string, body: Record<string, unknown>): boolean {
+  return key === "InsertStmt" && (body.onConflictClause as { action?: string } | undefined)?.action === "ONCONFLICT_UPDATE";
+}
+
+function relation(node: Record<string, unknown>): RelationName {
+  const name = node.relname as string;
+  return node.schemaname ? { schema: node.schemaname as string, name } : { name };
+}
+
+function transactionControl(kind: string, body: Record<string, unknown>): TransactionControl | undefined {
+  if (kind !== "TransactionStmt") return undefined;
+  const name = body.savepoint_name as string;
+  switch (body.kind) {
+    case "TRANS_STMT_BEGIN":
+    case "TRANS_STMT_START":
+      return { kind: "begin" };
+    case "TRANS_STMT_COMMIT":
+      return { kind: "commit" };
+    case "TRANS_STMT_ROLLBACK":
+    case "TRANS_STMT_PREPARE":
+      return { kind: "rollback" };
+    case "TRANS_STMT_SAVEPOINT":
+      return { kind: "savepoint", name };
+    case "TRANS_STMT_RELEASE":
+      return { kind: "release", name };
+    case "TRANS_STMT_ROLLBACK_TO":
+      return { kind: "rollback-to", name };
+    default:
+      return undefined;
+  }
+}

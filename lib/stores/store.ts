@@ -1,0 +1,48 @@
+/**
+ * What a cache store does. Entries carry a stamp (taken before their value was computed) and the
+ * names of the dependency versions they rely on; an entry is served only while every one of those
+ * versions exists and is not newer than its stamp. Invalidation moves versions forward, so it
+ * costs one write per dependency, whatever the number of entries that depend on it.
+ */
+export interface CacheStore {
+  /**
+   * Reads an entry. A hit returns it with its dependencies; anything else (absent, expired,
+   * outdated, unreadable) is a miss that returns the stamp a value computed from now on carries.
+   */
+  lookup(key: string, clockKey: string): Promise<Lookup>;
+  /** The stamp a value computed from now on carries. */
+  stamp(clockKey: string): Promise<number>;
+  /**
+   * Stores an entry unless one of its dependencies changed after `stamp` or has no version yet.
+   * Resolves whether the entry was stored.
+   */
+  set(entry: StoreEntry, clockKey: string): Promise<boolean>;
+  /** Moves every named version past every stamp handed out so far. */
+  bump(versionKeys: readonly string[], clockKey: string): Promise<void>;
+  delete(key: string): Promise<void>;
+  /** Deletes every entry under `space.entryPrefix` and bumps every version under `space.versionPrefix`. */
+  clear(space: KeySpace): Promise<void>;
+  /** False when the store is known to be unreachable, so callers skip it without waiting. */
+  readonly available: boolean;
+}
+
+export type Lookup =
+  | { readonly hit: true; readonly value: string; readonly deps: readonly string[] }
+  | { readonly hit: false; readonly stamp: number };
+
+export interface StoreEntry {
+  readonly key: string;
+  readonly value: string;
+  readonly deps: readonly string[];
+  readonly stamp: number;
+  readonly ttlSeconds: number;
+}
+
+/** Where one namespace keeps its keys. */
+export interface KeySpace {
+  /** The key whose value every stamp and version is drawn above. */
+  readonly clockKey: string;
+  readonly entryPrefix: string;
+  /** Starts every version key (and the clock key, which clear leaves alone). */
+  readonly versionPrefix: string;
+}

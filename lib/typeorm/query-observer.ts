@@ -1,0 +1,96 @@
+import type { QueryRunner } from "typeorm";
+import type { Catalog } from "../catalog/catalog";
+import type { Invalidator } from "../invalidation/invalidator";
+import type { TransactionBuffer } from "../invalidation/transaction-buffer";
+import type { KeyLayout } from "../keys/key-space";
+import type { SqlAnalyzer } from "../sql/analyzer";
+import type { RelationName, StatementEffects } from "../sql/statement-effects";
+import { type TrackingContext, tracking } from "../tracking/tracking-context";
+
+/** The catalog as last read, and a way to read it again after DDL or for a name it lacks. */
+export interface CatalogSource {
+  get(): Promise<Catalog>;
+  reload(): Promise<Catalog>;
+}
+
+/**
+ * Turns each query TypeORM ran into what the cache must know: the tables a cached computation
+ * read, and the invalidations a write makes due, now or at its transaction's outermost COMMIT.
+ */
+export class QueryObserver {
+  private readonly unknownNames = new Set<string>();
+
+  constructor(
+    private readonly owner: object,
+    private readonly analyzer: SqlAnalyzer,
+    private readonly catalog: CatalogSource,
+    private readonly keys: KeyLayout,
+    private readonly buffer: TransactionBuffer,
+    private readonly invalidator: Invalidator,
+    private readonly warn: (message: string) => void,
+  ) {}
+
+  async afterQuery(sql: string, runner: QueryRunner, succeeded: boolean): Promise<void> {
+    const effects = this.analyzer.analyze(sql);
+    const context = tracking.current();
+    if (context && context.owner === this.owner) await this.track(context, effects, runner);
+    if (succeeded && effects.changesCatalog) {
+      this.unknownNames.clear();
+      void this.catalog.reload();
+    }
+    const written = succeeded ? await this.writtenDeps(effects) : [];
+    const opening = effects.control.filter((c) => c.kind === "begin" || c.kind === "savepoint");
+    const closing = effects.control.filter((c) => c.kind !== "begin" && c.kind !== "savepoint");
+    for (const control of opening) this.buffer.apply(runner, control, succeeded);
+    const held = written.length > 0 && this.buffer.hold(runner, written);
+    const due = new Set<string>(held && effects.control.length === 0 ? [] : written);
+    for (const control of closing) for (const dep of this.buffer.apply(runner, control, succeeded) ?? []) due.add(dep);
+    if (due.size > 0) await this.invalidator.invalidate(due);
+  }
+
+  private async track(context: TrackingContext, effects: StatementEffects, runner: QueryRunner): Promise<void> {
+    if (runner.isTransactionActive || this.buffer.isOpen(runner)) context.refuse("it ran inside a transaction");
+    const cteNames = new Set(effects.cteNames);
+    for (const ref of effects.reads) {
+      if (!ref.schema && cteNames.has(ref.name) && !(await this.catalog.get()).knows(ref)) continue;
+      const catalog = await this.catalogFor(ref);
+      for (const table of catalog.readDependencies(catalog.qualify(ref))) context.deps.add(this.keys.version(table));
+    }
+    if (context.vouched) return;
+    const catalog = await this.catalog.get();
+    const opaque = effects.functions.find((name) => !catalog.isBuiltinFunction(name));
+    if (opaque) {
+      context.refuse(
+        `it calls ${opaque}(), which may read tables the library cannot see; name them with ` +
+          `dependsOn to cache it`,
+      );
+    }
+  }
+
+  private async writtenDeps(effects: StatementEffects): Promise<string[]> {
+    const tables = new Set<string>();
+    for (const ref of effects.writes) {
+      const catalog = await this.catalogFor(ref);
+      for (const t of catalog.writeDependencies(catalog.qualify(ref), ref.kind)) tables.add(t);
+    }
+    for (const ref of effects.truncates) {
+      const catalog = await this.catalogFor(ref);
+      const kind = effects.truncateCascades ? "truncate-cascade" : "truncate";
+      for (const t of catalog.writeDependencies(catalog.qualify(ref), kind)) tables.add(t);
+    }
+    const deps = [...tables].map((t) => this.keys.version(t));
+    if (effects.opaqueWrite) {
+      this.warn(`a statement invalidates every cached result of this database: ${effects.opaqueWrite}`);
+      deps.push(this.keys.everything);
+    }
+    return deps;
+  }
+
+  private async catalogFor(ref: RelationName): Promise<Catalog> {
+    const catalog = await this.catalog.get();
+    const name = catalog.qualify(ref);
+    if (catalog.knows(ref) || this.unknownNames.has(name)) return catalog;
+    this.unknownNames.add(name);
+    return this.catalog.reload();
+  }
+}

@@ -1,0 +1,88 @@
+import "reflect-metadata";
+import { randomUUID } from "node:crypto";
+import Redis from "ioredis";
+import { DataSource, type EntitySubscriberInterface, type AfterQueryEvent, EventSubscriber } from "typeorm";
+import { QueryCache, QueryCacheSubscriber, RedisStore } from "../../lib";
+import type { QueryCacheOptions } from "../../lib/options";
+import { getServices } from "../../example/services";
+import { entities } from "./entities";
+
+/** Counts the SELECTs each DataSource runs, to prove hits run none. */
+const selects = new WeakMap<DataSource, number>();
+
+@EventSubscriber()
+export class SelectCounter implements EntitySubscriberInterface {
+  afterQuery(event: AfterQueryEvent): void {
+    if (/^\s*select/i.test(event.query) && !/pg_catalog|current_schema|information_schema|pg_control_system|pg_database/i.test(event.query)) {
+      selects.set(event.connection, (selects.get(event.connection) ?? 0) + 1);
+    }
+  }
+}
+
+export function selectCount(dataSource: DataSource): number {
+  return selects.get(dataSource) ?? 0;
+}
+
+/** A DataSource on the test database; `fresh` drops and recreates the tables. */
+export async function openDataSource(options: { fresh?: boolean; schema?: string; extraEntities?: Function[] } = {}): Promise<DataSource> {
+  const { pgUrl } = await getServices();
+  const dataSource = new DataSource({
+    type: "postgres",
+    url: pgUrl,
+    schema: options.schema,
+    entities: [...entities, ...(options.extraEntities ?? [])],
+    subscribers: [QueryCacheSubscriber, SelectCounter],
+    synchronize: options.fresh ?? false,
+    dropSchema: options.fresh ?? false,
+    logging: false,
+  });
+  return dataSource.initialize();
+}
+
+export async function openRedis(): Promise<Redis> {
+  const { redisUrl } = await getServices();
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await redis.connect();
+  return redis;
+}
+
+export function uniqueNamespace(): string {
+  return `t${randomUUID().slice(0, 8)}`;
+}
+
+/** One application instance: a DataSource, a Redis client and a QueryCache over them. */
+export interface App {
+  dataSource: DataSource;
+  redis: Redis;
+  cache: QueryCache;
+  close(): Promise<void>;
+}
+
+export async function openApp(
+  namespace: string,
+  options: { fresh?: boolean; cache?: Partial<QueryCacheOptions>; schema?: string; extraEntities?: Function[] } = {},
+): Promise<App> {
+  const dataSource = await openDataSource(options);
+  const redis = await openRedis();
+  const cache = new QueryCache({ dataSource, store: new RedisStore(redis), namespace, ...options.cache });
+  return {
+    dataSource,
+    redis,
+    cache,
+    async close() {
+      await cache.close();
+      await dataSource.destroy();
+      redis.disconnect();
+    },
+  };
+}
+
+/** Deletes every key of a namespace, so tests leave Redis as they found it. */
+export async function dropNamespace(redis: Redis, namespace: string): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", `${namespace}:*`, "COUNT", 1000);
+    cursor = next;
+    if (keys.length) await redis.unlink(...keys);
+  } while (cursor !== "0");
+}

@@ -1,0 +1,68 @@
+import { type DataSource, Repository } from "typeorm";
+import { Cached } from "../../lib";
+import { Author, Comment, Post, Tag } from "./entities";
+
+export class PostRepository extends Repository<Post> {
+  @Cached(60)
+  findPublished(): Promise<Post[]> {
+    return this.find({ where: { published: true }, relations: { author: true }, order: { id: "ASC" } });
+  }
+
+  @Cached(60)
+  findAll(): Promise<Post[]> {
+    return this.find({ order: { id: "ASC" } });
+  }
+
+  @Cached(60)
+  byId(id: number): Promise<Post | null> {
+    return this.findOne({ where: { id }, relations: { author: true, tags: true } });
+  }
+
+  @Cached(60)
+  byTitle(filter: { title: string }): Promise<Post[]> {
+    return this.find({ where: { title: filter.title }, order: { id: "ASC" } });
+  }
+
+  @Cached(60)
+  withTags(): Promise<Post[]> {
+    return this.find({ relations: { tags: true }, order: { id: "ASC", tags: { id: "ASC" } } });
+  }
+
+  @Cached(60)
+  page(take: number): Promise<[Post[], number]> {
+    return this.findAndCount({ take, order: { id: "ASC" } });
+  }
+
+  @Cached(60)
+  total(): Promise<number> {
+    return this.count();
+  }
+
+  @Cached(60)
+  commentCounts(): Promise<{ postId: number; comments: string }[]> {
+    return this.createQueryBuilder("post")
+      .leftJoin("post.comments", "comment")
+      .select("post.id", "postId")
+      .addSelect("COUNT(comment.id)", "comments")
+      .groupBy("post.id")
+      .orderBy("post.id")
+      .getRawMany();
+  }
+
+  @Cached(60)
+  slow(title: string, pauseMs: number): Promise<Post[]> {
+    return this.find({ where: { title } }).then(async (rows) => {
+      await new Promise((r) => setTimeout(r, pauseMs));
+      return rows;
+    });
+  }
+}
+
+export function repositories(dataSource: DataSource) {
+  return {
+    posts: new PostRepository(Post, dataSource.manager),
+    authors: dataSource.getRepository(Author),
+    tags: dataSource.getRepository(Tag),
+    comments: dataSource.getRepository(Comment),
+  };
+}
