@@ -23,13 +23,26 @@ export function selectCount(dataSource: DataSource): number {
   return selects.get(dataSource) ?? 0;
 }
 
-/** A DataSource on the test database; `fresh` drops and recreates the tables. */
+const createdSchemas = new Set<string>();
+
+/**
+ * A DataSource on the test database, in its own PostgreSQL schema (so spec files never touch each
+ * other's tables); `fresh` drops and recreates the tables.
+ */
 export async function openDataSource(options: { fresh?: boolean; schema?: string; extraEntities?: Function[] } = {}): Promise<DataSource> {
   const { pgUrl } = await getServices();
+  const schema = options.schema ?? "public";
+  if (!createdSchemas.has(schema)) {
+    const setup = new DataSource({ type: "postgres", url: pgUrl });
+    await setup.initialize();
+    await setup.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+    await setup.destroy();
+    if (schema !== "public") createdSchemas.add(schema);
+  }
   const dataSource = new DataSource({
     type: "postgres",
     url: pgUrl,
-    schema: options.schema,
+    schema,
     entities: [...entities, ...(options.extraEntities ?? [])],
     subscribers: [QueryCacheSubscriber, SelectCounter],
     synchronize: options.fresh ?? false,
@@ -58,11 +71,12 @@ export interface App {
   close(): Promise<void>;
 }
 
+/** One application instance; its tables live in the schema named after the namespace unless told otherwise. */
 export async function openApp(
   namespace: string,
   options: { fresh?: boolean; cache?: Partial<QueryCacheOptions>; schema?: string; extraEntities?: Function[] } = {},
 ): Promise<App> {
-  const dataSource = await openDataSource(options);
+  const dataSource = await openDataSource({ ...options, schema: options.schema ?? namespace });
   const redis = await openRedis();
   const cache = new QueryCache({ dataSource, store: new RedisStore(redis), namespace, ...options.cache });
   return {
@@ -85,4 +99,15 @@ export async function dropNamespace(redis: Redis, namespace: string): Promise<vo
     cursor = next;
     if (keys.length) await redis.unlink(...keys);
   } while (cursor !== "0");
+}
+
+/** Drops the schemas the tests created; run once after all spec files. */
+export async function dropCreatedSchemas(): Promise<void> {
+  if (createdSchemas.size === 0) return;
+  const { pgUrl } = await getServices();
+  const admin = new DataSource({ type: "postgres", url: pgUrl });
+  await admin.initialize();
+  for (const schema of createdSchemas) await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await admin.destroy();
+  createdSchemas.clear();
 }
