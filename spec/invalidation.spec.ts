@@ -2,20 +2,7 @@ import { expect } from "chai";
 import { Author, Comment, Post, Tag } from "./support/entities";
 import { type App, dropNamespace, openApp, selectCount, uniqueNamespace } from "./support/fixture";
 import { PostRepository, repositories } from "./support/repositories";
-
-/** Calls a cached read until it is served from the cache, and proves the hit ran no SQL. */
-async function warm<T>(app: App, read: () => Promise<T>): Promise<T> {
-  for (let i = 0; i < 3; i++) {
-    const hits = app.cache.stats().hits;
-    const selects = selectCount(app.dataSource);
-    const value = await read();
-    if (app.cache.stats().hits > hits) {
-      expect(selectCount(app.dataSource), "a hit runs no SQL").to.equal(selects);
-      return value;
-    }
-  }
-  throw new Error("the read was never served from the cache");
-}
+import { warm } from "./support/warm";
 
 describe("invalidation: every write path refreshes the cached reads that depend on it", () => {
   const ns = uniqueNamespace();
@@ -72,7 +59,7 @@ describe("invalidation: every write path refreshes the cached reads that depend 
         await runner.release();
       }
     }, ["two"]],
-    ["TRUNCATE through repository.clear()", () => app.dataSource.query(`TRUNCATE "${ns}"."post" CASCADE`), []],
+    ["TRUNCATE ... CASCADE", () => app.dataSource.query(`TRUNCATE "${ns}"."post" CASCADE`), []],
   ];
 
   for (const [name, write, expected] of paths) {
