@@ -47,7 +47,7 @@ export class RedisStore implements CacheStore {
   }
 
   async bump(versionKeys: readonly string[], clockKey: string): Promise<void> {
-    if (versionKeys.length > 0) await scripts.bump.run(this.redis, [clockKey, ...versionKeys], []);
+    if (versionKeys.length > 0) await scripts.bump.run(this.redis, [clockKey, ...versionKeys], [""]);
   }
 
   async delete(key: string): Promise<void> {
