@@ -24,6 +24,14 @@ export interface QueryCacheOptions {
    * the server sees them apart, or the reverse.
    */
   databaseId?: string;
+  /**
+   * Keeps hot entries decoded in process memory, up to maxBytes (of their serialized size), in
+   * front of the store: a hit costs a Map lookup. Other processes' writes reach it over Redis
+   * pub/sub, so it may lag them by the propagation delay (see the README); it is emptied whenever
+   * that channel disconnects. Results from it are shared between callers: treat them as read-only.
+   * Off by default. Needs a store that can follow invalidations (RedisStore).
+   */
+  local?: { maxBytes: number };
 }
 
 export interface EntryOptions {
@@ -40,6 +48,7 @@ export interface ResolvedOptions {
   readonly storeTimeout: number;
   readonly maxValueBytes: number;
   readonly databaseId?: string;
+  readonly localMaxBytes?: number;
 }
 
 export function resolveOptions(options: QueryCacheOptions): ResolvedOptions {
@@ -68,6 +77,7 @@ export function resolveOptions(options: QueryCacheOptions): ResolvedOptions {
     storeTimeout: checkPositive("QueryCache: storeTimeout", options.storeTimeout ?? 250),
     maxValueBytes: checkPositive("QueryCache: maxValueBytes", options.maxValueBytes ?? 4 * 1024 * 1024),
     databaseId: options.databaseId,
+    localMaxBytes: options.local === undefined ? undefined : checkPositive("QueryCache: local.maxBytes", options.local?.maxBytes),
   };
 }
 

@@ -3,10 +3,11 @@ import type { DataSource, EntityTarget } from "typeorm";
 import { Catalog } from "./catalog/catalog";
 import { readIdentity } from "./catalog/database-identity";
 import { LiveCatalog } from "./catalog/live-catalog";
-import { DataSourceNotInitializedError, SubscriberMissingError, UnserializableValueError } from "./errors";
+import { DataSourceNotInitializedError, InvalidOptionError, SubscriberMissingError, UnserializableValueError } from "./errors";
 import { Invalidator } from "./invalidation/invalidator";
 import { TransactionBuffer } from "./invalidation/transaction-buffer";
 import { KeyLayout } from "./keys/key-space";
+import { LocalTier } from "./local/local-tier";
 import { type Dependency, type EntryOptions, type QueryCacheOptions, type ResolvedOptions, checkTtl, resolveOptions } from "./options";
 import { ClassRegistry } from "./serialization/class-registry";
 import { decode, encode } from "./serialization/codec";
@@ -77,6 +78,10 @@ export class QueryCache extends EventEmitter {
   private readonly flights = new Map<string, Promise<Flight>>();
   private readonly warned = new Set<string>();
   private ready?: Promise<Ready>;
+  /** The same as `ready` once it has resolved, for the synchronous part of a hit. */
+  private loaded?: Ready;
+  private readonly local?: LocalTier;
+  private follower?: { close(): Promise<void> };
   private closed = false;
 
   constructor(options: QueryCacheOptions) {
@@ -85,19 +90,31 @@ export class QueryCache extends EventEmitter {
     this.dataSource = this.options.dataSource;
     this.store = options.store ?? new MemoryStore();
     this.guard = new StoreGuard(this.store, this.options.storeTimeout, (error) => this.storeError(error));
-    this.invalidator = new Invalidator(
-      this.guard,
-      KeyLayout.clockKey(this.options.namespace),
-      (count) => {
+    if (this.options.localMaxBytes !== undefined) {
+      if (typeof this.store.follow !== "function") {
+        throw new InvalidOptionError("QueryCache: the local tier needs a store that can follow invalidations across processes, such as RedisStore.");
+      }
+      this.local = new LocalTier(this.options.localMaxBytes);
+    }
+    this.invalidator = new Invalidator(this.guard, KeyLayout.clockKey(this.options.namespace), this.local && KeyLayout.channel(this.options.namespace), {
+      issued: (keys) => this.local?.drop(keys),
+      delivered: (count) => {
         this.counters.invalidations += count;
       },
-      (error) => this.storeError(error),
-    );
+      failed: (error) => this.storeError(error),
+    });
     this.listener = {
       afterQuery: async (sql, runner, succeeded) => (await this.setup()).observer.afterQuery(sql, runner, succeeded),
     };
     registry.bind(this.dataSource, this, this.listener);
     void SqlAnalyzer.load();
+    if (this.local) {
+      const local = this.local;
+      this.follower = this.store.follow?.(KeyLayout.channel(this.options.namespace), {
+        invalidated: (keys) => local.drop(keys),
+        state: (live) => local.reset(live),
+      });
+    }
   }
 
   /** The cached value, or undefined on a miss. A cached null is returned as null. */
@@ -144,6 +161,7 @@ export class QueryCache extends EventEmitter {
   /** Deletes this namespace's entries (and only them: never FLUSHDB) and invalidates what is in flight. */
   async clear(): Promise<void> {
     const ready = await this.use();
+    this.local?.reset(true);
     await this.guard.strict((store) => store.clear(ready.keys));
   }
 
@@ -157,6 +175,7 @@ export class QueryCache extends EventEmitter {
     this.closed = true;
     await this.invalidator.flush();
     this.invalidator.stop();
+    await this.follower?.close();
     registry.unbind(this.dataSource, this);
   }
 
@@ -167,14 +186,22 @@ export class QueryCache extends EventEmitter {
    * @internal
    */
   async fetch(plan: FetchPlan, compute: () => unknown): Promise<unknown> {
-    const ready = await this.use();
+    const ready = this.loaded ?? (await this.use());
+    if (!this.dataSource.isInitialized) throw new DataSourceNotInitializedError();
     const key = plan.key(ready.keys);
     const parent = tracking.current();
+    const held = this.local?.get(key);
+    if (held) {
+      parent?.addDeps(held.deps);
+      return this.count("hits", key, held.value);
+    }
+    const mark = this.local?.mark() ?? 0;
     const found = await this.guard.call((store) => store.lookup(key, ready.keys.clockKey));
     if (found?.hit && !this.invalidator.blocks(found.deps)) {
       const value = this.decodeOrUndefined(ready, found.value, key);
       if (value !== undefined) {
         parent?.addDeps(found.deps);
+        this.keepLocally(ready, key, found.value, found.deps, plan, mark);
         return this.count("hits", key, value.value);
       }
     }
@@ -188,7 +215,7 @@ export class QueryCache extends EventEmitter {
         return flight.encoded === undefined ? flight.value : decode(flight.encoded, ready.classes);
       }
     }
-    const run = this.compute(ready, plan, key, compute, stamp);
+    const run = this.compute(ready, plan, key, compute, stamp, mark);
     if (!joined) this.flights.set(key, run);
     try {
       const flight = await run;
@@ -199,7 +226,14 @@ export class QueryCache extends EventEmitter {
     }
   }
 
-  private async compute(ready: Ready, plan: FetchPlan, key: string, compute: () => unknown, stamp: number | undefined): Promise<Flight> {
+  /** Keeps a decoded copy of its own in the local tier, so no caller's mutations reach it. */
+  private keepLocally(ready: Ready, key: string, encoded: string, deps: readonly string[], plan: FetchPlan, mark: number): void {
+    if (!this.local) return;
+    const ttl = plan.ttl ?? this.options.defaultTtl;
+    this.local.set(key, decode(encoded, ready.classes), deps, encoded.length, ttl, mark);
+  }
+
+  private async compute(ready: Ready, plan: FetchPlan, key: string, compute: () => unknown, stamp: number | undefined, mark: number): Promise<Flight> {
     const epoch = this.invalidator.epoch;
     const context = new TrackingContext(this, (plan.dependsOn?.length ?? 0) > 0);
     const value = await tracking.run(context, compute);
@@ -224,6 +258,7 @@ export class QueryCache extends EventEmitter {
     if (stamp === undefined || this.invalidator.blocks(deps)) return this.skip({ value, deps, encoded, shareable: quiet });
     const ttl = checkTtl(`${plan.label}: ttl`, plan.ttl ?? this.options.defaultTtl);
     const stored = await this.putEntry(ready, key, encoded, deps, stamp, ttl);
+    if (stored) this.keepLocally(ready, key, encoded, deps, plan, mark);
     // Stored means no dependency changed since the stamp: the value is current for whoever joined.
     return { value, deps, encoded, shareable: stored === true || (stored === undefined && quiet) };
   }
@@ -271,10 +306,13 @@ export class QueryCache extends EventEmitter {
   }
 
   private setup(): Promise<Ready> {
-    this.ready ??= tracking.outside(() => this.load()).catch((error) => {
-      this.ready = undefined;
-      throw error;
-    });
+    this.ready ??= tracking.outside(() => this.load()).then(
+      (ready) => (this.loaded = ready),
+      (error) => {
+        this.ready = undefined;
+        throw error;
+      },
+    );
     return this.ready;
   }
 
@@ -284,7 +322,8 @@ export class QueryCache extends EventEmitter {
     const runner = this.dataSource.createQueryRunner();
     registry.markInternal(runner);
     try {
-      const identity = await readIdentity(runner, this.options.databaseId);
+      const schema = (this.dataSource.options as { schema?: string }).schema;
+      const identity = await readIdentity(runner, schema, this.options.databaseId);
       const keys = new KeyLayout(this.options.namespace, identity);
       const catalog = new LiveCatalog(await Catalog.load(runner), () => this.loadCatalog());
       const warn = (message: string) => this.warnOnce(message);

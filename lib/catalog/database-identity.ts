@@ -5,7 +5,10 @@ import type { QueryRunner } from "typeorm";
 export interface DatabaseIdentity {
   /** The server and database: tables of the same name elsewhere are other tables. */
   readonly database: string;
-  /** The database and the connection's schema: a tenant schema gets entries of its own. */
+  /**
+   * The database, the connection's current schema and the DataSource's `schema` option (which
+   * TypeORM writes into the SQL rather than the search path): a tenant schema gets entries of its own.
+   */
   readonly scope: string;
 }
 
@@ -14,7 +17,7 @@ export interface DatabaseIdentity {
  * different host names still share invalidations: the cluster's system identifier where the role
  * may read it, else the server's address and port, plus the database's name and oid.
  */
-export async function readIdentity(runner: QueryRunner, override?: string): Promise<DatabaseIdentity> {
+export async function readIdentity(runner: QueryRunner, schemaOption: string | undefined, override?: string): Promise<DatabaseIdentity> {
   const [row] = await runner.query(
     `SELECT current_database() AS name, d.oid::text AS oid, current_schema() AS schema,
             coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port()::text, '') AS address
@@ -30,7 +33,7 @@ export async function readIdentity(runner: QueryRunner, override?: string): Prom
     }
   }
   const database = override ?? digest(`${server}/${row.name}/${row.oid}`);
-  return { database, scope: digest(`${database}/${row.schema}`) };
+  return { database, scope: digest(`${database}/${row.schema}/${schemaOption ?? ""}`) };
 }
 
 function digest(text: string): string {

@@ -17,20 +17,27 @@ export class Invalidator {
   constructor(
     private readonly guard: StoreGuard,
     private readonly clockKey: string,
-    private readonly onDelivered: (count: number) => void,
-    private readonly onError: (error: Error) => void,
+    /** Where bumps are announced to other processes' in-process tiers; undefined when none listens. */
+    private readonly channel: string | undefined,
+    private readonly hooks: {
+      /** Runs before delivery, so this process's own copies go first. */
+      issued(keys: readonly string[]): void;
+      delivered(count: number): void;
+      failed(error: Error): void;
+    },
   ) {}
 
   async invalidate(deps: Iterable<string>): Promise<void> {
     const keys = [...deps];
     if (keys.length === 0) return;
     this.epoch++;
+    this.hooks.issued(keys);
     try {
-      await this.guard.strict((store) => store.bump(keys, this.clockKey));
-      this.onDelivered(keys.length);
+      await this.guard.strict((store) => store.bump(keys, this.clockKey, this.channel));
+      this.hooks.delivered(keys.length);
     } catch (error) {
       for (const key of keys) this.pending.add(key);
-      this.onError(error as Error);
+      this.hooks.failed(error as Error);
       this.scheduleRetry();
     }
   }
@@ -51,13 +58,13 @@ export class Invalidator {
     if (this.pending.size === 0) return true;
     const keys = [...this.pending];
     try {
-      await this.guard.strict((store) => store.bump(keys, this.clockKey));
+      await this.guard.strict((store) => store.bump(keys, this.clockKey, this.channel));
       for (const key of keys) this.pending.delete(key);
-      this.onDelivered(keys.length);
+      this.hooks.delivered(keys.length);
       this.retryDelay = RETRY_FIRST_MS;
       return this.pending.size === 0;
     } catch (error) {
-      this.onError(error as Error);
+      this.hooks.failed(error as Error);
       return false;
     }
   }

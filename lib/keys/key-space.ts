@@ -25,6 +25,11 @@ export class KeyLayout implements KeySpace {
     this.versionScope = `${this.versionPrefix}${identity.database}:`;
   }
 
+  /** The pub/sub channel bumps are announced on, for other processes' in-process tiers. */
+  static channel(namespace: string): string {
+    return `${namespace}:invalidations`;
+  }
+
   static clockKey(namespace: string): string {
     return `${versionPrefix(namespace)}clock`;
   }

@@ -17,13 +17,28 @@ export interface CacheStore {
    * Resolves whether the entry was stored.
    */
   set(entry: StoreEntry, clockKey: string): Promise<boolean>;
-  /** Moves every named version past every stamp handed out so far. */
-  bump(versionKeys: readonly string[], clockKey: string): Promise<void>;
+  /**
+   * Moves every named version past every stamp handed out so far, and when `channel` is given,
+   * announces them there for follow().
+   */
+  bump(versionKeys: readonly string[], clockKey: string, channel?: string): Promise<void>;
   delete(key: string): Promise<void>;
   /** Deletes every entry under `space.entryPrefix` and bumps every version under `space.versionPrefix`. */
   clear(space: KeySpace): Promise<void>;
   /** False when the store is known to be unreachable, so callers skip it without waiting. */
   readonly available: boolean;
+  /**
+   * Follows the versions other processes bump, for an in-process tier. Optional: stores that
+   * cannot (a MemoryStore, which has no other processes) leave it out.
+   */
+  follow?(channel: string, handlers: FollowHandlers): { close(): Promise<void> };
+}
+
+export interface FollowHandlers {
+  /** Version keys that were bumped, by any process. */
+  invalidated(versionKeys: string[]): void;
+  /** Whether every bump from now on will be reported; false after a disconnect. */
+  state(live: boolean): void;
 }
 
 export type Lookup =
