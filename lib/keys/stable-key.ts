@@ -4,12 +4,17 @@ import { EntityManager } from "typeorm";
 /** Why an argument list has no stable key; the caller turns it into an UnkeyableArgumentError. */
 export class UnkeyableValue extends Error {}
 
+// Short argument lists stay readable in keys (and skip hashing); longer ones are digested.
+const VERBATIM_LIMIT = 64;
+
 /**
- * A digest of the arguments that is equal exactly when they are equal as data: object keys are
- * sorted, so {a: 1, b: 2} and {b: 2, a: 1} share it, and types are kept apart, so 1 and "1" do not.
+ * A key part for the arguments that is equal exactly when they are equal as data: object keys
+ * are sorted, so {a: 1, b: 2} and {b: 2, a: 1} share it, and types are kept apart, so 1 and "1"
+ * do not.
  */
 export function argumentsDigest(args: readonly unknown[]): string {
-  return createHash("sha1").update(canonical(args, new Set())).digest("base64url");
+  const text = canonical(args, new Set());
+  return text.length <= VERBATIM_LIMIT ? `j${text}` : `h${createHash("sha1").update(text).digest("base64url")}`;
 }
 
 function canonical(value: unknown, seen: Set<object>): string {
