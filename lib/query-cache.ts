@@ -121,8 +121,9 @@ export class QueryCache extends EventEmitter {
   async get<T = unknown>(key: string): Promise<T | undefined> {
     const ready = await this.use();
     const found = await this.guard.call((store) => store.lookup(ready.keys.user(key), ready.keys.clockKey));
-    if (!found?.hit || this.invalidator.blocks(found.deps)) return this.count("misses", key, undefined);
-    return this.count("hits", key, decode(found.value, ready.classes) as T);
+    const value = found?.hit && !this.invalidator.blocks(found.deps) ? this.decodeOrUndefined(ready, found.value, key) : undefined;
+    if (!value) return this.count("misses", key, undefined);
+    return this.count("hits", key, value.value as T);
   }
 
   /**
@@ -206,7 +207,8 @@ export class QueryCache extends EventEmitter {
       }
     }
     this.count("misses", key, undefined);
-    const stamp = found && !found.hit ? found.stamp : undefined;
+    // An unreadable entry was a hit to the store: a fresh stamp lets the recomputed value replace it.
+    const stamp = found?.hit === false ? found.stamp : found?.hit ? await this.guard.call((store) => store.stamp(ready.keys.clockKey)) : undefined;
     const joined = this.flights.get(key);
     if (joined) {
       const flight = await joined;

@@ -1,8 +1,9 @@
-import { EntityManager } from "typeorm";
-import { CacheNotFoundError, InvalidOptionError, UnkeyableArgumentError } from "../errors";
+import { createHash } from "node:crypto";
+import { Repository } from "typeorm";
+import { CacheNotFoundError, DataSourceNotInitializedError, InvalidOptionError, UnkeyableArgumentError } from "../errors";
 import { argumentsDigest, UnkeyableValue } from "../keys/stable-key";
 import { checkTtl, type Dependency } from "../options";
-import { QueryCache } from "../query-cache";
+import { type FetchPlan, QueryCache } from "../query-cache";
 import { findCache, isInTransaction } from "./find-cache";
 
 export interface CachedOptions {
@@ -51,14 +52,18 @@ export function cached<A extends unknown[], R>(
   const resolved = normalize(options);
   const name = resolved.name ?? fn.name;
   if (!name) throw new InvalidOptionError("cached(): the function has no name; pass one with { name }.");
+  // The code's digest joins the name in keys: repositories made by Repository.extend() all share
+  // one class name, and results computed by an older version of the method are not served.
+  const method = `${name}#${codeDigest(fn)}`;
   return async function (this: unknown, ...args: A): Promise<Awaited<R>> {
+    const cache = resolved.cache ?? findCache(this);
+    if (!cache) throw new CacheNotFoundError(`${describeOwner(this)}.${name}`);
+    if (!cache.dataSource.isInitialized) throw new DataSourceNotInitializedError();
+    if (isInTransaction(this, args)) return (await fn.apply(this, args)) as Awaited<R>;
     const owner = ownerName(this);
     const label = `${owner}.${name}`;
-    const cache = resolved.cache ?? findCache(this);
-    if (!cache) throw new CacheNotFoundError(label);
-    if (isInTransaction(this, args)) return (await fn.apply(this, args)) as Awaited<R>;
     const digest = keyOf(label, args, resolved.key);
-    const plan = { key: (keys: { method: (o: string, m: string, d: string) => string }) => keys.method(owner, name, digest), label, ttl: resolved.ttl, dependsOn: resolved.dependsOn };
+    const plan: FetchPlan = { key: (keys) => keys.method(owner, method, digest), label, ttl: resolved.ttl, dependsOn: resolved.dependsOn };
     return (await cache.fetch(plan, () => fn.apply(this, args))) as Awaited<R>;
   };
 }
@@ -73,12 +78,29 @@ function keyOf(label: string, args: readonly unknown[], key: CachedOptions["key"
   }
 }
 
-/** The class in keys; a repository also names its entity, since extended repositories share a class. */
-function ownerName(self: unknown): string {
+function className(self: unknown): string {
   if (typeof self !== "object" || self === null) return "function";
-  const type = (self.constructor as { name?: string } | undefined)?.name || "Object";
-  const entity = (self as { metadata?: { targetName?: string } }).metadata?.targetName;
-  return entity && !(self instanceof EntityManager) ? `${type}<${entity}>` : type;
+  return (self.constructor as { name?: string } | undefined)?.name || "Object";
+}
+
+/** The class in keys; a repository also names its entity, since one class may serve several. */
+function ownerName(self: unknown): string {
+  const type = className(self);
+  if (!(self instanceof Repository)) return type;
+  return `${type}<${self.metadata.targetName}>`;
+}
+
+// Before initialize() a repository has no metadata yet, and asking for it throws.
+function describeOwner(self: unknown): string {
+  try {
+    return ownerName(self);
+  } catch {
+    return className(self);
+  }
+}
+
+function codeDigest(fn: Function): string {
+  return createHash("sha1").update(fn.toString()).digest("base64url").slice(0, 8);
 }
 
 function normalize(options: number | CachedOptions | undefined): CachedOptions {

@@ -25,7 +25,8 @@ function toJson(value: unknown, classes: ClassRegistry, seen: Set<object>, path:
     case "boolean":
       return value;
     case "number":
-      return Number.isFinite(value) && !Object.is(value, -0) ? value : tagged("n", String(value));
+      if (Object.is(value, -0)) return tagged("n", "-0");
+      return Number.isFinite(value) ? value : tagged("n", String(value));
     case "undefined":
       return tagged("u", 0);
     case "bigint":

@@ -1,3 +1,4 @@
+import { CircuitBreaker, CircuitOpenError } from "./circuit-breaker";
 import type { CacheStore } from "./store";
 
 /** A store call that did not answer in time. */
@@ -18,13 +19,16 @@ export class StoreUnavailableError extends Error {
 
 /**
  * Fail-open access to a store: every call either answers within the timeout or resolves to
- * `undefined`, and the failure goes to onError instead of the caller.
+ * `undefined`, and the failure goes to onError instead of the caller. A circuit breaker skips a
+ * store that keeps failing, so that while it is down calls fail at once instead of each waiting
+ * for the timeout.
  */
 export class StoreGuard {
   constructor(
     readonly store: CacheStore,
     private readonly timeoutMs: number,
     private readonly onError: (error: Error) => void,
+    readonly breaker: CircuitBreaker = new CircuitBreaker(),
   ) {}
 
   async call<T>(fn: (store: CacheStore) => Promise<T>): Promise<T | undefined> {
@@ -39,16 +43,28 @@ export class StoreGuard {
   /** Like call, but rejects on failure, for callers that must know (and retry). */
   strict<T>(fn: (store: CacheStore) => Promise<T>): Promise<T> {
     if (!this.store.available) return Promise.reject(new StoreUnavailableError());
+    if (!this.breaker.admit()) return Promise.reject(new CircuitOpenError(this.breaker.coolDownMs));
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new StoreTimeoutError(this.timeoutMs)), this.timeoutMs);
+      // The first outcome counts: an answer arriving after the timeout is still a failure for the
+      // breaker, since the caller had to do without it.
+      let settled = false;
+      const settle = (succeeded: boolean): boolean => {
+        if (settled) return false;
+        settled = true;
+        clearTimeout(timer);
+        if (succeeded) this.breaker.succeeded();
+        else this.breaker.failed();
+        return true;
+      };
+      const timer = setTimeout(() => {
+        if (settle(false)) reject(new StoreTimeoutError(this.timeoutMs));
+      }, this.timeoutMs);
       fn(this.store).then(
         (value) => {
-          clearTimeout(timer);
-          resolve(value);
+          if (settle(true)) resolve(value);
         },
         (error) => {
-          clearTimeout(timer);
-          reject(error);
+          if (settle(false)) reject(error);
         },
       );
     });

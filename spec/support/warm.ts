@@ -5,8 +5,8 @@ import { type App, selectCount } from "./fixture";
  * Calls a cached read until the cache serves it, and proves that hit ran no SQL. (A table's very
  * first entry may be refused while its version is created, so the first read can stay a miss.)
  */
-export async function warm<T>(app: App, read: () => Promise<T>): Promise<T> {
-  for (let i = 0; i < 3; i++) {
+export async function warm<T>(app: App, read: () => Promise<T>, tries = 3, why = ""): Promise<T> {
+  for (let i = 0; i < tries; i++) {
     const hits = app.cache.stats().hits;
     const selects = selectCount(app.dataSource);
     const value = await read();
@@ -15,5 +15,5 @@ export async function warm<T>(app: App, read: () => Promise<T>): Promise<T> {
       return value;
     }
   }
-  throw new Error("the read was never served from the cache");
+  throw new Error(`the read was not served from the cache in ${tries} calls${why ? `: ${why}` : ""}`);
 }

@@ -2,6 +2,8 @@
 -- the entry's header ("ac1 <stamp> <version key>...\n<payload>").
 -- Returns the entry when every version it names exists and is not newer than its stamp;
 -- otherwise deletes it and returns the current stamp (a number).
+-- It reads keys of two slots, so it serves a single Redis; on Redis Cluster, check.lua does the
+-- version half.
 local entry = redis.call('GET', KEYS[1])
 if entry then
   local nl = string.find(entry, '\n', 1, true)
@@ -11,17 +13,7 @@ if entry then
     for word in string.gmatch(string.sub(entry, 5, nl - 1), '%S+') do
       if stamp == nil then stamp = tonumber(word) else deps[#deps + 1] = ARGV[1] .. word end
     end
-    if stamp then
-      local current = true
-      if #deps > 0 then
-        local versions = redis.call('MGET', unpack(deps))
-        for i = 1, #versions do
-          local v = tonumber(versions[i] or '')
-          if v == nil or v > stamp then current = false break end
-        end
-      end
-      if current then return entry end
-    end
+    if stamp and versions_current(deps, stamp) then return entry end
   end
   redis.call('DEL', KEYS[1])
 end
