@@ -39,6 +39,22 @@ export interface EntryOptions {
   ttl?: number;
   /** Dependencies beyond the tables the computation is seen to read. */
   dependsOn?: readonly Dependency[];
+  /**
+   * Refreshes a hot entry shortly before its ttl ends, one caller at a time, instead of letting
+   * every caller miss together when it expires (XFetch). `true` means beta 1; a larger beta
+   * refreshes earlier. Off by default.
+   */
+  earlyRefresh?: boolean | { beta: number };
+}
+
+/** The beta of an earlyRefresh option, or undefined when it is off. */
+export function earlyRefreshBeta(what: string, option: EntryOptions["earlyRefresh"]): number | undefined {
+  if (option === undefined || option === false) return undefined;
+  if (option === true) return 1;
+  if (typeof option !== "object" || typeof option.beta !== "number" || !(option.beta > 0)) {
+    throw new InvalidOptionError(`${what}: earlyRefresh must be true, false or { beta: <positive number> }, got ${JSON.stringify(option)}.`);
+  }
+  return option.beta;
 }
 
 export interface ResolvedOptions {

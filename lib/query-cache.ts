@@ -6,9 +6,10 @@ import { LiveCatalog } from "./catalog/live-catalog";
 import { DataSourceNotInitializedError, InvalidOptionError, SubscriberMissingError, UnserializableValueError } from "./errors";
 import { Invalidator } from "./invalidation/invalidator";
 import { TransactionBuffer } from "./invalidation/transaction-buffer";
+import { refreshesEarly, splitFreshness, withFreshness } from "./cache/early-refresh";
 import { KeyLayout } from "./keys/key-space";
 import { LocalTier } from "./local/local-tier";
-import { type Dependency, type EntryOptions, type QueryCacheOptions, type ResolvedOptions, checkTtl, resolveOptions } from "./options";
+import { type Dependency, type EntryOptions, type QueryCacheOptions, type ResolvedOptions, checkTtl, earlyRefreshBeta, resolveOptions } from "./options";
 import { ClassRegistry } from "./serialization/class-registry";
 import { decode, encode } from "./serialization/codec";
 import { SqlAnalyzer } from "./sql/analyzer";
@@ -39,6 +40,8 @@ export interface FetchPlan {
   key(layout: KeyLayout): string;
   ttl?: number;
   dependsOn?: readonly Dependency[];
+  /** XFetch's beta when early refresh is on. */
+  earlyRefreshBeta?: number;
   /** Names the computation in warnings: "PostRepository.findPublished". */
   label: string;
 }
@@ -150,7 +153,10 @@ export class QueryCache extends EventEmitter {
    * reads are tracked as with @Cached, so writes to them invalidate the entry.
    */
   wrap<T>(key: string, compute: () => Promise<T> | T, options: EntryOptions = {}): Promise<T> {
-    return this.fetch({ key: (keys) => keys.user(key), label: `wrap(${key})`, ...options }, compute) as Promise<T>;
+    const label = `wrap(${key})`;
+    const plan: FetchPlan = { key: (keys) => keys.user(key), label, ttl: options.ttl, dependsOn: options.dependsOn };
+    plan.earlyRefreshBeta = earlyRefreshBeta(label, options.earlyRefresh);
+    return this.fetch(plan, compute) as Promise<T>;
   }
 
   /** Invalidates every entry that depends on these entities' tables or these table names. */
@@ -199,15 +205,18 @@ export class QueryCache extends EventEmitter {
     const mark = this.local?.mark() ?? 0;
     const found = await this.guard.call((store) => store.lookup(key, ready.keys.clockKey));
     if (found?.hit && !this.invalidator.blocks(found.deps)) {
-      const value = this.decodeOrUndefined(ready, found.value, key);
-      if (value !== undefined) {
+      const { json, freshness } = splitFreshness(found.value);
+      const value = this.decodeOrUndefined(ready, json, key);
+      const early = freshness && plan.earlyRefreshBeta !== undefined && refreshesEarly(freshness, plan.earlyRefreshBeta);
+      if (value !== undefined && !early) {
         parent?.addDeps(found.deps);
-        this.keepLocally(ready, key, found.value, found.deps, plan, mark);
+        this.keepLocally(ready, key, json, found.deps, plan, mark);
         return this.count("hits", key, value.value);
       }
     }
     this.count("misses", key, undefined);
-    // An unreadable entry was a hit to the store: a fresh stamp lets the recomputed value replace it.
+    // An unreadable entry, or one refreshed early, was a hit to the store: a fresh stamp lets the
+    // recomputed value replace it.
     const stamp = found?.hit === false ? found.stamp : found?.hit ? await this.guard.call((store) => store.stamp(ready.keys.clockKey)) : undefined;
     const joined = this.flights.get(key);
     if (joined) {
@@ -238,7 +247,9 @@ export class QueryCache extends EventEmitter {
   private async compute(ready: Ready, plan: FetchPlan, key: string, compute: () => unknown, stamp: number | undefined, mark: number): Promise<Flight> {
     const epoch = this.invalidator.epoch;
     const context = new TrackingContext(this, (plan.dependsOn?.length ?? 0) > 0);
+    const started = performance.now();
     const value = await tracking.run(context, compute);
+    const computeMs = performance.now() - started;
     const deps = [ready.keys.everything, ...context.deps, ...(await this.dependencyKeys(ready, plan.dependsOn, "read"))];
     const quiet = this.invalidator.epoch === epoch;
     if (context.uncacheable) {
@@ -259,7 +270,8 @@ export class QueryCache extends EventEmitter {
     }
     if (stamp === undefined || this.invalidator.blocks(deps)) return this.skip({ value, deps, encoded, shareable: quiet });
     const ttl = checkTtl(`${plan.label}: ttl`, plan.ttl ?? this.options.defaultTtl);
-    const stored = await this.putEntry(ready, key, encoded, deps, stamp, ttl);
+    const entry = plan.earlyRefreshBeta === undefined ? encoded : withFreshness(encoded, { expiresAt: Date.now() + ttl * 1000, computeMs: Math.ceil(computeMs) });
+    const stored = await this.putEntry(ready, key, entry, deps, stamp, ttl);
     if (stored) this.keepLocally(ready, key, encoded, deps, plan, mark);
     // Stored means no dependency changed since the stamp: the value is current for whoever joined.
     return { value, deps, encoded, shareable: stored === true || (stored === undefined && quiet) };

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { Repository } from "typeorm";
 import { CacheNotFoundError, DataSourceNotInitializedError, InvalidOptionError, UnkeyableArgumentError } from "../errors";
 import { argumentsDigest, UnkeyableValue } from "../keys/stable-key";
-import { checkTtl, type Dependency } from "../options";
+import { checkTtl, type Dependency, earlyRefreshBeta, type EntryOptions } from "../options";
 import { type FetchPlan, QueryCache } from "../query-cache";
 import { findCache, isInTransaction } from "./find-cache";
 
@@ -17,6 +17,8 @@ export interface CachedOptions {
   key?: (...args: never[]) => string | number;
   /** The method's name in keys and warnings; cached() needs it when the function has none. */
   name?: string;
+  /** Refreshes a hot entry shortly before its ttl ends, one caller at a time (XFetch); see EntryOptions. */
+  earlyRefresh?: EntryOptions["earlyRefresh"];
 }
 
 /**
@@ -55,6 +57,7 @@ export function cached<A extends unknown[], R>(
   // The code's digest joins the name in keys: repositories made by Repository.extend() all share
   // one class name, and results computed by an older version of the method are not served.
   const method = `${name}#${codeDigest(fn)}`;
+  const beta = earlyRefreshBeta(`cached ${name}`, resolved.earlyRefresh);
   return async function (this: unknown, ...args: A): Promise<Awaited<R>> {
     const cache = resolved.cache ?? findCache(this);
     if (!cache) throw new CacheNotFoundError(`${describeOwner(this)}.${name}`);
@@ -63,7 +66,13 @@ export function cached<A extends unknown[], R>(
     const owner = ownerName(this);
     const label = `${owner}.${name}`;
     const digest = keyOf(label, args, resolved.key);
-    const plan: FetchPlan = { key: (keys) => keys.method(owner, method, digest), label, ttl: resolved.ttl, dependsOn: resolved.dependsOn };
+    const plan: FetchPlan = {
+      key: (keys) => keys.method(owner, method, digest),
+      label,
+      ttl: resolved.ttl,
+      dependsOn: resolved.dependsOn,
+      earlyRefreshBeta: beta,
+    };
     return (await cache.fetch(plan, () => fn.apply(this, args))) as Awaited<R>;
   };
 }

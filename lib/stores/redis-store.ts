@@ -1,5 +1,6 @@
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { CacheStore, KeySpace, Lookup, StoreEntry } from "./store";
+import { keySlot } from "./redis/key-slot";
 import { LuaScript } from "./redis/scripts";
 
 const scripts = {
@@ -7,29 +8,75 @@ const scripts = {
   stamp: new LuaScript("stamp"),
   set: new LuaScript("set"),
   bump: new LuaScript("bump"),
+  check: new LuaScript("check"),
+  admit: new LuaScript("admit"),
 };
 
 const HEADER = "ac1 ";
 const SCAN_COUNT = 500;
 
+export interface RedisStoreOptions {
+  /**
+   * Redis Cluster only: milliseconds an invalidation waits for the replicas of the node holding
+   * the versions to acknowledge it (WAIT). One that is not acknowledged in time counts as failed
+   * and is retried, since a failover could lose it. Keep it below the QueryCache's storeTimeout.
+   * Default 100.
+   */
+  replicaTimeout?: number;
+}
+
+/** An invalidation reached a Redis Cluster master, but not all of its replicas in time. */
+export class NotReplicatedError extends Error {
+  constructor(acknowledged: number, replicas: number, ms: number) {
+    super(`${acknowledged} of ${replicas} replicas acknowledged the invalidation within ${ms} ms; it is retried so that a failover cannot lose it`);
+    this.name = "NotReplicatedError";
+  }
+}
+
 /**
- * Stores entries in Redis through an ioredis client that the caller owns (and closes). A hit is
- * one round trip: a script reads the entry and checks its dependency versions in Redis.
+ * Stores entries in Redis through an ioredis client, or an ioredis Cluster, that the caller owns
+ * (and closes).
+ *
+ * On a single Redis, a hit is one round trip: a script reads the entry and checks its dependency
+ * versions. On Redis Cluster the entry and the versions live in different slots (entries spread
+ * over the masters; versions and the clock share the hash tag {<namespace>:v}), and no script may
+ * touch two slots, so every operation is split into single-slot steps:
+ *
+ * - lookup GETs the entry, then check.lua compares the versions it names with its stamp in the
+ *   version slot: a hit costs two round trips.
+ * - set runs admit.lua in the version slot (refusing an entry whose versions moved past its stamp,
+ *   and creating missing versions), then SETs the entry in its own slot. A write may bump a
+ *   version between the two steps, so an outdated entry can be stored; it is never served, because
+ *   lookup checks the versions again at read time, after the entry was read, and versions only
+ *   move forward. So no stale set (invariant 2) rests on the read-time check, as on a single
+ *   Redis; admit only saves storing entries that are outdated already.
+ * - "Versions only move forward" must survive a failover: a bump acknowledged by a master but not
+ *   yet copied to its replica would be lost when that replica is promoted, and entries stamped
+ *   before it would be served again. So bump WAITs until the replicas have it, and fails (to be
+ *   retried, blocking the entries it covers in this process meanwhile) when they do not.
  */
 export class RedisStore implements CacheStore {
-  constructor(readonly redis: Redis) {}
+  private readonly replicaTimeout: number;
 
+  constructor(
+    readonly redis: Redis | Cluster,
+    options: RedisStoreOptions = {},
+  ) {
+    this.replicaTimeout = options.replicaTimeout ?? 100;
+  }
+
+  // "wait" is a lazyConnect client nobody used yet: its first command connects it.
   get available(): boolean {
-    return this.redis.status === "ready";
+    return this.redis.status === "ready" || this.redis.status === "wait";
   }
 
   async lookup(key: string, clockKey: string): Promise<Lookup> {
+    if (isCluster(this.redis)) return this.lookupInCluster(this.redis, key, clockKey);
     const reply = await scripts.lookup.run(this.redis, [key, clockKey], [this.prefix]);
     if (typeof reply === "number") return { hit: false, stamp: reply };
-    const entry = String(reply);
-    const nl = entry.indexOf("\n");
-    const words = entry.slice(HEADER.length, nl).split(" ");
-    return { hit: true, value: entry.slice(nl + 1), deps: words.slice(1) };
+    const entry = parseEntry(String(reply));
+    if (!entry) return { hit: false, stamp: await this.stamp(clockKey) };
+    return { hit: true, value: entry.value, deps: entry.deps };
   }
 
   async stamp(clockKey: string): Promise<number> {
@@ -37,17 +84,26 @@ export class RedisStore implements CacheStore {
   }
 
   async set(entry: StoreEntry, clockKey: string): Promise<boolean> {
-    const header = `${HEADER}${entry.stamp} ${entry.deps.join(" ")}\n`;
-    const reply = await scripts.set.run(
-      this.redis,
-      [entry.key, clockKey, ...entry.deps],
-      [entry.stamp, entry.ttlSeconds, header + entry.value],
-    );
+    const stored = `${HEADER}${entry.stamp} ${entry.deps.join(" ")}\n${entry.value}`;
+    if (isCluster(this.redis)) {
+      if (entry.deps.length > 0 && (await scripts.admit.run(this.redis, [clockKey, ...entry.deps], [entry.stamp])) !== 1) return false;
+      await this.redis.set(entry.key, stored, "EX", entry.ttlSeconds);
+      return true;
+    }
+    const reply = await scripts.set.run(this.redis, [entry.key, clockKey, ...entry.deps], [entry.stamp, entry.ttlSeconds, stored]);
     return reply === 1;
   }
 
   async bump(versionKeys: readonly string[], clockKey: string): Promise<void> {
-    if (versionKeys.length > 0) await scripts.bump.run(this.redis, [clockKey, ...versionKeys], [""]);
+    if (versionKeys.length === 0) return;
+    const keys = [clockKey, ...versionKeys];
+    const replicas = isCluster(this.redis) ? this.replicasOf(this.redis, clockKey) : 0;
+    if (!isCluster(this.redis) || replicas === 0) {
+      await scripts.bump.run(this.redis, keys, [""]);
+      return;
+    }
+    const { acknowledged } = await scripts.bump.runAndWait(this.redis, keys, [""], replicas, this.replicaTimeout);
+    if (acknowledged < replicas) throw new NotReplicatedError(acknowledged, replicas, this.replicaTimeout);
   }
 
   async delete(key: string): Promise<void> {
@@ -58,23 +114,69 @@ export class RedisStore implements CacheStore {
   // Redis is never blocked. Versions are bumped, not deleted, so they only move forward.
   async clear(space: KeySpace): Promise<void> {
     await this.scan(space.entryPrefix, async (keys) => {
-      await this.redis.unlink(...keys);
+      // One key per UNLINK: on Redis Cluster a command may not name keys of two slots.
+      if (isCluster(this.redis)) await Promise.all(keys.map((key) => this.redis.unlink(key)));
+      else await this.redis.unlink(...keys);
     });
     await this.scan(space.versionPrefix, (keys) => this.bump(keys.filter((k) => k !== space.clockKey), space.clockKey));
   }
 
+  private async lookupInCluster(cluster: Cluster, key: string, clockKey: string): Promise<Lookup> {
+    const stored = await cluster.get(key);
+    const entry = stored === null ? undefined : parseEntry(stored);
+    if (entry && entry.deps.length === 0) return { hit: true, value: entry.value, deps: entry.deps };
+    if (entry) {
+      const reply = await scripts.check.run(cluster, [clockKey, ...entry.deps], [entry.stamp]);
+      if (reply === 0) return { hit: true, value: entry.value, deps: entry.deps };
+      this.forget(cluster, key);
+      return { hit: false, stamp: Number(reply) };
+    }
+    if (stored !== null) this.forget(cluster, key);
+    return { hit: false, stamp: await this.stamp(clockKey) };
+  }
+
+  // Frees an outdated or unreadable entry without making the caller wait. Should a fresh entry
+  // have replaced it since it was read, deleting that costs one miss, never a stale read.
+  private forget(cluster: Cluster, key: string): void {
+    cluster.unlink(key).catch(() => undefined);
+  }
+
+  /** How many replicas ioredis knows for the master that holds this key. */
+  private replicasOf(cluster: Cluster, key: string): number {
+    const nodes = cluster.slots[keySlot(this.prefix + key)];
+    return nodes ? Math.max(0, nodes.length - 1) : 0;
+  }
+
   private async scan(prefix: string, each: (keys: string[]) => Promise<void>): Promise<void> {
-    let cursor = "0";
-    do {
-      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}${globEscape(prefix)}*`, "COUNT", SCAN_COUNT);
-      cursor = next;
-      if (keys.length > 0) await each(keys.map((k) => k.slice(this.prefix.length)));
-    } while (cursor !== "0");
+    const pattern = `${this.prefix}${globEscape(prefix)}*`;
+    // A Cluster client cannot SCAN: each master holds its own share of the keys.
+    const nodes = isCluster(this.redis) ? this.redis.nodes("master") : [this.redis];
+    for (const node of nodes) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", SCAN_COUNT);
+        cursor = next;
+        if (keys.length > 0) await each(keys.map((k) => k.slice(this.prefix.length)));
+      } while (cursor !== "0");
+    }
   }
 
   private get prefix(): string {
     return this.redis.options.keyPrefix ?? "";
   }
+}
+
+function isCluster(redis: Redis | Cluster): redis is Cluster {
+  return redis.isCluster;
+}
+
+/** Splits "ac1 <stamp> <version key>...\n<payload>"; undefined when the text is not an entry. */
+function parseEntry(stored: string): { stamp: string; deps: string[]; value: string } | undefined {
+  const nl = stored.indexOf("\n");
+  if (nl < 0 || !stored.startsWith(HEADER)) return undefined;
+  const [stamp, ...deps] = stored.slice(HEADER.length, nl).split(" ").filter((word) => word !== "");
+  if (stamp === undefined || !/^\d+$/.test(stamp)) return undefined;
+  return { stamp, deps, value: stored.slice(nl + 1) };
 }
 
 function globEscape(text: string): string {
