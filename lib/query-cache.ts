@@ -100,7 +100,7 @@ export class QueryCache extends EventEmitter {
       this.local = new LocalTier(this.options.localMaxBytes);
     }
     this.invalidator = new Invalidator(this.guard, KeyLayout.clockKey(this.options.namespace), this.local && KeyLayout.channel(this.options.namespace), {
-      issued: (keys) => this.local?.drop(keys),
+      settle: (keys) => this.local?.drop(keys),
       delivered: (count) => {
         this.counters.invalidations += count;
       },
@@ -138,7 +138,7 @@ export class QueryCache extends EventEmitter {
     const ttl = checkTtl("set: ttl", options.ttl ?? this.options.defaultTtl);
     const deps = [ready.keys.everything, ...(await this.dependencyKeys(ready, options.dependsOn, "read"))];
     const encoded = encode(value, ready.classes);
-    const stamp = await this.guard.call((store) => store.stamp(ready.keys.clockKey));
+    const stamp = await this.freshStamp(ready);
     if (stamp === undefined) return false;
     return (await this.putEntry(ready, ready.keys.user(key), encoded, deps, stamp, ttl)) === true;
   }
@@ -217,17 +217,23 @@ export class QueryCache extends EventEmitter {
     this.count("misses", key, undefined);
     // An unreadable entry, or one refreshed early, was a hit to the store: a fresh stamp lets the
     // recomputed value replace it.
-    const stamp = found?.hit === false ? found.stamp : found?.hit ? await this.guard.call((store) => store.stamp(ready.keys.clockKey)) : undefined;
-    const joined = this.flights.get(key);
-    if (joined) {
+    let stamp = found?.hit === false ? found.stamp : undefined;
+    if (found?.hit) stamp = await this.freshStamp(ready);
+    // A flight whose result could not be shared (its store was refused, or it saw an invalidation)
+    // sends its followers round again with fresh stamps: the first to return starts the next
+    // flight and the others join it, so a cold key costs two computations, not one per caller.
+    for (let round = 0; round < 2; round++) {
+      const joined = this.flights.get(key);
+      if (!joined) break;
       const flight = await joined;
       if (flight.shareable) {
         parent?.addDeps(flight.deps);
         return flight.encoded === undefined ? flight.value : decode(flight.encoded, ready.classes);
       }
+      stamp = await this.freshStamp(ready);
     }
     const run = this.compute(ready, plan, key, compute, stamp, mark);
-    if (!joined) this.flights.set(key, run);
+    if (!this.flights.has(key)) this.flights.set(key, run);
     try {
       const flight = await run;
       parent?.addDeps(flight.deps);
@@ -235,6 +241,10 @@ export class QueryCache extends EventEmitter {
     } finally {
       if (this.flights.get(key) === run) this.flights.delete(key);
     }
+  }
+
+  private freshStamp(ready: Ready): Promise<number | undefined> {
+    return this.guard.call((store) => store.stamp(ready.keys.clockKey));
   }
 
   /** Keeps a decoded copy of its own in the local tier, so no caller's mutations reach it. */
@@ -339,8 +349,10 @@ export class QueryCache extends EventEmitter {
       const schema = (this.dataSource.options as { schema?: string }).schema;
       const identity = await readIdentity(runner, schema, this.options.databaseId);
       const keys = new KeyLayout(this.options.namespace, identity);
-      const catalog = new LiveCatalog(await Catalog.load(runner), () => this.loadCatalog());
       const warn = (message: string) => this.warnOnce(message);
+      const catalog = new LiveCatalog(await Catalog.load(runner), () => this.loadCatalog(), (error) =>
+        warn(`the database catalog could not be re-read (${error.message}); names it lacks resolve to the current schema until it can.`),
+      );
       return {
         keys,
         catalog,

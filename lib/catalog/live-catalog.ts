@@ -3,7 +3,8 @@ import type { Catalog } from "./catalog";
 /**
  * The catalog as last read, re-read on demand. Reloads never overlap, and a reload asked for while
  * one runs starts after it, so DDL committed during a reload is never missed; requests that pile
- * up meanwhile share that one.
+ * up meanwhile share that one. A failed reload reports its error and keeps the last catalog: the
+ * application's queries, which wait on it inside TypeORM's afterQuery, must not fail for it.
  */
 export class LiveCatalog {
   private running?: Promise<Catalog>;
@@ -12,6 +13,7 @@ export class LiveCatalog {
   constructor(
     private latest: Catalog,
     private readonly load: () => Promise<Catalog>,
+    private readonly onError: (error: Error) => void,
   ) {}
 
   get(): Promise<Catalog> {
@@ -21,24 +23,26 @@ export class LiveCatalog {
   reload(): Promise<Catalog> {
     if (this.queued) return this.queued;
     if (!this.running) return this.start();
-    this.queued = this.running
-      .catch(() => undefined)
-      .then(() => {
-        this.queued = undefined;
-        return this.start();
-      });
+    this.queued = this.running.then(() => {
+      this.queued = undefined;
+      return this.start();
+    });
     return this.queued;
   }
 
   private start(): Promise<Catalog> {
-    const run = this.load().then((catalog) => {
-      this.latest = catalog;
-      return catalog;
-    });
-    this.running = run.finally(() => {
-      if (this.running === tracked) this.running = undefined;
-    });
-    const tracked = this.running;
-    return tracked;
+    const run: Promise<Catalog> = this.load()
+      .then(
+        (catalog) => (this.latest = catalog),
+        (error: Error) => {
+          this.onError(error);
+          return this.latest;
+        },
+      )
+      .finally(() => {
+        if (this.running === run) this.running = undefined;
+      });
+    this.running = run;
+    return run;
   }
 }

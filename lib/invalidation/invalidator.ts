@@ -20,8 +20,11 @@ export class Invalidator {
     /** Where bumps are announced to other processes' in-process tiers; undefined when none listens. */
     private readonly channel: string | undefined,
     private readonly hooks: {
-      /** Runs before delivery, so this process's own copies go first. */
-      issued(keys: readonly string[]): void;
+      /**
+       * Runs before delivery and again once it is delivered: this process's own copies go first,
+       * and whatever was read back from the store while delivery was under way goes too.
+       */
+      settle(keys: readonly string[]): void;
       delivered(count: number): void;
       failed(error: Error): void;
     },
@@ -31,9 +34,10 @@ export class Invalidator {
     const keys = [...deps];
     if (keys.length === 0) return;
     this.epoch++;
-    this.hooks.issued(keys);
+    this.hooks.settle(keys);
     try {
       await this.guard.strict((store) => store.bump(keys, this.clockKey, this.channel));
+      this.hooks.settle(keys);
       this.hooks.delivered(keys.length);
     } catch (error) {
       for (const key of keys) this.pending.add(key);
@@ -60,6 +64,7 @@ export class Invalidator {
     try {
       await this.guard.strict((store) => store.bump(keys, this.clockKey, this.channel));
       for (const key of keys) this.pending.delete(key);
+      this.hooks.settle(keys);
       this.hooks.delivered(keys.length);
       this.retryDelay = RETRY_FIRST_MS;
       return this.pending.size === 0;

@@ -1,0 +1,451 @@
+import { expect } from "chai";
+import Redis from "ioredis";
+import { type DataSource, QueryFailedError, Repository } from "typeorm";
+import { Cached, MemoryStore, QueryCache, RedisStore } from "../lib";
+import type { QueryCacheOptions } from "../lib/options";
+import { Post } from "./support/entities";
+import { type App, dropNamespace, openApp, openDataSource, selectCount, uniqueNamespace } from "./support/fixture";
+import { RedisProcess, freePort } from "./support/redis-process";
+import { PostRepository, repositories } from "./support/repositories";
+
+const thrownByMethod = new RangeError("boom from the method");
+
+/** Cached methods whose SQL PostgreSQL rejects, counting how often they really run. */
+class FaultyRepository extends Repository<Post> {
+  runs = 0;
+
+  @Cached(60)
+  syntaxError(): Promise<unknown> {
+    this.runs++;
+    return this.query("SELECT * FROM WHERE");
+  }
+
+  @Cached(60)
+  missingTable(): Promise<unknown> {
+    this.runs++;
+    return this.query(`SELECT * FROM "no_such_table_autocache"`);
+  }
+
+  @Cached(60)
+  divisionByZero(): Promise<unknown> {
+    this.runs++;
+    return this.query("SELECT 1 / count(*) AS x FROM (SELECT 1 WHERE false) AS empty");
+  }
+
+  @Cached(60)
+  throws(): Promise<unknown> {
+    this.runs++;
+    throw thrownByMethod;
+  }
+}
+
+/** One application process: its own DataSource, ioredis client and QueryCache. */
+interface Node {
+  dataSource: DataSource;
+  redis: Redis;
+  cache: QueryCache;
+  posts: PostRepository;
+  storeErrors: Error[];
+  close(): Promise<void>;
+}
+
+async function openNode(redis: Redis, namespace: string, options: Partial<QueryCacheOptions> = {}): Promise<Node> {
+  // ioredis logs "Unhandled error event" for every failed connection attempt without a listener.
+  redis.on("error", () => undefined);
+  const dataSource = await openDataSource({ schema: namespace }); // the tables openApp(namespace) made
+  const cache = new QueryCache({ dataSource, store: new RedisStore(redis), namespace, ...options });
+  const storeErrors: Error[] = [];
+  cache.on("storeError", (error: Error) => storeErrors.push(error));
+  // The cache reads the database identity and catalog on first use; do it now, so that the
+  // SELECT counts of the tests see only what the calls themselves run.
+  await dataSource.query("SELECT 1");
+  return {
+    dataSource,
+    redis,
+    cache,
+    posts: repositories(dataSource).posts,
+    storeErrors,
+    async close() {
+      await cache.close();
+      await dataSource.destroy();
+      redis.disconnect();
+    },
+  };
+}
+
+function clientOf(server: RedisProcess): Redis {
+  return new Redis(server.url, { maxRetriesPerRequest: 1 });
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> {
+  const start = performance.now();
+  const value = await fn();
+  return { value, ms: performance.now() - start };
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+async function until(what: string, condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await sleep(20);
+  }
+}
+
+/**
+ * Calls a cached read until it is served from the cache (a hit that runs no SQL), checking that
+ * every answer on the way, hit or not, is the expected one.
+ */
+async function readUntilHit<T>(node: Node, read: () => Promise<T>, check: (value: T) => void, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const hits = node.cache.stats().hits;
+    const selects = selectCount(node.dataSource);
+    check(await read());
+    if (node.cache.stats().hits > hits) {
+      expect(selectCount(node.dataSource), "a hit runs no SQL").to.equal(selects);
+      return;
+    }
+    if (Date.now() > deadline) {
+      const last = node.storeErrors?.at(-1);
+      throw new Error(
+        `the read was never served from the cache (stats ${JSON.stringify(node.cache.stats())}, ` +
+          `redis status "${node.redis?.status}", last store error: ${last ? `${last.name}: ${last.message}` : "none"})`,
+      );
+    }
+    await sleep(50);
+  }
+}
+
+const viewsOf = (rows: Post[]) => rows.map((p) => p.views);
+
+describe("faults: the cache fails open, answers in bounded time and never serves stale data", function () {
+  this.timeout(60_000);
+  const ns = uniqueNamespace();
+  let app: App;
+  let posts: PostRepository;
+  const servers: RedisProcess[] = [];
+  const nodes: Node[] = [];
+
+  async function server(): Promise<RedisProcess> {
+    const started = await RedisProcess.start();
+    servers.push(started);
+    return started;
+  }
+
+  async function node(redis: Redis, options: Partial<QueryCacheOptions> = {}): Promise<Node> {
+    const opened = await openNode(redis, ns, options);
+    nodes.push(opened);
+    return opened;
+  }
+
+  before(async () => {
+    // The tables live in the schema named after the namespace (see openApp).
+    app = await openApp(ns, { fresh: true });
+    posts = repositories(app.dataSource).posts;
+  });
+
+  afterEach(async () => {
+    for (const opened of nodes.splice(0)) await opened.close().catch(() => undefined);
+    for (const started of servers.splice(0)) await started.stop();
+  });
+
+  after(async () => {
+    await dropNamespace(app.redis, ns);
+    await app.close();
+  });
+
+  describe("Redis unreachable from the start", () => {
+    const clients: [string, (port: number) => Redis][] = [
+      ["a lazyConnect client without offline queue", (port) => new Redis({ host: "127.0.0.1", port, lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false })],
+      ["a client that keeps reconnecting", (port) => new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1, retryStrategy: () => 50 })],
+    ];
+
+    for (const [name, makeClient] of clients) {
+      it(`answers from the database, without errors and in bounded time, with ${name}`, async () => {
+        const down = await node(makeClient(await freePort()));
+        const title = `unreachable ${name}`;
+        const durations: number[] = [];
+        const read = async () => {
+          const { value, ms } = await timed(() => down.posts.byTitle({ title }));
+          durations.push(ms);
+          return viewsOf(value);
+        };
+
+        const first = await timed(() => down.posts.save({ title, views: 1 }));
+        durations.push(first.ms);
+        expect(await read()).to.deep.equal([1]);
+        const selects = selectCount(down.dataSource);
+        expect(await read()).to.deep.equal([1]);
+        expect(selectCount(down.dataSource) - selects, "without a store every call reads the database").to.equal(1);
+
+        const write = await timed(() => down.posts.update({ title }, { views: 2 }));
+        durations.push(write.ms);
+        for (let i = 0; i < 5; i++) expect(await read()).to.deep.equal([2]);
+        // Every read path of the low-level API too.
+        expect(await down.cache.wrap(`w:${title}`, async () => viewsOf(await down.posts.findBy({ title })))).to.deep.equal([2]);
+        expect(await down.cache.get(`k:${title}`)).to.equal(undefined);
+        expect(await down.cache.set(`k:${title}`, 1)).to.equal(false);
+
+        expect(Math.max(...durations), `slowest call ${Math.max(...durations).toFixed(0)} ms`).to.be.below(2000);
+        expect(down.cache.stats().errors).to.be.greaterThan(0);
+        expect(down.storeErrors.length).to.be.greaterThan(0);
+        expect(down.storeErrors[0]).to.be.instanceOf(Error);
+      });
+    }
+
+    it("starts caching once a reconnecting client reaches Redis, and serves only fresh data", async () => {
+      const port = await freePort();
+      const late = await node(new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1, retryStrategy: () => 50 }));
+      const title = "comes up later";
+      await late.posts.save({ title, views: 1 });
+      expect(viewsOf(await late.posts.byTitle({ title }))).to.deep.equal([1]);
+      await late.posts.update({ title }, { views: 2 }); // its invalidation stays pending
+
+      servers.push(await RedisProcess.start(port));
+      await until("the client is ready", () => late.redis.status === "ready");
+      await readUntilHit(late, () => late.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([2]));
+      await late.posts.update({ title }, { views: 3 });
+      expect(viewsOf(await late.posts.byTitle({ title }))).to.deep.equal([3]);
+    });
+
+    it("starts caching with a lazyConnect client nobody connected yet (ioredis connects on the first command)", async () => {
+      const up = await server();
+      const lazy = await node(new Redis({ host: "127.0.0.1", port: up.port, lazyConnect: true, maxRetriesPerRequest: 1 }));
+      const title = "lazy client";
+      await lazy.posts.save({ title, views: 1 });
+      await readUntilHit(lazy, () => lazy.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([1]), 5_000);
+    });
+  });
+
+  describe("Redis paused (CLIENT PAUSE ALL)", () => {
+    it("answers fresh data within the store timeout, and a write made during the pause is never hidden", async () => {
+      const paused = await server();
+      const a = await node(clientOf(paused), { storeTimeout: 200 });
+      const b = await node(clientOf(paused), { storeTimeout: 200 });
+      const admin = clientOf(paused);
+      admin.on("error", () => undefined);
+      try {
+        const title = "paused";
+        await a.posts.save({ title, views: 1 });
+        const expectViews = (views: number) => (rows: Post[]) => expect(viewsOf(rows)).to.deep.equal([views]);
+        await readUntilHit(a, () => a.posts.byTitle({ title }), expectViews(1));
+        await readUntilHit(b, () => b.posts.byTitle({ title }), expectViews(1));
+
+        const pauseMs = 3000;
+        await admin.call("CLIENT", "PAUSE", String(pauseMs), "ALL");
+        const pausedAt = Date.now();
+        const durations: number[] = [];
+        const read = async (n: Node) => {
+          const { value, ms } = await timed(() => n.posts.byTitle({ title }));
+          durations.push(ms);
+          return viewsOf(value);
+        };
+
+        expect(await read(a)).to.deep.equal([1]);
+        expect(durations[0], "Redis really is paused: the lookup waited for the store timeout").to.be.at.least(150);
+        const write = await timed(() => a.posts.update({ title }, { views: 2 }));
+        durations.push(write.ms);
+        expect(await read(a), "the writer reads its write during the pause").to.deep.equal([2]);
+        expect(await read(b), "another process reads the write during the pause").to.deep.equal([2]);
+        expect(await read(a)).to.deep.equal([2]);
+        expect(Date.now() - pausedAt, "these reads ran while Redis was paused").to.be.below(pauseMs);
+        expect(Math.max(...durations), `slowest call during the pause: ${Math.max(...durations).toFixed(0)} ms`).to.be.below(1000);
+        expect(a.cache.stats().errors, "timeouts are counted").to.be.greaterThan(0);
+
+        await sleep(pausedAt + pauseMs + 100 - Date.now());
+        expect(await read(a), "after the pause").to.deep.equal([2]);
+        expect(await read(b), "after the pause, another process").to.deep.equal([2]);
+        // The pending invalidation is delivered: both processes cache again, with the new data.
+        await readUntilHit(a, () => a.posts.byTitle({ title }), expectViews(2));
+        await readUntilHit(b, () => b.posts.byTitle({ title }), expectViews(2));
+        expect(a.storeErrors.some((e) => e.name === "StoreTimeoutError")).to.equal(true);
+
+        // And invalidation works as before.
+        await a.posts.update({ title }, { views: 3 });
+        expect(await read(b)).to.deep.equal([3]);
+      } finally {
+        await admin.call("CLIENT", "UNPAUSE").catch(() => undefined);
+        admin.disconnect();
+      }
+    });
+  });
+
+  describe("Redis killed and restarted empty", () => {
+    it("answers during the outage, and serves nothing stale after the restart", async () => {
+      const redis = await server();
+      const a = await node(clientOf(redis));
+      const b = await node(clientOf(redis));
+      const title = "restart";
+      const expectViews = (views: number) => (rows: Post[]) => expect(viewsOf(rows)).to.deep.equal([views]);
+      await a.posts.save({ title, views: 1 });
+      await readUntilHit(a, () => a.posts.byTitle({ title }), expectViews(1));
+      await readUntilHit(b, () => b.posts.byTitle({ title }), expectViews(1));
+      // A computation that reads before the outage and finishes after the restart.
+      const slowSelects = selectCount(b.dataSource);
+      const straddleMs = 2500;
+      let straddlingDone = false;
+      const straddling = b.posts.slow(title, straddleMs).finally(() => {
+        straddlingDone = true;
+      });
+      await until("the slow read ran its SELECT", () => selectCount(b.dataSource) > slowSelects);
+
+      await redis.kill();
+      await until("both clients saw the outage", () => a.redis.status !== "ready" && b.redis.status !== "ready");
+      const durations: number[] = [];
+      const read = async (n: Node) => {
+        const { value, ms } = await timed(() => n.posts.byTitle({ title }));
+        durations.push(ms);
+        return viewsOf(value);
+      };
+      const write = await timed(() => a.posts.update({ title }, { views: 2 }));
+      durations.push(write.ms);
+      expect(await read(a), "the writer, during the outage").to.deep.equal([2]);
+      expect(await read(b), "another process, during the outage").to.deep.equal([2]);
+      expect(Math.max(...durations), `slowest call during the outage: ${Math.max(...durations).toFixed(0)} ms`).to.be.below(2000);
+
+      await redis.start();
+      await until("both clients reconnected", () => a.redis.status === "ready" && b.redis.status === "ready");
+      expect(straddlingDone, "the restart happened while the slow read was still computing").to.equal(false);
+      expect(viewsOf(await straddling), "a call that began before the write may answer what it read").to.deep.equal([1]);
+
+      expect(await read(a)).to.deep.equal([2]);
+      expect(await read(b)).to.deep.equal([2]);
+      // Had its result been stored under its old stamp, this same call would now be a stale hit.
+      expect(viewsOf(await b.posts.slow(title, straddleMs)), "the straddling computation was not stored").to.deep.equal([2]);
+      await readUntilHit(a, () => a.posts.byTitle({ title }), expectViews(2));
+      await readUntilHit(b, () => b.posts.byTitle({ title }), expectViews(2));
+      await readUntilHit(b, () => b.posts.slow(title, 0), expectViews(2));
+
+      await a.posts.update({ title }, { views: 3 });
+      expect(await read(b), "invalidation across processes works again").to.deep.equal([3]);
+      expect(viewsOf(await b.posts.slow(title, 0))).to.deep.equal([3]);
+    });
+  });
+
+  describe("single flight", () => {
+    it("runs one SELECT for 50 concurrent calls on a cold key", async () => {
+      const title = "flight";
+      await posts.save({ title, views: 7 }); // creates the version of the post table
+      await posts.byTitle({ title: "flight warm-up" }); // creates the version every entry depends on
+
+      const before = selectCount(app.dataSource);
+      const results = await Promise.all(Array.from({ length: 50 }, () => posts.byTitle({ title })));
+      expect(selectCount(app.dataSource) - before, "SELECTs for 50 concurrent calls").to.equal(1);
+      for (const rows of results) expect(viewsOf(rows)).to.deep.equal([7]);
+      results[0][0].views = 99;
+      expect(results[1][0].views, "every caller gets its own copy").to.equal(7);
+
+      const again = selectCount(app.dataSource);
+      expect(viewsOf(await posts.byTitle({ title }))).to.deep.equal([7]);
+      expect(selectCount(app.dataSource) - again, "the shared result was stored").to.equal(0);
+    });
+
+    it("does not stampede the database when the table has no version in Redis yet (first use, or after Redis restarted)", async () => {
+      const fresh = await server();
+      const cold = await node(clientOf(fresh));
+      const title = "stampede";
+      await app.dataSource.getRepository(Post).save({ title, views: 5 });
+
+      const before = selectCount(cold.dataSource);
+      const results = await Promise.all(Array.from({ length: 50 }, () => cold.posts.byTitle({ title })));
+      for (const rows of results) expect(viewsOf(rows)).to.deep.equal([5]);
+      // The first store write is refused by design (a missing version may hide a write), so one
+      // more computation is fair; 50 is a stampede.
+      expect(selectCount(cold.dataSource) - before, "SELECTs for 50 concurrent calls").to.be.at.most(2);
+    });
+  });
+
+  describe("PostgreSQL errors", () => {
+    let faulty: FaultyRepository;
+    before(() => {
+      faulty = new FaultyRepository(Post, app.dataSource.manager);
+    });
+
+    const cases: [string, (r: FaultyRepository) => Promise<unknown>, string, string][] = [
+      ["a syntax error", (r) => r.syntaxError(), "SELECT * FROM WHERE", "42601"],
+      ["a missing table", (r) => r.missingTable(), `SELECT * FROM "no_such_table_autocache"`, "42P01"],
+      ["an error at run time (division by zero)", (r) => r.divisionByZero(), "SELECT 1 / count(*) AS x FROM (SELECT 1 WHERE false) AS empty", "22012"],
+    ];
+
+    for (const [name, call, sql, code] of cases) {
+      it(`propagates ${name} unchanged and caches nothing`, async () => {
+        const direct = await app.dataSource.query(sql).then(
+          () => expect.fail("the query should fail"),
+          (error: unknown) => error as QueryFailedError,
+        );
+        for (let i = 1; i <= 3; i++) {
+          const runs = faulty.runs;
+          const error = await call(faulty).then(
+            () => expect.fail("the cached call should fail"),
+            (e: unknown) => e as QueryFailedError & { driverError: { code: string } },
+          );
+          expect(error).to.be.instanceOf(QueryFailedError);
+          expect(error.message).to.equal(direct.message);
+          expect(error.query).to.equal(sql);
+          expect(error.driverError.code).to.equal(code);
+          expect(faulty.runs - runs, `call ${i} ran the query again`).to.equal(1);
+        }
+      });
+    }
+
+    it("gives the error to every concurrent caller, then runs the query again on the next call", async () => {
+      const runs = faulty.runs;
+      const outcomes = await Promise.allSettled(Array.from({ length: 10 }, () => faulty.missingTable()));
+      for (const outcome of outcomes) {
+        expect(outcome.status).to.equal("rejected");
+        expect((outcome as PromiseRejectedResult).reason).to.be.instanceOf(QueryFailedError);
+      }
+      const afterBurst = faulty.runs;
+      expect(afterBurst - runs).to.be.within(1, 10);
+      await faulty.missingTable().catch(() => undefined);
+      expect(faulty.runs - afterBurst, "the failure was not cached").to.equal(1);
+    });
+
+    it("rethrows the very error object a cached method throws, and caches nothing", async () => {
+      for (let i = 0; i < 2; i++) {
+        const runs = faulty.runs;
+        const error = await faulty.throws().then(() => expect.fail("should throw"), (e: unknown) => e);
+        expect(error).to.equal(thrownByMethod);
+        expect(faulty.runs - runs).to.equal(1);
+      }
+    });
+
+    it("does not crash the process when the catalog re-read after DDL fails (DDL, then dataSource.destroy())", async () => {
+      // Mocha turns an unhandled rejection into an uncaught error; collect them here instead.
+      const previous = process.listeners("unhandledRejection");
+      const unhandled: unknown[] = [];
+      const collect = (reason: unknown) => unhandled.push(reason);
+      process.removeAllListeners("unhandledRejection");
+      process.on("unhandledRejection", collect);
+      try {
+        const dataSource = await openDataSource({ schema: ns });
+        const cache = new QueryCache({ dataSource, store: new MemoryStore(), namespace: ns });
+        await dataSource.query("SELECT 1"); // the cache is set up
+        // As a migration script does: DDL, then shut down.
+        await dataSource.query(`CREATE TABLE "${ns}"."ddl_then_destroy" (id int)`);
+        await dataSource.destroy();
+        await cache.close();
+        await sleep(500);
+      } finally {
+        process.off("unhandledRejection", collect);
+        for (const listener of previous) process.on("unhandledRejection", listener);
+      }
+      expect(unhandled.map((r) => String(r)), "unhandled rejections").to.deep.equal([]);
+    });
+
+    it("keeps caching normally after failures", async () => {
+      const title = "after errors";
+      await posts.save({ title, views: 4 });
+      await faulty.syntaxError().catch(() => undefined);
+      await faulty.missingTable().catch(() => undefined);
+      await readUntilHit(
+        { dataSource: app.dataSource, cache: app.cache } as Node,
+        () => posts.byTitle({ title }),
+        (rows) => expect(viewsOf(rows)).to.deep.equal([4]),
+        5_000,
+      );
+    });
+  });
+});

@@ -1,0 +1,128 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/** Every server started by this process, so none outlives it even when a test fails midway. */
+const running = new Set<RedisProcess>();
+process.once("exit", () => {
+  for (const server of running) server.killNow();
+});
+
+/** A port the kernel just handed out on loopback and nobody listens on now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A throwaway redis-server on a loopback port of its own, without persistence (it restarts
+ * empty). start() may be called again after kill() to bring it back on the same port.
+ */
+export class RedisProcess {
+  private child?: ChildProcess;
+  private readonly dir = mkdtempSync(join(tmpdir(), "autocache-redis-"));
+
+  private constructor(readonly port: number) {}
+
+  static async start(port?: number): Promise<RedisProcess> {
+    const server = new RedisProcess(port ?? (await freePort()));
+    await server.start();
+    return server;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get isRunning(): boolean {
+    return this.child !== undefined;
+  }
+
+  async start(): Promise<void> {
+    if (this.child) return;
+    const child = spawn(
+      "redis-server",
+      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir, "--daemonize", "no", "--loglevel", "warning"],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr?.on("data", (chunk) => {
+      stderr += String(chunk);
+    });
+    this.child = child;
+    running.add(this);
+    const exited = new Promise<never>((_, reject) =>
+      child.once("exit", (code) => reject(new Error(`redis-server on port ${this.port} exited (${code}): ${stderr}`))),
+    );
+    exited.catch(() => undefined);
+    const deadline = Date.now() + 10_000;
+    while (!(await answersPing(this.port))) {
+      if (Date.now() > deadline) {
+        await this.kill();
+        throw new Error(`redis-server on port ${this.port} did not start: ${stderr}`);
+      }
+      await Promise.race([exited, sleep(25)]);
+    }
+  }
+
+  /** SIGKILL: the server dies at once, without saving or closing connections politely. */
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    this.child = undefined;
+    running.delete(this);
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGKILL");
+      await gone;
+    }
+  }
+
+  /** Stops the server for good and removes its directory. */
+  async stop(): Promise<void> {
+    await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** @internal for the exit hook */
+  killNow(): void {
+    try {
+      this.child?.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Whether a Redis on this port answers PING, by a raw socket so no client is left behind. */
+function answersPing(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: "127.0.0.1", port });
+    let reply = "";
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.on("error", () => done(false));
+    socket.on("connect", () => socket.write("PING\r\n"));
+    socket.on("data", (chunk) => {
+      reply += String(chunk);
+      if (reply.includes("\r\n")) done(reply.startsWith("+PONG"));
+    });
+  });
+}
