@@ -1,4 +1,5 @@
-import { type AfterQueryEvent, type EntitySubscriberInterface, EventSubscriber } from "typeorm";
+import type { QueryEvent } from "../lib/typeorm/subscriber";
+import { type EntitySubscriberInterface, EventSubscriber } from "typeorm";
 
 /**
  * Records every SQL statement the DataSource sends, so the example can show how many queries a
@@ -8,7 +9,7 @@ const statements: string[] = [];
 
 @EventSubscriber()
 export class SqlCounter implements EntitySubscriberInterface {
-  afterQuery(event: AfterQueryEvent): void {
+  afterQuery(event: QueryEvent): void {
     statements.push(event.query);
   }
 }

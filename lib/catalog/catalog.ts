@@ -37,6 +37,12 @@ export class Catalog {
     /** Parents and children in inheritance and partitioning, both ways. */
     private readonly family: ReadonlyMap<QualifiedName, readonly QualifiedName[]>,
     readonly builtinFunctions: ReadonlySet<string>,
+    /** Functions outside pg_catalog that may write (VOLATILE), by bare and qualified name. */
+    private readonly volatileFunctions: ReadonlySet<string>,
+    /** Tables with triggers of their own, whose writes may write anywhere. */
+    private readonly triggered: ReadonlySet<QualifiedName>,
+    /** Views whose definition calls a function outside pg_catalog, directly or through other views. */
+    private readonly opaqueViews: ReadonlySet<QualifiedName>,
   ) {}
 
   static async load(runner: QueryRunner): Promise<Catalog> {
@@ -73,6 +79,24 @@ export class Catalog {
     const builtins: { name: string }[] = await runner.query(
       `SELECT DISTINCT proname AS name FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace`,
     );
+    const volatile: { schema: string; name: string }[] = await runner.query(
+      `SELECT DISTINCT n.nspname AS schema, p.proname AS name FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE p.provolatile = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
+    );
+    const triggered: { schema: string; name: string }[] = await runner.query(
+      `SELECT DISTINCT n.nspname AS schema, c.relname AS name FROM pg_trigger t
+         JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE NOT t.tgisinternal`,
+    );
+    const viewsCallingFunctions: { schema: string; name: string }[] = await runner.query(
+      `SELECT DISTINCT vn.nspname AS schema, v.relname AS name
+         FROM pg_rewrite r
+         JOIN pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm')
+         JOIN pg_namespace vn ON vn.oid = v.relnamespace
+         JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_proc'::regclass
+         JOIN pg_proc p ON p.oid = d.refobjid
+        WHERE p.pronamespace <> 'pg_catalog'::regnamespace`,
+    );
     return new Catalog(
       parsePath(paths.path),
       paths.current ?? "public",
@@ -83,6 +107,9 @@ export class Catalog {
       graph(foreignKeys),
       graph([...inherits, ...inherits.map(reverse)]),
       new Set(builtins.map((b) => b.name)),
+      new Set(volatile.flatMap((f) => [f.name, `${f.schema}.${f.name}`])),
+      new Set(triggered.map((t) => `${t.schema}.${t.name}`)),
+      new Set(viewsCallingFunctions.map((v) => `${v.schema}.${v.name}`)),
     );
   }
 
@@ -125,11 +152,31 @@ export class Catalog {
     ]);
   }
 
-  /** Whether a function name (bare or qualified) is one of PostgreSQL's own, which read no tables. */
+  /**
+   * Whether a function name (bare or qualified) is one of PostgreSQL's own that reads no tables.
+   * The *_to_xml family runs SQL given as text, so it may read anything.
+   */
   isBuiltinFunction(name: string): boolean {
     const dot = name.lastIndexOf(".");
-    if (dot >= 0) return name.slice(0, dot) === "pg_catalog" && this.builtinFunctions.has(name.slice(dot + 1));
-    return this.builtinFunctions.has(name.toLowerCase()) || this.builtinFunctions.has(name);
+    const bare = dot >= 0 ? name.slice(dot + 1) : name;
+    if (dot >= 0 && name.slice(0, dot) !== "pg_catalog") return false;
+    if (/_to_xml/i.test(bare)) return false;
+    return this.builtinFunctions.has(bare.toLowerCase()) || this.builtinFunctions.has(bare);
+  }
+
+  /** Whether calling this function (bare or qualified name) may write: a VOLATILE one outside pg_catalog. */
+  mayWrite(functionName: string): boolean {
+    return this.volatileFunctions.has(functionName);
+  }
+
+  /** Whether writing this table fires triggers of its own, which may write other tables. */
+  hasTriggers(name: QualifiedName): boolean {
+    return this.triggered.has(name);
+  }
+
+  /** Whether reading this relation runs a function outside pg_catalog (a view that calls one). */
+  callsFunctions(name: QualifiedName): boolean {
+    return this.readDependencies(name).some((n) => this.opaqueViews.has(n));
   }
 }
 

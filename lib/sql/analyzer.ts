@@ -123,6 +123,8 @@ function walk(node: unknown, out: Collector): void {
         out.cteNames.push(body.ctename as string);
         break;
     }
+    // CREATE OR REPLACE VIEW changes what the view returns: entries that read it are outdated.
+    if (key === "ViewStmt" && body.replace) out.writes.push({ ...relation(body.view as Record<string, unknown>), kind: "insert" });
     const kind = WRITE_KINDS[key];
     if (kind && body.relation) out.writes.push({ ...relation(body.relation as Record<string, unknown>), kind: upsert(key, body) ? "update" : kind });
     walk(value, out);

@@ -51,13 +51,22 @@ export class QueryObserver {
   private async track(context: TrackingContext, effects: StatementEffects, runner: QueryRunner): Promise<void> {
     if (runner.isTransactionActive || this.buffer.isOpen(runner)) context.refuse("it ran inside a transaction");
     const cteNames = new Set(effects.cteNames);
+    const opaqueViews: string[] = [];
     for (const ref of effects.reads) {
       if (!ref.schema && cteNames.has(ref.name) && !(await this.catalog.get()).knows(ref)) continue;
       const catalog = await this.catalogFor(ref);
-      for (const table of catalog.readDependencies(catalog.qualify(ref))) context.deps.add(this.keys.version(table));
+      const name = catalog.qualify(ref);
+      if (catalog.callsFunctions(name)) opaqueViews.push(name);
+      for (const table of catalog.readDependencies(name)) context.deps.add(this.keys.version(table));
     }
     if (context.vouched) return;
     const catalog = await this.catalog.get();
+    if (opaqueViews.length > 0) {
+      context.refuse(
+        `it reads the view ${opaqueViews[0]}, which calls a function that may read tables the library ` +
+          `cannot see; name them with dependsOn to cache it`,
+      );
+    }
     const opaque = effects.functions.find((name) => !catalog.isBuiltinFunction(name));
     if (opaque) {
       context.refuse(
@@ -79,8 +88,13 @@ export class QueryObserver {
       for (const t of catalog.writeDependencies(catalog.qualify(ref), kind)) tables.add(t);
     }
     const deps = [...tables].map((t) => this.keys.version(t));
-    if (effects.opaqueWrite) {
-      this.warn(`a statement invalidates every cached result of this database: ${effects.opaqueWrite}`);
+    const catalog = await this.catalog.get();
+    const unseen =
+      effects.opaqueWrite ??
+      effects.functions.filter((f) => catalog.mayWrite(f)).map((f) => `it calls ${f}(), a VOLATILE function that may write any table`)[0] ??
+      [...tables].filter((t) => catalog.hasTriggers(t)).map((t) => `${t} has triggers, which may write any table`)[0];
+    if (unseen) {
+      this.warn(`a statement invalidates every cached result of this database: ${unseen}. Writes the library sees precisely invalidate less.`);
       deps.push(this.keys.everything);
     }
     return deps;

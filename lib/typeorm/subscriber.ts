@@ -1,5 +1,8 @@
-import { type AfterQueryEvent, type DataSource, type EntitySubscriberInterface, EventSubscriber } from "typeorm";
+import { type DataSource, type EntitySubscriberInterface, EventSubscriber } from "typeorm";
 import { registry } from "./registry";
+
+// TypeORM 0.3 declares AfterQueryEvent<Entity> generic without a default, 1.x not generic: this fits both.
+export type QueryEvent = Parameters<NonNullable<EntitySubscriberInterface["afterQuery"]>>[0];
 
 /**
  * Register in the DataSource options, `subscribers: [QueryCacheSubscriber]`. It sees every query
@@ -10,7 +13,7 @@ import { registry } from "./registry";
  */
 @EventSubscriber()
 export class QueryCacheSubscriber implements EntitySubscriberInterface {
-  afterQuery(event: AfterQueryEvent): Promise<void> | void {
+  afterQuery(event: QueryEvent): Promise<void> | void {
     const dataSource = (event as { dataSource?: DataSource }).dataSource ?? event.connection;
     const listener = registry.listenerOf(dataSource);
     if (!listener || registry.isInternal(event.queryRunner)) return;

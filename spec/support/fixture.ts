@@ -1,18 +1,20 @@
+import type { QueryEvent } from "../../lib/typeorm/subscriber";
 import "reflect-metadata";
 import { randomUUID } from "node:crypto";
 import Redis from "ioredis";
-import { DataSource, type EntitySubscriberInterface, type AfterQueryEvent, EventSubscriber } from "typeorm";
+import { DataSource, type EntitySubscriberInterface, EventSubscriber } from "typeorm";
 import { QueryCache, QueryCacheSubscriber, RedisStore } from "../../lib";
 import type { QueryCacheOptions } from "../../lib/options";
 import { getServices } from "../../example/services";
 import { entities } from "./entities";
+
 
 /** Counts the SELECTs each DataSource runs, to prove hits run none. */
 const selects = new WeakMap<DataSource, number>();
 
 @EventSubscriber()
 export class SelectCounter implements EntitySubscriberInterface {
-  afterQuery(event: AfterQueryEvent): void {
+  afterQuery(event: QueryEvent): void {
     if (/^\s*select/i.test(event.query) && !/pg_catalog|current_schema|information_schema|pg_control_system|pg_database/i.test(event.query)) {
       selects.set(event.connection, (selects.get(event.connection) ?? 0) + 1);
     }
