@@ -99,7 +99,8 @@ export class QueryCache extends EventEmitter {
       }
       this.local = new LocalTier(this.options.localMaxBytes);
     }
-    this.invalidator = new Invalidator(this.guard, KeyLayout.clockKey(this.options.namespace), this.local && KeyLayout.channel(this.options.namespace), {
+    // Bumps are announced whether or not this process keeps a local tier: others may.
+    this.invalidator = new Invalidator(this.guard, KeyLayout.clockKey(this.options.namespace), KeyLayout.channel(this.options.namespace), {
       settle: (keys) => this.local?.drop(keys),
       delivered: (count) => {
         this.counters.invalidations += count;
@@ -169,7 +170,8 @@ export class QueryCache extends EventEmitter {
   async clear(): Promise<void> {
     const ready = await this.use();
     this.local?.reset(true);
-    await this.guard.strict((store) => store.clear(ready.keys));
+    // An administrative scan of the whole keyspace: it gets no store timeout, and its errors are the caller's.
+    await this.store.clear(ready.keys);
   }
 
   stats(): CacheStats {

@@ -1,5 +1,6 @@
 import type { Cluster, Redis } from "ioredis";
-import type { CacheStore, KeySpace, Lookup, StoreEntry } from "./store";
+import type { CacheStore, FollowHandlers, KeySpace, Lookup, StoreEntry } from "./store";
+import { InvalidationFeed } from "./redis/invalidation-feed";
 import { keySlot } from "./redis/key-slot";
 import { LuaScript } from "./redis/scripts";
 
@@ -13,7 +14,7 @@ const scripts = {
 };
 
 const HEADER = "ac1 ";
-const SCAN_COUNT = 500;
+const SCAN_COUNT = 1000;
 
 export interface RedisStoreOptions {
   /**
@@ -94,16 +95,20 @@ export class RedisStore implements CacheStore {
     return reply === 1;
   }
 
-  async bump(versionKeys: readonly string[], clockKey: string): Promise<void> {
+  async bump(versionKeys: readonly string[], clockKey: string, channel = ""): Promise<void> {
     if (versionKeys.length === 0) return;
     const keys = [clockKey, ...versionKeys];
     const replicas = isCluster(this.redis) ? this.replicasOf(this.redis, clockKey) : 0;
-    if (!isCluster(this.redis) || replicas === 0) {
-      await scripts.bump.run(this.redis, keys, [""]);
-      return;
+    if (isCluster(this.redis) && replicas > 0) {
+      const { acknowledged } = await scripts.bump.runAndWait(this.redis, keys, [channel], replicas, this.replicaTimeout);
+      if (acknowledged < replicas) throw new NotReplicatedError(acknowledged, replicas, this.replicaTimeout);
+    } else {
+      await scripts.bump.run(this.redis, keys, [channel]);
     }
-    const { acknowledged } = await scripts.bump.runAndWait(this.redis, keys, [""], replicas, this.replicaTimeout);
-    if (acknowledged < replicas) throw new NotReplicatedError(acknowledged, replicas, this.replicaTimeout);
+  }
+
+  follow(channel: string, handlers: FollowHandlers): { close(): Promise<void> } {
+    return new InvalidationFeed(this.redis, channel, handlers);
   }
 
   async delete(key: string): Promise<void> {
@@ -111,14 +116,17 @@ export class RedisStore implements CacheStore {
   }
 
   // SCAN and UNLINK rather than KEYS or FLUSHDB: other data in the same database stays, and
-  // Redis is never blocked. Versions are bumped, not deleted, so they only move forward.
+  // Redis is never blocked. Versions are bumped, not deleted, so they only move forward. One scan
+  // finds both kinds of key, since its cost grows with the whole database, not the namespace.
   async clear(space: KeySpace): Promise<void> {
-    await this.scan(space.entryPrefix, async (keys) => {
-      // One key per UNLINK: on Redis Cluster a command may not name keys of two slots.
-      if (isCluster(this.redis)) await Promise.all(keys.map((key) => this.redis.unlink(key)));
-      else await this.redis.unlink(...keys);
+    await this.scan(commonPrefix(space.entryPrefix, space.versionPrefix), async (keys) => {
+      const entries = keys.filter((k) => k.startsWith(space.entryPrefix));
+      const versions = keys.filter((k) => k.startsWith(space.versionPrefix) && k !== space.clockKey);
+      // One key per UNLINK on Redis Cluster, where a command may not name keys of two slots.
+      if (isCluster(this.redis)) await Promise.all(entries.map((key) => this.redis.unlink(key)));
+      else if (entries.length > 0) await this.redis.unlink(...entries);
+      await this.bump(versions, space.clockKey);
     });
-    await this.scan(space.versionPrefix, (keys) => this.bump(keys.filter((k) => k !== space.clockKey), space.clockKey));
   }
 
   private async lookupInCluster(cluster: Cluster, key: string, clockKey: string): Promise<Lookup> {
@@ -141,7 +149,10 @@ export class RedisStore implements CacheStore {
     cluster.unlink(key).catch(() => undefined);
   }
 
-  /** How many replicas ioredis knows for the master that holds this key. */
+  /**
+   * How many replicas ioredis knows (from CLUSTER SLOTS) for the master that holds this key. A
+   * replica attached since the client last refreshed its slots is not waited for until it does.
+   */
   private replicasOf(cluster: Cluster, key: string): number {
     const nodes = cluster.slots[keySlot(this.prefix + key)];
     return nodes ? Math.max(0, nodes.length - 1) : 0;
@@ -177,6 +188,12 @@ function parseEntry(stored: string): { stamp: string; deps: string[]; value: str
   const [stamp, ...deps] = stored.slice(HEADER.length, nl).split(" ").filter((word) => word !== "");
   if (stamp === undefined || !/^\d+$/.test(stamp)) return undefined;
   return { stamp, deps, value: stored.slice(nl + 1) };
+}
+
+function commonPrefix(a: string, b: string): string {
+  let i = 0;
+  while (i < a.length && a[i] === b[i]) i++;
+  return a.slice(0, i);
 }
 
 function globEscape(text: string): string {

@@ -1,4 +1,5 @@
 import type { QueryEvent } from "../../lib/typeorm/subscriber";
+import { registry } from "../../lib/typeorm/registry";
 import "reflect-metadata";
 import { randomUUID } from "node:crypto";
 import Redis from "ioredis";
@@ -15,7 +16,9 @@ const selects = new WeakMap<DataSource, number>();
 @EventSubscriber()
 export class SelectCounter implements EntitySubscriberInterface {
   afterQuery(event: QueryEvent): void {
-    if (/^\s*select/i.test(event.query) && !/pg_catalog|current_schema|information_schema|pg_control_system|pg_database/i.test(event.query)) {
+    // The cache's own catalog queries run on connections it marks; TypeORM's metadata queries read pg_catalog.
+    if (registry.isInternal(event.queryRunner)) return;
+    if (/^\s*select/i.test(event.query) && !/pg_catalog|information_schema/i.test(event.query)) {
       selects.set(event.connection, (selects.get(event.connection) ?? 0) + 1);
     }
   }

@@ -27,6 +27,8 @@ export class InvalidationFeed {
     this.subscriber.on("ready", () => void this.subscribe());
     // A subscriber's connection errors are the same as the main client's; they surface there.
     this.subscriber.on("error", () => undefined);
+    // A duplicate of a lazyConnect client waits for a first command that a subscriber never sends.
+    if (this.subscriber.status === "wait") this.subscriber.connect().catch(() => undefined);
   }
 
   async close(): Promise<void> {
