@@ -2,16 +2,18 @@ import type { Cluster, Redis } from "ioredis";
 import type { CacheStore, FollowHandlers, KeySpace, Lookup, StoreEntry } from "./store";
 import { InvalidationFeed } from "./redis/invalidation-feed";
 import { keySlot } from "./redis/key-slot";
-import { LuaScript } from "./redis/scripts";
+import { isNoScript, LuaScript } from "./redis/scripts";
 
 const scripts = {
-  lookup: new LuaScript("lookup"),
+  probe: new LuaScript("probe"),
   stamp: new LuaScript("stamp"),
-  set: new LuaScript("set"),
   bump: new LuaScript("bump"),
   check: new LuaScript("check"),
   admit: new LuaScript("admit"),
 };
+
+/** How many keys' version lists a store remembers for one-round-trip hits. */
+const REMEMBERED_KEYS = 10_000;
 
 const HEADER = "ac1 ";
 const SCAN_COUNT = 1000;
@@ -38,8 +40,12 @@ export class NotReplicatedError extends Error {
  * Stores entries in Redis through an ioredis client, or an ioredis Cluster, that the caller owns
  * (and closes).
  *
- * On a single Redis, a hit is one round trip: a script reads the entry and checks its dependency
- * versions. On Redis Cluster the entry and the versions live in different slots (entries spread
+ * On a single Redis, a hit is one round trip and the entry never passes through Lua: a pipeline
+ * GETs it and then reads the versions this process saw it name last time (probe.lua); should it
+ * name others, a second round trip checks those (check.lua). A set is one pipelined round trip
+ * too: admit.lua checks (and creates) the versions, then a plain SET writes the entry, which is
+ * never served should admit have refused it, since every read checks the versions again.
+ * On Redis Cluster the entry and the versions live in different slots (entries spread
  * over the masters; versions and the clock share the hash tag {<namespace>:v}), and no script may
  * touch two slots, so every operation is split into single-slot steps:
  *
@@ -58,6 +64,8 @@ export class NotReplicatedError extends Error {
  */
 export class RedisStore implements CacheStore {
   private readonly replicaTimeout: number;
+  /** The version keys each recently read or written entry named, to read them beside the entry. */
+  private readonly knownDeps = new Map<string, readonly string[]>();
 
   constructor(
     readonly redis: Redis | Cluster,
@@ -73,11 +81,26 @@ export class RedisStore implements CacheStore {
 
   async lookup(key: string, clockKey: string): Promise<Lookup> {
     if (isCluster(this.redis)) return this.lookupInCluster(this.redis, key, clockKey);
-    const reply = await scripts.lookup.run(this.redis, [key, clockKey], [this.prefix]);
-    if (typeof reply === "number") return { hit: false, stamp: reply };
-    const entry = parseEntry(String(reply));
-    if (!entry) return { hit: false, stamp: await this.stamp(clockKey) };
-    return { hit: true, value: entry.value, deps: entry.deps };
+    const expected = this.knownDeps.get(key) ?? [];
+    const [got, probed] = (await this.redis.pipeline().get(key).evalsha(scripts.probe.sha, 1 + expected.length, clockKey, ...expected).exec()) ?? [];
+    if (isNoScript(probed?.[0])) {
+      await scripts.probe.run(this.redis, [clockKey], []);
+      return this.lookup(key, clockKey);
+    }
+    if (got?.[0]) throw got[0];
+    if (probed?.[0]) throw probed[0];
+    const [stamp, ...versions] = probed?.[1] as [number, ...(string | null)[]];
+    const stored = got?.[1] as string | null;
+    const entry = stored === null ? undefined : parseEntry(stored);
+    if (!entry) {
+      if (stored !== null) this.forget(key);
+      return { hit: false, stamp };
+    }
+    this.remember(key, entry.deps);
+    if (!sameKeys(entry.deps, expected)) return this.checkVersions(this.redis, key, clockKey, entry);
+    if (versions.every((v) => v !== null && Number(v) <= Number(entry.stamp))) return { hit: true, value: entry.value, deps: entry.deps };
+    this.forget(key);
+    return { hit: false, stamp };
   }
 
   async stamp(clockKey: string): Promise<number> {
@@ -86,13 +109,20 @@ export class RedisStore implements CacheStore {
 
   async set(entry: StoreEntry, clockKey: string): Promise<boolean> {
     const stored = `${HEADER}${entry.stamp} ${entry.deps.join(" ")}\n${entry.value}`;
+    const admit = () => scripts.admit.run(this.redis, [clockKey, ...entry.deps], [entry.stamp]);
+    this.remember(entry.key, entry.deps);
     if (isCluster(this.redis)) {
-      if (entry.deps.length > 0 && (await scripts.admit.run(this.redis, [clockKey, ...entry.deps], [entry.stamp])) !== 1) return false;
+      if (entry.deps.length > 0 && (await admit()) !== 1) return false;
       await this.redis.set(entry.key, stored, "EX", entry.ttlSeconds);
       return true;
     }
-    const reply = await scripts.set.run(this.redis, [entry.key, clockKey, ...entry.deps], [entry.stamp, entry.ttlSeconds, stored]);
-    return reply === 1;
+    const keys = [clockKey, ...entry.deps];
+    const [admitted, written] =
+      (await this.redis.pipeline().evalsha(scripts.admit.sha, keys.length, ...keys, entry.stamp).set(entry.key, stored, "EX", entry.ttlSeconds).exec()) ?? [];
+    if (written?.[0]) throw written[0];
+    if (isNoScript(admitted?.[0])) return (await admit()) === 1;
+    if (admitted?.[0]) throw admitted[0];
+    return admitted?.[1] === 1;
   }
 
   async bump(versionKeys: readonly string[], clockKey: string, channel = ""): Promise<void> {
@@ -132,21 +162,28 @@ export class RedisStore implements CacheStore {
   private async lookupInCluster(cluster: Cluster, key: string, clockKey: string): Promise<Lookup> {
     const stored = await cluster.get(key);
     const entry = stored === null ? undefined : parseEntry(stored);
-    if (entry && entry.deps.length === 0) return { hit: true, value: entry.value, deps: entry.deps };
-    if (entry) {
-      const reply = await scripts.check.run(cluster, [clockKey, ...entry.deps], [entry.stamp]);
-      if (reply === 0) return { hit: true, value: entry.value, deps: entry.deps };
-      this.forget(cluster, key);
-      return { hit: false, stamp: Number(reply) };
-    }
-    if (stored !== null) this.forget(cluster, key);
+    if (entry) return this.checkVersions(cluster, key, clockKey, entry);
+    if (stored !== null) this.forget(key);
     return { hit: false, stamp: await this.stamp(clockKey) };
+  }
+
+  /** The second half of a lookup, once the entry is read: are the versions it names still its own? */
+  private async checkVersions(redis: Redis | Cluster, key: string, clockKey: string, entry: ParsedEntry): Promise<Lookup> {
+    const reply = await scripts.check.run(redis, [clockKey, ...entry.deps], [entry.stamp]);
+    if (reply === 0) return { hit: true, value: entry.value, deps: entry.deps };
+    this.forget(key);
+    return { hit: false, stamp: Number(reply) };
   }
 
   // Frees an outdated or unreadable entry without making the caller wait. Should a fresh entry
   // have replaced it since it was read, deleting that costs one miss, never a stale read.
-  private forget(cluster: Cluster, key: string): void {
-    cluster.unlink(key).catch(() => undefined);
+  private forget(key: string): void {
+    this.redis.unlink(key).catch(() => undefined);
+  }
+
+  private remember(key: string, deps: readonly string[]): void {
+    if (this.knownDeps.size >= REMEMBERED_KEYS && !this.knownDeps.has(key)) this.knownDeps.clear();
+    this.knownDeps.set(key, deps);
   }
 
   /**
@@ -181,13 +218,25 @@ function isCluster(redis: Redis | Cluster): redis is Cluster {
   return redis.isCluster;
 }
 
+interface ParsedEntry {
+  readonly stamp: string;
+  readonly deps: string[];
+  readonly value: string;
+}
+
 /** Splits "ac1 <stamp> <version key>...\n<payload>"; undefined when the text is not an entry. */
-function parseEntry(stored: string): { stamp: string; deps: string[]; value: string } | undefined {
+function parseEntry(stored: string): ParsedEntry | undefined {
   const nl = stored.indexOf("\n");
   if (nl < 0 || !stored.startsWith(HEADER)) return undefined;
   const [stamp, ...deps] = stored.slice(HEADER.length, nl).split(" ").filter((word) => word !== "");
   if (stamp === undefined || !/^\d+$/.test(stamp)) return undefined;
   return { stamp, deps, value: stored.slice(nl + 1) };
+}
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function commonPrefix(a: string, b: string): string {

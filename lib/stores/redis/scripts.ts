@@ -8,7 +8,8 @@ const prelude = ["clock", "versions"].map(readLua).join("\n");
 /** A Lua script read once from its file, called by SHA and sent in full only when Redis lacks it. */
 export class LuaScript {
   private readonly source: string;
-  private readonly sha: string;
+  /** For callers that put the script in a pipeline of their own; they fall back to run() on NOSCRIPT. */
+  readonly sha: string;
 
   constructor(name: string) {
     this.source = `${prelude}\n${readLua(name)}`;
@@ -50,7 +51,7 @@ export class LuaScript {
   }
 }
 
-function isNoScript(error: unknown): boolean {
+export function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith("NOSCRIPT");
 }
 

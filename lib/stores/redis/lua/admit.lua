@@ -1,5 +1,5 @@
--- Redis Cluster's half of set.lua, run in the slot of the clock and the versions before the entry
--- is written to its own slot.
+-- Run in the slot of the clock and the versions, beside (single Redis: in the same pipeline) or
+-- before (Redis Cluster) the SET of the entry in its own slot.
 -- KEYS[1] clock, KEYS[2...] the entry's version keys. ARGV[1] its stamp.
 -- Returns 1 when the entry may be stored, else 0.
 local deps = {}

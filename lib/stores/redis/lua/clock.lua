@@ -7,10 +7,12 @@ local function server_now()
 end
 
 -- The stamp of a value whose computation starts now: no version bumped later can be below it.
+-- It is recorded as the clock, so that holds even if the server's clock steps backwards.
 local function current_stamp(clock_key)
   local clock = tonumber(redis.call('GET', clock_key) or '0')
   local now = server_now()
-  if clock > now then return clock end
+  if clock >= now then return clock end
+  redis.call('SET', clock_key, string.format('%d', now))
   return now
 end
 
