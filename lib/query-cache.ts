@@ -53,6 +53,13 @@ interface Ready {
   readonly catalog: LiveCatalog;
 }
 
+interface Computed {
+  readonly value: unknown;
+  readonly deps: readonly string[];
+  /** The flight as those who joined it see it, once the store has answered. */
+  readonly settled: Promise<Flight>;
+}
+
 interface Flight {
   readonly value: unknown;
   readonly deps: readonly string[];
@@ -79,6 +86,8 @@ export class QueryCache extends EventEmitter {
   private readonly listener: QueryListener;
   private readonly counters: CacheStats = { hits: 0, misses: 0, sets: 0, invalidations: 0, errors: 0, skipped: 0 };
   private readonly flights = new Map<string, Promise<Flight>>();
+  /** Entries being stored after their callers got their values. */
+  private readonly writes = new Set<Promise<Flight>>();
   private readonly warned = new Set<string>();
   private ready?: Promise<Ready>;
   /** The same as `ready` once it has resolved, for the synchronous part of a hit. */
@@ -182,6 +191,7 @@ export class QueryCache extends EventEmitter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await Promise.all(this.writes);
     await this.invalidator.flush();
     this.invalidator.stop();
     await this.follower?.close();
@@ -235,14 +245,17 @@ export class QueryCache extends EventEmitter {
       stamp = await this.freshStamp(ready);
     }
     const run = this.compute(ready, plan, key, compute, stamp, mark);
-    if (!this.flights.has(key)) this.flights.set(key, run);
-    try {
-      const flight = await run;
-      parent?.addDeps(flight.deps);
-      return flight.value;
-    } finally {
-      if (this.flights.get(key) === run) this.flights.delete(key);
+    const flight = run.then((computed) => computed.settled);
+    if (!this.flights.has(key)) {
+      this.flights.set(key, flight);
+      const land = () => {
+        if (this.flights.get(key) === flight) this.flights.delete(key);
+      };
+      flight.then(land, land);
     }
+    const computed = await run;
+    parent?.addDeps(computed.deps);
+    return computed.value;
   }
 
   private freshStamp(ready: Ready): Promise<number | undefined> {
@@ -256,7 +269,12 @@ export class QueryCache extends EventEmitter {
     this.local.set(key, decode(encoded, ready.classes), deps, encoded.length, ttl, mark);
   }
 
-  private async compute(ready: Ready, plan: FetchPlan, key: string, compute: () => unknown, stamp: number | undefined, mark: number): Promise<Flight> {
+  /**
+   * Runs the computation and returns its value as soon as it is encoded; storing it goes on behind
+   * (its commands are already sent, so this caller's next read queues after them), and `settled`
+   * tells those who joined the flight whether the value is theirs to take.
+   */
+  private async compute(ready: Ready, plan: FetchPlan, key: string, compute: () => unknown, stamp: number | undefined, mark: number): Promise<Computed> {
     const epoch = this.invalidator.epoch;
     const context = new TrackingContext(this, (plan.dependsOn?.length ?? 0) > 0);
     const started = performance.now();
@@ -283,10 +301,14 @@ export class QueryCache extends EventEmitter {
     if (stamp === undefined || this.invalidator.blocks(deps)) return this.skip({ value, deps, encoded, shareable: quiet });
     const ttl = checkTtl(`${plan.label}: ttl`, plan.ttl ?? this.options.defaultTtl);
     const entry = plan.earlyRefreshBeta === undefined ? encoded : withFreshness(encoded, { expiresAt: Date.now() + ttl * 1000, computeMs: Math.ceil(computeMs) });
-    const stored = await this.putEntry(ready, key, entry, deps, stamp, ttl);
-    if (stored) this.keepLocally(ready, key, encoded, deps, plan, mark);
-    // Stored means no dependency changed since the stamp: the value is current for whoever joined.
-    return { value, deps, encoded, shareable: stored === true || (stored === undefined && quiet) };
+    const settled = this.putEntry(ready, key, entry, deps, stamp, ttl).then((stored): Flight => {
+      if (stored) this.keepLocally(ready, key, encoded, deps, plan, mark);
+      // Stored means no dependency changed since the stamp: the value is current for whoever joined.
+      return { value, deps, encoded, shareable: stored === true || (stored === undefined && quiet) };
+    });
+    this.writes.add(settled);
+    void settled.finally(() => this.writes.delete(settled));
+    return { value, deps, settled };
   }
 
   /** Resolves whether the store took the entry, or undefined when it could not be asked. */
@@ -297,9 +319,9 @@ export class QueryCache extends EventEmitter {
     return stored;
   }
 
-  private skip(flight: Flight): Flight {
+  private skip(flight: Flight): Computed {
     this.counters.skipped++;
-    return flight;
+    return { value: flight.value, deps: flight.deps, settled: Promise.resolve(flight) };
   }
 
   private decodeOrUndefined(ready: Ready, text: string, key: string): { value: unknown } | undefined {

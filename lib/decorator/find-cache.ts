@@ -6,11 +6,12 @@ import { registry } from "../typeorm/registry";
 export function findCache(self: unknown): QueryCache | undefined {
   if (typeof self !== "object" || self === null) return undefined;
   const o = self as { manager?: { connection?: DataSource }; dataSource?: DataSource; connection?: DataSource };
-  for (const dataSource of [o.manager?.connection, o.dataSource, o.connection, self as DataSource]) {
-    const cache = dataSource && registry.cacheOf(dataSource);
-    if (cache instanceof QueryCache) return cache;
-  }
-  return undefined;
+  return cacheOf(o.manager?.connection) ?? cacheOf(o.dataSource) ?? cacheOf(o.connection) ?? cacheOf(self as DataSource);
+}
+
+function cacheOf(dataSource: DataSource | undefined): QueryCache | undefined {
+  const cache = dataSource && registry.cacheOf(dataSource);
+  return cache instanceof QueryCache ? cache : undefined;
 }
 
 /**

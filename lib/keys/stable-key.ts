@@ -13,6 +13,7 @@ const VERBATIM_LIMIT = 64;
  * do not.
  */
 export function argumentsDigest(args: readonly unknown[]): string {
+  if (args.length === 0) return "j[]";
   const text = canonical(args, new Set());
   return text.length <= VERBATIM_LIMIT ? `j${text}` : `h${createHash("sha1").update(text).digest("base64url")}`;
 }
