@@ -14,7 +14,7 @@ import { ClassRegistry } from "./serialization/class-registry";
 import { decode, encode } from "./serialization/codec";
 import { SqlAnalyzer } from "./sql/analyzer";
 import { MemoryStore } from "./stores/memory-store";
-import type { CacheStore } from "./stores/store";
+import type { CacheStore, Lookup } from "./stores/store";
 import { StoreGuard } from "./stores/store-guard";
 import { TrackingContext, tracking } from "./tracking/tracking-context";
 import { QueryObserver } from "./typeorm/query-observer";
@@ -56,17 +56,8 @@ interface Ready {
 interface Computed {
   readonly value: unknown;
   readonly deps: readonly string[];
-  /** The flight as those who joined it see it, once the store has answered. */
-  readonly settled: Promise<Flight>;
-}
-
-interface Flight {
-  readonly value: unknown;
-  readonly deps: readonly string[];
-  /** The serialized value, so each follower gets its own copy. */
-  readonly encoded?: string;
-  /** Whether callers that joined this flight may take its value as fresh for them too. */
-  readonly shareable: boolean;
+  /** Settles once the store has answered (or at once when nothing was stored). */
+  readonly stored: Promise<void>;
 }
 
 /**
@@ -85,9 +76,10 @@ export class QueryCache extends EventEmitter {
   private readonly buffer = new TransactionBuffer();
   private readonly listener: QueryListener;
   private readonly counters: CacheStats = { hits: 0, misses: 0, sets: 0, invalidations: 0, errors: 0, skipped: 0 };
-  private readonly flights = new Map<string, Promise<Flight>>();
+  /** Computations under way, by key; each settles once its result is stored (or not). */
+  private readonly flights = new Map<string, Promise<void>>();
   /** Entries being stored after their callers got their values. */
-  private readonly writes = new Set<Promise<Flight>>();
+  private readonly writes = new Set<Promise<void>>();
   private readonly warned = new Set<string>();
   private ready?: Promise<Ready>;
   /** The same as `ready` once it has resolved, for the synchronous part of a hit. */
@@ -214,39 +206,30 @@ export class QueryCache extends EventEmitter {
       parent?.addDeps(held.deps);
       return this.count("hits", key, held.value);
     }
-    const mark = this.local?.mark() ?? 0;
-    const found = await this.guard.call((store) => store.lookup(key, ready.keys.clockKey));
-    if (found?.hit && !this.invalidator.blocks(found.deps)) {
-      const { json, freshness } = splitFreshness(found.value);
-      const value = this.decodeOrUndefined(ready, json, key);
-      const early = freshness && plan.earlyRefreshBeta !== undefined && refreshesEarly(freshness, plan.earlyRefreshBeta);
-      if (value !== undefined && !early) {
-        parent?.addDeps(found.deps);
-        this.keepLocally(ready, key, json, found.deps, plan, mark);
-        return this.count("hits", key, value.value);
-      }
+    let mark = this.local?.mark() ?? 0;
+    let found = await this.guard.call((store) => store.lookup(key, ready.keys.clockKey));
+    let hit = this.served(ready, plan, key, found, mark);
+    if (hit) return hit.value;
+    // Concurrent misses on one key wait for one computation, then read the store again: a value
+    // computed before a write that returned after they arrived must not reach them, and only the
+    // store's version check knows. A cold key thus costs one computation, not one per caller.
+    for (let round = 0; round < 2; round++) {
+      const flight = this.flights.get(key);
+      if (!flight) break;
+      await flight;
+      mark = this.local?.mark() ?? 0;
+      found = await this.guard.call((store) => store.lookup(key, ready.keys.clockKey));
+      // What a flight stored is fresh from the store's point of view: it is not refreshed early again.
+      hit = this.served(ready, { ...plan, earlyRefreshBeta: undefined }, key, found, mark);
+      if (hit) return hit.value;
     }
-    this.count("misses", key, undefined);
     // An unreadable entry, or one refreshed early, was a hit to the store: a fresh stamp lets the
     // recomputed value replace it.
-    let stamp = found?.hit === false ? found.stamp : undefined;
-    if (found?.hit) stamp = await this.freshStamp(ready);
-    // A flight whose result could not be shared (its store was refused, or it saw an invalidation)
-    // sends its followers round again with fresh stamps: the first to return starts the next
-    // flight and the others join it, so a cold key costs two computations, not one per caller.
-    for (let round = 0; round < 2; round++) {
-      const joined = this.flights.get(key);
-      if (!joined) break;
-      const flight = await joined;
-      if (flight.shareable) {
-        parent?.addDeps(flight.deps);
-        return flight.encoded === undefined ? flight.value : decode(flight.encoded, ready.classes);
-      }
-      stamp = await this.freshStamp(ready);
-    }
+    const stamp = found?.hit ? this.freshStamp(ready) : Promise.resolve(found?.stamp);
+    this.count("misses", key, undefined);
     const run = this.compute(ready, plan, key, compute, stamp, mark);
-    const flight = run.then((computed) => computed.settled);
     if (!this.flights.has(key)) {
+      const flight = run.then((computed) => computed.stored);
       this.flights.set(key, flight);
       const land = () => {
         if (this.flights.get(key) === flight) this.flights.delete(key);
@@ -256,6 +239,19 @@ export class QueryCache extends EventEmitter {
     const computed = await run;
     parent?.addDeps(computed.deps);
     return computed.value;
+  }
+
+  /** The value of a store hit this call may serve (counted, and kept locally), or undefined. */
+  private served(ready: Ready, plan: FetchPlan, key: string, found: Lookup | undefined, mark: number): { value: unknown } | undefined {
+    if (!found?.hit || this.invalidator.blocks(found.deps)) return undefined;
+    const { json, freshness } = splitFreshness(found.value);
+    if (freshness && plan.earlyRefreshBeta !== undefined && refreshesEarly(freshness, plan.earlyRefreshBeta)) return undefined;
+    const value = this.decodeOrUndefined(ready, json, key);
+    if (!value) return undefined;
+    tracking.current()?.addDeps(found.deps);
+    this.keepLocally(ready, key, json, found.deps, plan, mark);
+    this.count("hits", key, undefined);
+    return value;
   }
 
   private freshStamp(ready: Ready): Promise<number | undefined> {
@@ -271,44 +267,40 @@ export class QueryCache extends EventEmitter {
 
   /**
    * Runs the computation and returns its value as soon as it is encoded; storing it goes on behind
-   * (its commands are already sent, so this caller's next read queues after them), and `settled`
-   * tells those who joined the flight whether the value is theirs to take.
+   * (its commands are already sent, so this caller's next read queues after them), and `stored`
+   * settles once the store has answered, for those waiting on this flight.
    */
-  private async compute(ready: Ready, plan: FetchPlan, key: string, compute: () => unknown, stamp: number | undefined, mark: number): Promise<Computed> {
-    const epoch = this.invalidator.epoch;
+  private async compute(ready: Ready, plan: FetchPlan, key: string, compute: () => unknown, stamping: Promise<number | undefined>, mark: number): Promise<Computed> {
+    // Taken before the query runs, whatever it reads: that is what makes a stale set impossible.
+    const stamp = await stamping;
     const context = new TrackingContext(this, (plan.dependsOn?.length ?? 0) > 0);
     const started = performance.now();
     const value = await tracking.run(context, compute);
     const computeMs = performance.now() - started;
     const deps = [ready.keys.everything, ...context.deps, ...(await this.dependencyKeys(ready, plan.dependsOn, "read"))];
-    const quiet = this.invalidator.epoch === epoch;
-    if (context.uncacheable) {
-      this.warnOnce(`${plan.label}: result not cached because ${context.uncacheable}.`);
-      return this.skip({ value, deps, shareable: false });
-    }
+    const skip = (why?: string): Computed => {
+      if (why) this.warnOnce(`${plan.label}: result not cached because ${why}`);
+      this.counters.skipped++;
+      return { value, deps, stored: Promise.resolve() };
+    };
+    if (context.uncacheable) return skip(`${context.uncacheable}.`);
     let encoded: string;
     try {
       encoded = encode(value, ready.classes);
     } catch (error) {
       if (!(error instanceof UnserializableValueError)) throw error;
-      this.warnOnce(`${plan.label}: result not cached because ${error.message}`);
-      return this.skip({ value, deps, shareable: false });
+      return skip(error.message);
     }
-    if (Buffer.byteLength(encoded) > this.options.maxValueBytes) {
-      this.warnOnce(`${plan.label}: result not cached because it is larger than maxValueBytes (${this.options.maxValueBytes}).`);
-      return this.skip({ value, deps, encoded, shareable: quiet });
-    }
-    if (stamp === undefined || this.invalidator.blocks(deps)) return this.skip({ value, deps, encoded, shareable: quiet });
+    if (Buffer.byteLength(encoded) > this.options.maxValueBytes) return skip(`it is larger than maxValueBytes (${this.options.maxValueBytes}).`);
+    if (stamp === undefined || this.invalidator.blocks(deps)) return skip();
     const ttl = checkTtl(`${plan.label}: ttl`, plan.ttl ?? this.options.defaultTtl);
     const entry = plan.earlyRefreshBeta === undefined ? encoded : withFreshness(encoded, { expiresAt: Date.now() + ttl * 1000, computeMs: Math.ceil(computeMs) });
-    const settled = this.putEntry(ready, key, entry, deps, stamp, ttl).then((stored): Flight => {
-      if (stored) this.keepLocally(ready, key, encoded, deps, plan, mark);
-      // Stored means no dependency changed since the stamp: the value is current for whoever joined.
-      return { value, deps, encoded, shareable: stored === true || (stored === undefined && quiet) };
+    const stored = this.putEntry(ready, key, entry, deps, stamp, ttl).then((accepted) => {
+      if (accepted) this.keepLocally(ready, key, encoded, deps, plan, mark);
     });
-    this.writes.add(settled);
-    void settled.finally(() => this.writes.delete(settled));
-    return { value, deps, settled };
+    this.writes.add(stored);
+    void stored.finally(() => this.writes.delete(stored));
+    return { value, deps, stored };
   }
 
   /** Resolves whether the store took the entry, or undefined when it could not be asked. */
@@ -317,11 +309,6 @@ export class QueryCache extends EventEmitter {
     if (stored) this.counters.sets++;
     else this.counters.skipped++;
     return stored;
-  }
-
-  private skip(flight: Flight): Computed {
-    this.counters.skipped++;
-    return { value: flight.value, deps: flight.deps, settled: Promise.resolve(flight) };
   }
 
   private decodeOrUndefined(ready: Ready, text: string, key: string): { value: unknown } | undefined {

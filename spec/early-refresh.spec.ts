@@ -49,6 +49,7 @@ describe("early refresh (XFetch): a hot entry is recomputed before it expires, b
       // A beta this large puts every entry "near expiry": each wave of callers refreshes once.
       await read(1e12);
       await read(1e12);
+      await new Promise((r) => setTimeout(r, 50)); // the last store settles: no flight is under way
       runs = 0;
       const values = await Promise.all(Array.from({ length: 20 }, () => read(1e12)));
       expect(runs).to.equal(1);

@@ -83,10 +83,16 @@ export class Catalog {
       `SELECT DISTINCT n.nspname AS schema, p.proname AS name FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE p.provolatile = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
     );
+    // User triggers, and rules on tables (a view's own rule is named _RETURN), may write elsewhere.
     const triggered: { schema: string; name: string }[] = await runner.query(
-      `SELECT DISTINCT n.nspname AS schema, c.relname AS name FROM pg_trigger t
+      `SELECT n.nspname AS schema, c.relname AS name FROM pg_trigger t
          JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE NOT t.tgisinternal`,
+        WHERE NOT t.tgisinternal
+       UNION
+       SELECT n.nspname, c.relname FROM pg_rewrite r
+         JOIN pg_class c ON c.oid = r.ev_class AND c.relkind IN ('r', 'p')
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE r.rulename <> '_RETURN'`,
     );
     const viewsCallingFunctions: { schema: string; name: string }[] = await runner.query(
       `SELECT DISTINCT vn.nspname AS schema, v.relname AS name
@@ -169,7 +175,7 @@ export class Catalog {
     return this.volatileFunctions.has(functionName);
   }
 
-  /** Whether writing this table fires triggers of its own, which may write other tables. */
+  /** Whether writing this table fires triggers or rules of its own, which may write other tables. */
   hasTriggers(name: QualifiedName): boolean {
     return this.triggered.has(name);
   }

@@ -11,8 +11,6 @@ export class Invalidator {
   private readonly pending = new Set<string>();
   private retryDelay = RETRY_FIRST_MS;
   private retryTimer?: NodeJS.Timeout;
-  /** Counts invalidations issued here; a computation that saw it change may be outdated. */
-  epoch = 0;
 
   constructor(
     private readonly guard: StoreGuard,
@@ -33,7 +31,6 @@ export class Invalidator {
   async invalidate(deps: Iterable<string>): Promise<void> {
     const keys = [...deps];
     if (keys.length === 0) return;
-    this.epoch++;
     this.hooks.settle(keys);
     try {
       await this.guard.strict((store) => store.bump(keys, this.clockKey, this.channel));

@@ -45,6 +45,8 @@ export class NotReplicatedError extends Error {
  * name others, a second round trip checks those (check.lua). A set is one pipelined round trip
  * too: admit.lua checks (and creates) the versions, then a plain SET writes the entry, which is
  * never served should admit have refused it, since every read checks the versions again.
+ * Outdated entries are left to be overwritten by the next computation or to expire: deleting
+ * one on sight could delete the fresh entry that replaced it meanwhile.
  * On Redis Cluster the entry and the versions live in different slots (entries spread
  * over the masters; versions and the clock share the hash tag {<namespace>:v}), and no script may
  * touch two slots, so every operation is split into single-slot steps:
@@ -92,14 +94,10 @@ export class RedisStore implements CacheStore {
     const [stamp, ...versions] = probed?.[1] as [number, ...(string | null)[]];
     const stored = got?.[1] as string | null;
     const entry = stored === null ? undefined : parseEntry(stored);
-    if (!entry) {
-      if (stored !== null) this.forget(key);
-      return { hit: false, stamp };
-    }
+    if (!entry) return { hit: false, stamp };
     this.remember(key, entry.deps);
     if (!sameKeys(entry.deps, expected)) return this.checkVersions(this.redis, key, clockKey, entry);
     if (versions.every((v) => v !== null && Number(v) <= Number(entry.stamp))) return { hit: true, value: entry.value, deps: entry.deps };
-    this.forget(key);
     return { hit: false, stamp };
   }
 
@@ -163,7 +161,6 @@ export class RedisStore implements CacheStore {
     const stored = await cluster.get(key);
     const entry = stored === null ? undefined : parseEntry(stored);
     if (entry) return this.checkVersions(cluster, key, clockKey, entry);
-    if (stored !== null) this.forget(key);
     return { hit: false, stamp: await this.stamp(clockKey) };
   }
 
@@ -171,14 +168,7 @@ export class RedisStore implements CacheStore {
   private async checkVersions(redis: Redis | Cluster, key: string, clockKey: string, entry: ParsedEntry): Promise<Lookup> {
     const reply = await scripts.check.run(redis, [clockKey, ...entry.deps], [entry.stamp]);
     if (reply === 0) return { hit: true, value: entry.value, deps: entry.deps };
-    this.forget(key);
     return { hit: false, stamp: Number(reply) };
-  }
-
-  // Frees an outdated or unreadable entry without making the caller wait. Should a fresh entry
-  // have replaced it since it was read, deleting that costs one miss, never a stale read.
-  private forget(key: string): void {
-    this.redis.unlink(key).catch(() => undefined);
   }
 
   private remember(key: string, deps: readonly string[]): void {

@@ -92,7 +92,7 @@ export class QueryObserver {
     const unseen =
       effects.opaqueWrite ??
       effects.functions.filter((f) => catalog.mayWrite(f)).map((f) => `it calls ${f}(), a VOLATILE function that may write any table`)[0] ??
-      [...tables].filter((t) => catalog.hasTriggers(t)).map((t) => `${t} has triggers, which may write any table`)[0];
+      [...tables].filter((t) => catalog.hasTriggers(t)).map((t) => `${t} has triggers or rules, which may write any table`)[0];
     if (unseen) {
       this.warn(`a statement invalidates every cached result of this database: ${unseen}. Writes the library sees precisely invalidate less.`);
       deps.push(this.keys.everything);
