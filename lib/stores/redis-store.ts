@@ -5,10 +5,7 @@ import { keySlot } from "./redis/key-slot";
 import { isNoScript, LuaScript } from "./redis/scripts";
 
 const scripts = {
-  probe: new LuaScript("probe"),
-  stamp: new LuaScript("stamp"),
   bump: new LuaScript("bump"),
-  check: new LuaScript("check"),
   admit: new LuaScript("admit"),
 };
 
@@ -40,9 +37,9 @@ export class NotReplicatedError extends Error {
  * Stores entries in Redis through an ioredis client, or an ioredis Cluster, that the caller owns
  * (and closes).
  *
- * On a single Redis, a hit is one round trip and the entry never passes through Lua: a pipeline
- * GETs it and then reads the versions this process saw it name last time (probe.lua); should it
- * name others, a second round trip checks those (check.lua). A set is one pipelined round trip
+ * On a single Redis, a hit is one round trip with no script: a pipeline GETs the entry, then
+ * MGETs the clock and the versions this process saw it name last time; should it name others, a
+ * second round trip reads those. A set is one pipelined round trip
  * too: admit.lua checks (and creates) the versions, then a plain SET writes the entry, which is
  * never served should admit have refused it, since every read checks the versions again.
  * Outdated entries are left to be overwritten by the next computation or to expire: deleting
@@ -51,8 +48,8 @@ export class NotReplicatedError extends Error {
  * over the masters; versions and the clock share the hash tag {<namespace>:v}), and no script may
  * touch two slots, so every operation is split into single-slot steps:
  *
- * - lookup GETs the entry, then check.lua compares the versions it names with its stamp in the
- *   version slot: a hit costs two round trips.
+ * - lookup GETs the entry, then MGETs the clock and the versions it names in the version slot:
+ *   a hit costs two round trips.
  * - set runs admit.lua in the version slot (refusing an entry whose versions moved past its stamp,
  *   and creating missing versions), then SETs the entry in its own slot. A write may bump a
  *   version between the two steps, so an outdated entry can be stored; it is never served, because
@@ -84,25 +81,20 @@ export class RedisStore implements CacheStore {
   async lookup(key: string, clockKey: string): Promise<Lookup> {
     if (isCluster(this.redis)) return this.lookupInCluster(this.redis, key, clockKey);
     const expected = this.knownDeps.get(key) ?? [];
-    const [got, probed] = (await this.redis.pipeline().get(key).evalsha(scripts.probe.sha, 1 + expected.length, clockKey, ...expected).exec()) ?? [];
-    if (isNoScript(probed?.[0])) {
-      await scripts.probe.run(this.redis, [clockKey], []);
-      return this.lookup(key, clockKey);
-    }
+    const [got, read] = (await this.redis.pipeline().get(key).mget(clockKey, ...expected).exec()) ?? [];
     if (got?.[0]) throw got[0];
-    if (probed?.[0]) throw probed[0];
-    const [stamp, ...versions] = probed?.[1] as [number, ...(string | null)[]];
+    if (read?.[0]) throw read[0];
+    const [clock, ...versions] = read?.[1] as (string | null)[];
     const stored = got?.[1] as string | null;
     const entry = stored === null ? undefined : parseEntry(stored);
-    if (!entry) return { hit: false, stamp };
+    if (!entry) return { hit: false, stamp: Number(clock ?? 0) };
     this.remember(key, entry.deps);
-    if (!sameKeys(entry.deps, expected)) return this.checkVersions(this.redis, key, clockKey, entry);
-    if (versions.every((v) => v !== null && Number(v) <= Number(entry.stamp))) return { hit: true, value: entry.value, deps: entry.deps };
-    return { hit: false, stamp };
+    if (!sameKeys(entry.deps, expected)) return this.checkVersions(this.redis, clockKey, entry);
+    return judge(entry, clock, versions);
   }
 
   async stamp(clockKey: string): Promise<number> {
-    return Number(await scripts.stamp.run(this.redis, [clockKey], []));
+    return Number((await this.redis.get(clockKey)) ?? 0);
   }
 
   async set(entry: StoreEntry, clockKey: string): Promise<boolean> {
@@ -160,15 +152,14 @@ export class RedisStore implements CacheStore {
   private async lookupInCluster(cluster: Cluster, key: string, clockKey: string): Promise<Lookup> {
     const stored = await cluster.get(key);
     const entry = stored === null ? undefined : parseEntry(stored);
-    if (entry) return this.checkVersions(cluster, key, clockKey, entry);
+    if (entry) return this.checkVersions(cluster, clockKey, entry);
     return { hit: false, stamp: await this.stamp(clockKey) };
   }
 
-  /** The second half of a lookup, once the entry is read: are the versions it names still its own? */
-  private async checkVersions(redis: Redis | Cluster, key: string, clockKey: string, entry: ParsedEntry): Promise<Lookup> {
-    const reply = await scripts.check.run(redis, [clockKey, ...entry.deps], [entry.stamp]);
-    if (reply === 0) return { hit: true, value: entry.value, deps: entry.deps };
-    return { hit: false, stamp: Number(reply) };
+  /** Reads the clock and the versions an entry names (one slot), once the entry itself is read. */
+  private async checkVersions(redis: Redis | Cluster, clockKey: string, entry: ParsedEntry): Promise<Lookup> {
+    const [clock, ...versions] = await redis.mget(clockKey, ...entry.deps);
+    return judge(entry, clock, versions);
   }
 
   private remember(key: string, deps: readonly string[]): void {
@@ -206,6 +197,17 @@ export class RedisStore implements CacheStore {
 
 function isCluster(redis: Redis | Cluster): redis is Cluster {
   return redis.isCluster;
+}
+
+/**
+ * An entry is current while every version it names exists and is not newer than its stamp; the
+ * versions were read after the entry, and only move forward, so that holds at the time they were
+ * read. A missing version may have been bumped and lost, so it counts as newer.
+ */
+function judge(entry: ParsedEntry, clock: string | null, versions: readonly (string | null)[]): Lookup {
+  const stamp = Number(entry.stamp);
+  for (const v of versions) if (v === null || Number(v) > stamp) return { hit: false, stamp: Number(clock ?? 0) };
+  return { hit: true, value: entry.value, deps: entry.deps };
 }
 
 interface ParsedEntry {

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Cluster, Redis } from "ioredis";
 
-const prelude = ["clock", "versions"].map(readLua).join("\n");
+const prelude = readLua("clock");
 
 /** A Lua script read once from its file, called by SHA and sent in full only when Redis lacks it. */
 export class LuaScript {
