@@ -200,8 +200,15 @@ class Decoder {
     if (!shape) throw new TypeError(`stored value has unknown marker ${String(first)}`);
     const instance = Object.create(shape.proto) as Record<string, unknown>;
     const { keys } = shape;
-    if (shape.plainKeys) for (let i = 0; i < keys.length; i++) instance[keys[i]] = this.value(json[i + 1]);
-    else for (let i = 0; i < keys.length; i++) define(instance, keys[i], this.value(json[i + 1]));
+    if (!shape.plainKeys) {
+      for (let i = 0; i < keys.length; i++) define(instance, keys[i], this.value(json[i + 1]));
+      return instance;
+    }
+    // Most fields are strings, numbers, booleans or null: they need no call.
+    for (let i = 0; i < keys.length; i++) {
+      const field = json[i + 1];
+      instance[keys[i]] = typeof field === "object" && field !== null ? this.value(field) : field;
+    }
     return instance;
   }
 }

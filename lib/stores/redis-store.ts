@@ -37,9 +37,8 @@ export class NotReplicatedError extends Error {
  * Stores entries in Redis through an ioredis client, or an ioredis Cluster, that the caller owns
  * (and closes).
  *
- * On a single Redis, a hit is one round trip with no script: a pipeline GETs the entry, then
- * MGETs the clock and the versions this process saw it name last time; should it name others, a
- * second round trip reads those. A set is one pipelined round trip
+ * On a single Redis, a hit is one MGET, no script: the entry, the clock and the versions this
+ * process saw the entry name last time; should it name others, a second MGET reads those. A set is one pipelined round trip
  * too: admit.lua checks (and creates) the versions, then a plain SET writes the entry, which is
  * never served should admit have refused it, since every read checks the versions again.
  * Outdated entries are left to be overwritten by the next computation or to expire: deleting
@@ -81,11 +80,8 @@ export class RedisStore implements CacheStore {
   async lookup(key: string, clockKey: string): Promise<Lookup> {
     if (isCluster(this.redis)) return this.lookupInCluster(this.redis, key, clockKey);
     const expected = this.knownDeps.get(key) ?? [];
-    const [got, read] = (await this.redis.pipeline().get(key).mget(clockKey, ...expected).exec()) ?? [];
-    if (got?.[0]) throw got[0];
-    if (read?.[0]) throw read[0];
-    const [clock, ...versions] = read?.[1] as (string | null)[];
-    const stored = got?.[1] as string | null;
+    // One MGET reads the entry, the clock and the versions at one instant.
+    const [stored, clock, ...versions] = await this.redis.mget(key, clockKey, ...expected);
     const entry = stored === null ? undefined : parseEntry(stored);
     if (!entry) return { hit: false, stamp: Number(clock ?? 0) };
     this.remember(key, entry.deps);
