@@ -147,6 +147,7 @@ export class QueryCache extends EventEmitter {
 
   async delete(key: string): Promise<void> {
     const ready = await this.use();
+    this.local?.forget(ready.keys.user(key));
     await this.guard.call((store) => store.delete(ready.keys.user(key)));
   }
 

@@ -49,6 +49,12 @@ export class LocalTier {
     }
   }
 
+  /** Drops one entry, as delete(key) does. */
+  forget(key: string): void {
+    this.generation++;
+    this.entries.delete(key);
+  }
+
   /** Drops every entry that depends on any of these version keys. */
   drop(deps: Iterable<string>): void {
     this.generation++;
