@@ -1,8 +1,29 @@
 import type { QueryRunner } from "typeorm";
-import type { RelationName, WriteKind } from "../sql/statement-effects";
+import { SqlAnalyzer } from "../sql/analyzer";
+import type { RelationName } from "../sql/statement-effects";
+import {
+  type ChangeKind, type FunctionWrites, type TriggerEvent, firedEvents, functionWrites, ruleEvent, triggerEvents,
+} from "./trigger-writes";
 
 /** A relation by schema-qualified name, "schema.table", as used in dependency keys. */
 export type QualifiedName = string;
+
+/** A change to a relation's rows, and how it reaches them. */
+export interface TableChange {
+  readonly table: QualifiedName;
+  readonly kind: ChangeKind;
+}
+
+/** What a trigger or rule changes when the events it fires on happen, or why that cannot be known. */
+export type TriggerEffect =
+  | { readonly events: readonly TriggerEvent[]; readonly changes: readonly TableChange[]; readonly opaque?: undefined }
+  | { readonly events: readonly TriggerEvent[]; readonly opaque: string };
+
+/** The relations a write changes, and, if it may also change relations no one can name, why. */
+export interface WriteEffects {
+  readonly tables: QualifiedName[];
+  readonly unseen?: string;
+}
 
 interface RelationRow {
   schema: string;
@@ -15,11 +36,30 @@ interface EdgeRow {
   to_schema: string;
   to_name: string;
 }
+interface TriggerRow {
+  trigger: string;
+  schema: string;
+  name: string;
+  type: number;
+  definition: string;
+  function: string;
+  function_schema: string;
+  function_name: string;
+  language: string;
+  function_definition: string | null;
+  search_path: string | null;
+}
+interface RuleRow {
+  rule: string;
+  schema: string;
+  name: string;
+  event: string;
+}
 
 /**
  * What the database says about its relations, read once and again after DDL: which names exist
- * in which schema, what views read, which foreign keys cascade writes into which tables, and which
- * tables inherit from (or are partitions of) which.
+ * in which schema, what views read, which foreign keys cascade writes into which tables, which
+ * tables inherit from (or are partitions of) which, and what the triggers on each write.
  */
 export class Catalog {
   private constructor(
@@ -28,25 +68,28 @@ export class Catalog {
     private readonly currentSchema: string,
     private readonly kinds: ReadonlyMap<QualifiedName, string>,
     private readonly viewReads: ReadonlyMap<QualifiedName, readonly QualifiedName[]>,
-    /** Referenced table to the tables whose rows change when its rows are deleted (CASCADE, SET NULL, SET DEFAULT). */
-    private readonly deleteCascades: ReadonlyMap<QualifiedName, readonly QualifiedName[]>,
-    /** The same for updates of the referenced key. */
-    private readonly updateCascades: ReadonlyMap<QualifiedName, readonly QualifiedName[]>,
+    /**
+     * Referenced table to the rows that change when its rows are deleted: deleted (CASCADE) or
+     * updated (SET NULL, SET DEFAULT).
+     */
+    private readonly deleteCascades: ReadonlyMap<QualifiedName, readonly TableChange[]>,
+    /** The same for updates of the referenced key, which update the referencing rows. */
+    private readonly updateCascades: ReadonlyMap<QualifiedName, readonly TableChange[]>,
     /** Referenced table to every table that references it, whatever its rules (TRUNCATE CASCADE). */
-    private readonly referencedBy: ReadonlyMap<QualifiedName, readonly QualifiedName[]>,
+    private readonly referencedBy: ReadonlyMap<QualifiedName, readonly TableChange[]>,
     /** Parents and children in inheritance and partitioning, both ways. */
     private readonly family: ReadonlyMap<QualifiedName, readonly QualifiedName[]>,
     readonly builtinFunctions: ReadonlySet<string>,
     /** Functions outside pg_catalog that may write (VOLATILE), by bare and qualified name. */
     private readonly volatileFunctions: ReadonlySet<string>,
-    /** Tables with triggers of their own, whose writes may write anywhere. */
-    private readonly triggered: ReadonlySet<QualifiedName>,
+    /** The user triggers and rules of each relation. */
+    private readonly triggers: ReadonlyMap<QualifiedName, readonly TriggerEffect[]>,
     /** Views whose definition calls a function outside pg_catalog, directly or through other views. */
     private readonly opaqueViews: ReadonlySet<QualifiedName>,
   ) {}
 
   static async load(runner: QueryRunner): Promise<Catalog> {
-    const [paths] = await runner.query(`SELECT current_schemas(false) AS path, current_schema() AS current`);
+    const [paths] = await runner.query(`SELECT current_schemas(false) AS path, current_schema() AS current, current_user AS role`);
     const relations: RelationRow[] = await runner.query(
       `SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -62,9 +105,9 @@ export class Catalog {
          JOIN pg_class t ON t.oid = d.refobjid AND t.oid <> v.oid
          JOIN pg_namespace tn ON tn.oid = t.relnamespace`,
     );
-    const foreignKeys: (EdgeRow & { on_delete: boolean; on_update: boolean })[] = await runner.query(
+    const foreignKeys: (EdgeRow & { on_delete: string; on_update: string })[] = await runner.query(
       `SELECT pn.nspname AS from_schema, p.relname AS from_name, cn.nspname AS to_schema, c.relname AS to_name,
-              con.confdeltype IN ('c', 'n', 'd') AS on_delete, con.confupdtype IN ('c', 'n', 'd') AS on_update
+              con.confdeltype AS on_delete, con.confupdtype AS on_update
          FROM pg_constraint con
          JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
          JOIN pg_class p ON p.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
@@ -83,16 +126,24 @@ export class Catalog {
       `SELECT DISTINCT n.nspname AS schema, p.proname AS name FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE p.provolatile = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
     );
-    // User triggers, and rules on tables (a view's own rule is named _RETURN), may write elsewhere.
-    const triggered: { schema: string; name: string }[] = await runner.query(
-      `SELECT n.nspname AS schema, c.relname AS name FROM pg_trigger t
+    // Foreign keys are carried out by internal triggers; the user's own may write elsewhere.
+    const triggerRows: TriggerRow[] = await runner.query(
+      `SELECT t.tgname AS trigger, n.nspname AS schema, c.relname AS name, t.tgtype::int AS type,
+              pg_get_triggerdef(t.oid) AS definition, p.oid::text AS function,
+              pn.nspname AS function_schema, p.proname AS function_name, l.lanname AS language,
+              CASE WHEN l.lanname = 'plpgsql' THEN pg_get_functiondef(p.oid) END AS function_definition,
+              (SELECT substr(s, 13) FROM unnest(p.proconfig) s WHERE starts_with(s, 'search_path=')) AS search_path
+         FROM pg_trigger t
          JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE NOT t.tgisinternal
-       UNION
-       SELECT n.nspname, c.relname FROM pg_rewrite r
-         JOIN pg_class c ON c.oid = r.ev_class AND c.relkind IN ('r', 'p')
-         JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE r.rulename <> '_RETURN'`,
+         JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace
+         JOIN pg_language l ON l.oid = p.prolang
+        WHERE NOT t.tgisinternal`,
+    );
+    // A view's own rule is named _RETURN; other rules, on tables or views, may write elsewhere.
+    const ruleRows: RuleRow[] = await runner.query(
+      `SELECT r.rulename AS rule, n.nspname AS schema, c.relname AS name, r.ev_type AS event FROM pg_rewrite r
+         JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE r.rulename <> '_RETURN' AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
     );
     const viewsCallingFunctions: { schema: string; name: string }[] = await runner.query(
       `SELECT DISTINCT vn.nspname AS schema, v.relname AS name
@@ -103,18 +154,29 @@ export class Catalog {
          JOIN pg_proc p ON p.oid = d.refobjid
         WHERE p.pronamespace <> 'pg_catalog'::regnamespace`,
     );
+    const searchPath = parsePath(paths.path);
+    const kinds = new Map(relations.map((r) => [`${r.schema}.${r.name}`, r.kind]));
+    const builtinFunctions = new Set(builtins.map((b) => b.name));
+    await SqlAnalyzer.load();
+    const triggers = triggerEffects(triggerRows, ruleRows, {
+      kinds,
+      searchPath,
+      role: paths.role,
+      isBuiltin: (name) => isBuiltin(builtinFunctions, name),
+      analyzer: new SqlAnalyzer(),
+    });
     return new Catalog(
-      parsePath(paths.path),
+      searchPath,
       paths.current ?? "public",
-      new Map(relations.map((r) => [`${r.schema}.${r.name}`, r.kind])),
+      kinds,
       graph(views),
-      graph(foreignKeys.filter((fk) => fk.on_delete)),
-      graph(foreignKeys.filter((fk) => fk.on_update)),
-      graph(foreignKeys),
+      changes(foreignKeys, (fk) => DELETE_ACTIONS[fk.on_delete]),
+      changes(foreignKeys, (fk) => UPDATE_ACTIONS[fk.on_update]),
+      changes(foreignKeys, () => "truncate-cascade"),
       graph([...inherits, ...inherits.map(reverse)]),
-      new Set(builtins.map((b) => b.name)),
+      builtinFunctions,
       new Set(volatile.flatMap((f) => [f.name, `${f.schema}.${f.name}`])),
-      new Set(triggered.map((t) => `${t.schema}.${t.name}`)),
+      triggers,
       new Set(viewsCallingFunctions.map((v) => `${v.schema}.${v.name}`)),
     );
   }
@@ -139,23 +201,45 @@ export class Catalog {
     return closure([name], (n) => this.viewReads.get(n));
   }
 
+  /** The tables whose rows a write to `name` may change; see writeEffects. */
+  writeDependencies(name: QualifiedName, kind: ChangeKind): QualifiedName[] {
+    return this.writeEffects(name, kind).tables;
+  }
+
   /**
    * The tables whose rows a write to `name` may change: itself, the tables a view writes through,
-   * inheritance or partition relatives, and what foreign-key rules (CASCADE, SET NULL, SET DEFAULT)
-   * carry a delete or update on to; a TRUNCATE ... CASCADE empties every referencing table.
+   * inheritance or partition relatives, what foreign-key rules (CASCADE, SET NULL, SET DEFAULT)
+   * carry a delete or update on to (a TRUNCATE ... CASCADE empties every referencing table), and
+   * what the triggers fired on any of these write, each change followed on in turn. `unseen` says
+   * why, if a trigger or rule fired may write tables the library cannot name.
    */
-  writeDependencies(name: QualifiedName, kind: WriteKind | "truncate" | "truncate-cascade"): QualifiedName[] {
-    const carried =
-      kind === "truncate-cascade" ? [this.referencedBy]
-      : kind === "delete" ? [this.deleteCascades]
-      : kind === "update" ? [this.updateCascades]
-      : kind === "merge" ? [this.deleteCascades, this.updateCascades]
-      : [];
-    return closure([name], (n) => [
-      ...(this.viewReads.get(n) ?? []),
-      ...(this.family.get(n) ?? []),
-      ...carried.flatMap((edges) => edges.get(n) ?? []),
-    ]);
+  writeEffects(name: QualifiedName, kind: ChangeKind): WriteEffects {
+    const tables = new Set<QualifiedName>();
+    const seen = new Set<string>();
+    const queue: TableChange[] = [];
+    let unseen: string | undefined;
+    const visit = (change: TableChange) => {
+      const key = `${change.kind} ${change.table}`;
+      if (seen.has(key)) return;
+      seen.add(key);
+      tables.add(change.table);
+      queue.push(change);
+    };
+    visit({ table: name, kind });
+    while (queue.length > 0) {
+      const { table, kind: how } = queue.pop() as TableChange;
+      for (const t of this.viewReads.get(table) ?? []) visit({ table: t, kind: how });
+      // An update through a partitioned table moves rows between partitions by DELETE and INSERT.
+      for (const t of this.family.get(table) ?? []) visit({ table: t, kind: how === "update" ? "merge" : how });
+      for (const edges of this.cascadesOf(how)) for (const change of edges.get(table) ?? []) visit(change);
+      const fired = firedEvents(how);
+      for (const trigger of this.triggers.get(table) ?? []) {
+        if (!trigger.events.some((e) => fired.includes(e))) continue;
+        if (trigger.opaque !== undefined) unseen ??= trigger.opaque;
+        else for (const change of trigger.changes) visit(change);
+      }
+    }
+    return { tables: [...tables], unseen };
   }
 
   /**
@@ -163,11 +247,7 @@ export class Catalog {
    * The *_to_xml family runs SQL given as text, so it may read anything.
    */
   isBuiltinFunction(name: string): boolean {
-    const dot = name.lastIndexOf(".");
-    const bare = dot >= 0 ? name.slice(dot + 1) : name;
-    if (dot >= 0 && name.slice(0, dot) !== "pg_catalog") return false;
-    if (/_to_xml/i.test(bare)) return false;
-    return this.builtinFunctions.has(bare.toLowerCase()) || this.builtinFunctions.has(bare);
+    return isBuiltin(this.builtinFunctions, name);
   }
 
   /** Whether calling this function (bare or qualified name) may write: a VOLATILE one outside pg_catalog. */
@@ -175,15 +255,121 @@ export class Catalog {
     return this.volatileFunctions.has(functionName);
   }
 
-  /** Whether writing this table fires triggers or rules of its own, which may write other tables. */
-  hasTriggers(name: QualifiedName): boolean {
-    return this.triggered.has(name);
-  }
-
   /** Whether reading this relation runs a function outside pg_catalog (a view that calls one). */
   callsFunctions(name: QualifiedName): boolean {
     return this.readDependencies(name).some((n) => this.opaqueViews.has(n));
   }
+
+  private cascadesOf(kind: ChangeKind): ReadonlyMap<QualifiedName, readonly TableChange[]>[] {
+    switch (kind) {
+      case "delete":
+        return [this.deleteCascades];
+      case "update":
+        return [this.updateCascades];
+      case "merge":
+        return [this.deleteCascades, this.updateCascades];
+      case "truncate-cascade":
+        return [this.referencedBy];
+      default:
+        return [];
+    }
+  }
+}
+
+// pg_constraint.confdeltype and confupdtype: what a referencing row undergoes ('a' and 'r' refuse).
+const DELETE_ACTIONS: Record<string, ChangeKind | undefined> = { c: "delete", n: "update", d: "update" };
+const UPDATE_ACTIONS: Record<string, ChangeKind | undefined> = { c: "update", n: "update", d: "update" };
+
+function isBuiltin(builtins: ReadonlySet<string>, name: string): boolean {
+  const dot = name.lastIndexOf(".");
+  const bare = dot >= 0 ? name.slice(dot + 1) : name;
+  if (dot >= 0 && name.slice(0, dot) !== "pg_catalog") return false;
+  if (/_to_xml/i.test(bare)) return false;
+  return builtins.has(bare.toLowerCase()) || builtins.has(bare);
+}
+
+interface TriggerContext {
+  kinds: ReadonlyMap<QualifiedName, string>;
+  searchPath: readonly string[];
+  /** The role "$user" in a function's own search_path stands for. */
+  role: string;
+  isBuiltin(name: string): boolean;
+  analyzer: SqlAnalyzer;
+}
+
+/**
+ * Each relation's triggers and rules, with what they change. A trigger is opaque when its WHEN
+ * condition or function calls a function that is not PostgreSQL's own (which may write anything),
+ * when its function cannot be read, or when it writes a relation the catalog does not know (which
+ * its name may mean once it exists). Rules are always opaque.
+ */
+function triggerEffects(triggers: readonly TriggerRow[], rules: readonly RuleRow[], context: TriggerContext): Map<QualifiedName, TriggerEffect[]> {
+  const out = new Map<QualifiedName, TriggerEffect[]>();
+  const add = (schema: string, name: string, effect: TriggerEffect) => {
+    const table = `${schema}.${name}`;
+    out.set(table, [...(out.get(table) ?? []), effect]);
+  };
+  const functions = new Map<string, FunctionWrites>();
+  for (const row of triggers) {
+    let writes = functions.get(row.function);
+    if (!writes) {
+      writes = functionWrites(
+        { schema: row.function_schema, name: row.function_name, language: row.language, definition: row.function_definition },
+        context.analyzer,
+      );
+      functions.set(row.function, writes);
+    }
+    const events = triggerEvents(row.type);
+    const why = triggerOpacity(row, writes, context);
+    const label = `the trigger ${row.trigger} on ${row.schema}.${row.name}`;
+    if (why !== undefined || writes.opaque !== undefined) {
+      add(row.schema, row.name, { events, opaque: `${label} ${why ?? writes.opaque}` });
+      continue;
+    }
+    const path = row.search_path === null ? context.searchPath : functionPath(row.search_path, context.role);
+    const changes: TableChange[] = [];
+    let unknown: string | undefined;
+    for (const change of writes.changes) {
+      const table = resolve(context.kinds, change.ref, path);
+      if (table === undefined) unknown ??= change.ref.schema ? `${change.ref.schema}.${change.ref.name}` : change.ref.name;
+      else changes.push({ table, kind: change.kind });
+    }
+    if (unknown !== undefined) {
+      add(row.schema, row.name, { events, opaque: `${label} writes ${unknown}, which the library does not know, so it may write any table` });
+    } else {
+      add(row.schema, row.name, { events, changes });
+    }
+  }
+  for (const row of rules) {
+    const event = ruleEvent(row.event);
+    if (!event) continue;
+    add(row.schema, row.name, { events: [event], opaque: `the rule ${row.rule} on ${row.schema}.${row.name} may write any table` });
+  }
+  return out;
+}
+
+/** Why a trigger may write what no one can name, from the functions its WHEN condition or function call. */
+function triggerOpacity(row: TriggerRow, writes: FunctionWrites, context: TriggerContext): string | undefined {
+  const when = context.analyzer.analyze(row.definition);
+  if (when.opaqueWrite) return `cannot be read (${when.opaqueWrite}), so it may write any table`;
+  const called = [...when.functions, ...(writes.opaque === undefined ? writes.functions : [])];
+  const foreign = called.find((f) => !context.isBuiltin(f));
+  return foreign === undefined ? undefined : `calls ${foreign}(), which may write any table`;
+}
+
+/** The relation a name means when a function runs with this search path, if the catalog knows it. */
+function resolve(kinds: ReadonlyMap<QualifiedName, string>, ref: RelationName, path: readonly string[]): QualifiedName | undefined {
+  const candidates = ref.schema ? [`${ref.schema}.${ref.name}`] : path.map((schema) => `${schema}.${ref.name}`);
+  return candidates.find((name) => kinds.has(name));
+}
+
+/** A function's own search_path setting ("a, \"B\", $user"), as schema names. */
+function functionPath(setting: string, role: string): string[] {
+  return setting
+    .split(",")
+    .map((s) => s.trim().replace(/^"(.*)"$/, "$1"))
+    .map((s) => (s === "$user" ? role : s))
+    .filter(Boolean);
 }
 
 function parsePath(path: string[] | string): string[] {
@@ -193,6 +379,17 @@ function parsePath(path: string[] | string): string[] {
 
 function reverse(edge: EdgeRow): EdgeRow {
   return { from_schema: edge.to_schema, from_name: edge.to_name, to_schema: edge.from_schema, to_name: edge.from_name };
+}
+
+function changes<E extends EdgeRow>(edges: readonly E[], kind: (edge: E) => ChangeKind | undefined): Map<QualifiedName, TableChange[]> {
+  const out = new Map<QualifiedName, TableChange[]>();
+  for (const e of edges) {
+    const how = kind(e);
+    if (!how) continue;
+    const from = `${e.from_schema}.${e.from_name}`;
+    out.set(from, [...(out.get(from) ?? []), { table: `${e.to_schema}.${e.to_name}`, kind: how }]);
+  }
+  return out;
 }
 
 function graph(edges: readonly EdgeRow[]): Map<QualifiedName, QualifiedName[]> {

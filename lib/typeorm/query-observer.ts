@@ -78,21 +78,23 @@ export class QueryObserver {
 
   private async writtenDeps(effects: StatementEffects): Promise<string[]> {
     const tables = new Set<string>();
-    for (const ref of effects.writes) {
+    let triggered: string | undefined;
+    const written = [
+      ...effects.writes,
+      ...effects.truncates.map((ref) => ({ ...ref, kind: effects.truncateCascades ? "truncate-cascade" as const : "truncate" as const })),
+    ];
+    for (const ref of written) {
       const catalog = await this.catalogFor(ref);
-      for (const t of catalog.writeDependencies(catalog.qualify(ref), ref.kind)) tables.add(t);
-    }
-    for (const ref of effects.truncates) {
-      const catalog = await this.catalogFor(ref);
-      const kind = effects.truncateCascades ? "truncate-cascade" : "truncate";
-      for (const t of catalog.writeDependencies(catalog.qualify(ref), kind)) tables.add(t);
+      const changed = catalog.writeEffects(catalog.qualify(ref), ref.kind);
+      for (const t of changed.tables) tables.add(t);
+      triggered ??= changed.unseen;
     }
     const deps = [...tables].map((t) => this.keys.version(t));
     const catalog = await this.catalog.get();
     const unseen =
       effects.opaqueWrite ??
       effects.functions.filter((f) => catalog.mayWrite(f)).map((f) => `it calls ${f}(), a VOLATILE function that may write any table`)[0] ??
-      [...tables].filter((t) => catalog.hasTriggers(t)).map((t) => `${t} has triggers or rules, which may write any table`)[0];
+      triggered;
     if (unseen) {
       this.warn(`a statement invalidates every cached result of this database: ${unseen}. Writes the library sees precisely invalidate less.`);
       deps.push(this.keys.everything);
