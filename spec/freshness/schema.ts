@@ -58,9 +58,9 @@ export async function dropSchema(pgUrl: string, schema: string): Promise<void> {
  * a pooled connection, the row's tag) and the transaction id. The log's order is taken AFTER the
  * row is written, so of two conflicting writes the one that waited for the other logs later.
  *
- * The library cannot tell what a trigger writes, so it treats every write to these tables as one
- * that may write anything and invalidates every entry of the database (it warns so): the run
- * checks freshness under that rule, not the precision of per-table invalidation.
+ * The library reads these triggers' PL/pgSQL and sees that they write only fr_log (and the row
+ * itself), so a write invalidates its own table and the log: the run checks freshness under
+ * per-table invalidation, cascades included.
  */
 function triggerSql(schema: string): string[] {
   const q = (name: string) => `"${schema}"."${name}"`;
