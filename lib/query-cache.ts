@@ -6,7 +6,7 @@ import { LiveCatalog } from "./catalog/live-catalog";
 import { DataSourceNotInitializedError, InvalidOptionError, SubscriberMissingError, UnserializableValueError } from "./errors";
 import { Invalidator } from "./invalidation/invalidator";
 import { TransactionBuffer } from "./invalidation/transaction-buffer";
-import { refreshesEarly, splitFreshness, withFreshness } from "./cache/early-refresh";
+import { refreshesEarly, splitFreshness, withFreshness } from "./cache/freshness";
 import { KeyLayout } from "./keys/key-space";
 import { LocalTier } from "./local/local-tier";
 import { type Dependency, type EntryOptions, type QueryCacheOptions, type ResolvedOptions, checkTtl, earlyRefreshBeta, resolveOptions } from "./options";
@@ -82,6 +82,7 @@ export class QueryCache extends EventEmitter {
   private readonly writes = new Set<Promise<void>>();
   private readonly warned = new Set<string>();
   private ready?: Promise<Ready>;
+  private recovery?: Promise<boolean>;
   /** The same as `ready` once it has resolved, for the synchronous part of a hit. */
   private loaded?: Ready;
   private readonly local?: LocalTier;
@@ -125,8 +126,9 @@ export class QueryCache extends EventEmitter {
   /** The cached value, or undefined on a miss. A cached null is returned as null. */
   async get<T = unknown>(key: string): Promise<T | undefined> {
     const ready = await this.use();
+    if (!(await this.trusted(ready))) return this.count("misses", key, undefined);
     const found = await this.guard.call((store) => store.lookup(ready.keys.user(key), ready.keys.clockKey));
-    const value = found?.hit && !this.invalidator.blocks(found.deps) ? this.decodeOrUndefined(ready, found.value, key) : undefined;
+    const value = found?.hit && !this.invalidator.blocks(found.deps) ? this.decodeOrUndefined(ready, splitFreshness(found.value).json, key) : undefined;
     if (!value) return this.count("misses", key, undefined);
     return this.count("hits", key, value.value as T);
   }
@@ -139,10 +141,10 @@ export class QueryCache extends EventEmitter {
     const ready = await this.use();
     const ttl = checkTtl("set: ttl", options.ttl ?? this.options.defaultTtl);
     const deps = [ready.keys.everything, ...(await this.dependencyKeys(ready, options.dependsOn, "read"))];
-    const encoded = encode(value, ready.classes);
+    const encoded = withFreshness(encode(value, ready.classes), { expiresAt: Date.now() + ttl * 1000, computeMs: 0 });
     const stamp = await this.freshStamp(ready);
     if (stamp === undefined) return false;
-    return (await this.putEntry(ready, ready.keys.user(key), encoded, deps, stamp, ttl)) === true;
+    return (await this.putEntry(ready, `set(${key})`, ready.keys.user(key), encoded, deps, stamp, ttl)) === true;
   }
 
   async delete(key: string): Promise<void> {
@@ -171,7 +173,7 @@ export class QueryCache extends EventEmitter {
   /** Deletes this namespace's entries (and only them: never FLUSHDB) and invalidates what is in flight. */
   async clear(): Promise<void> {
     const ready = await this.use();
-    this.local?.reset(true);
+    this.local?.drop([ready.keys.everything]);
     // An administrative scan of the whole keyspace: it gets no store timeout, and its errors are the caller's.
     await this.store.clear(ready.keys);
   }
@@ -207,6 +209,7 @@ export class QueryCache extends EventEmitter {
       parent?.addDeps(held.deps);
       return this.count("hits", key, held.value);
     }
+    if (!(await this.trusted(ready))) return this.computeAlone(plan, compute);
     let mark = this.local?.mark() ?? 0;
     let found = await this.guard.call((store) => store.lookup(key, ready.keys.clockKey));
     let hit = this.served(ready, plan, key, found, mark);
@@ -250,8 +253,33 @@ export class QueryCache extends EventEmitter {
     const value = this.decodeOrUndefined(ready, json, key);
     if (!value) return undefined;
     tracking.current()?.addDeps(found.deps);
-    this.keepLocally(ready, key, json, found.deps, plan, mark);
+    if (freshness) this.keepLocally(ready, key, json, found.deps, freshness.expiresAt, mark);
     this.count("hits", key, undefined);
+    return value;
+  }
+
+  /**
+   * Whether the store's entries may be served. After an outage, writes made meanwhile by this or
+   * any other process may never have reached it, so everything of this database is invalidated
+   * before the store is used again; until that lands, calls read the database. (This process's
+   * own undelivered invalidations keep blocking what they cover until they land too.)
+   */
+  private trusted(ready: Ready): Promise<boolean> {
+    if (!this.guard.down) return Promise.resolve(true);
+    this.recovery ??= this.invalidator.invalidate([ready.keys.everything]).then((recovered) => {
+      this.recovery = undefined;
+      if (recovered) this.guard.down = false;
+      return recovered;
+    });
+    return this.recovery;
+  }
+
+  /** Runs a computation without the store, still tracked so that nested calls behave. */
+  private async computeAlone(plan: FetchPlan, compute: () => unknown): Promise<unknown> {
+    this.counters.misses++;
+    const context = new TrackingContext(this, (plan.dependsOn?.length ?? 0) > 0);
+    const value = await tracking.run(context, compute);
+    tracking.current()?.addDeps(context.deps);
     return value;
   }
 
@@ -259,11 +287,14 @@ export class QueryCache extends EventEmitter {
     return this.guard.call((store) => store.stamp(ready.keys.clockKey));
   }
 
-  /** Keeps a decoded copy of its own in the local tier, so no caller's mutations reach it. */
-  private keepLocally(ready: Ready, key: string, encoded: string, deps: readonly string[], plan: FetchPlan, mark: number): void {
-    if (!this.local) return;
-    const ttl = plan.ttl ?? this.options.defaultTtl;
-    this.local.set(key, decode(encoded, ready.classes), deps, encoded.length, ttl, mark);
+  /**
+   * Keeps a decoded copy of its own in the local tier, so no caller's mutations reach it, until
+   * the entry expires in the store.
+   */
+  private keepLocally(ready: Ready, key: string, encoded: string, deps: readonly string[], expiresAt: number, mark: number): void {
+    const ttlMs = expiresAt - Date.now();
+    if (!this.local || ttlMs <= 0) return;
+    this.local.set(key, decode(encoded, ready.classes), deps, encoded.length, ttlMs, mark);
   }
 
   /**
@@ -292,21 +323,26 @@ export class QueryCache extends EventEmitter {
       if (!(error instanceof UnserializableValueError)) throw error;
       return skip(error.message);
     }
-    if (Buffer.byteLength(encoded) > this.options.maxValueBytes) return skip(`it is larger than maxValueBytes (${this.options.maxValueBytes}).`);
     if (stamp === undefined || this.invalidator.blocks(deps)) return skip();
     const ttl = checkTtl(`${plan.label}: ttl`, plan.ttl ?? this.options.defaultTtl);
-    const entry = plan.earlyRefreshBeta === undefined ? encoded : withFreshness(encoded, { expiresAt: Date.now() + ttl * 1000, computeMs: Math.ceil(computeMs) });
-    const stored = this.putEntry(ready, key, entry, deps, stamp, ttl).then((accepted) => {
-      if (accepted) this.keepLocally(ready, key, encoded, deps, plan, mark);
+    const expiresAt = Date.now() + ttl * 1000;
+    const entry = withFreshness(encoded, { expiresAt, computeMs: Math.ceil(computeMs) });
+    const stored = this.putEntry(ready, plan.label, key, entry, deps, stamp, ttl).then((accepted) => {
+      if (accepted) this.keepLocally(ready, key, encoded, deps, expiresAt, mark);
     });
     this.writes.add(stored);
     void stored.finally(() => this.writes.delete(stored));
     return { value, deps, stored };
   }
 
-  /** Resolves whether the store took the entry, or undefined when it could not be asked. */
-  private async putEntry(ready: Ready, key: string, value: string, deps: readonly string[], stamp: number, ttlSeconds: number): Promise<boolean | undefined> {
-    const stored = await this.guard.call((store) => store.set({ key, value, deps, stamp, ttlSeconds }, ready.keys.clockKey));
+  /**
+   * Resolves whether the store took the entry, or undefined when it could not be asked. Entries
+   * over maxValueBytes are not offered.
+   */
+  private async putEntry(ready: Ready, label: string, key: string, value: string, deps: readonly string[], stamp: number, ttlSeconds: number): Promise<boolean | undefined> {
+    const tooLarge = Buffer.byteLength(value) > this.options.maxValueBytes;
+    if (tooLarge) this.warnOnce(`${label}: result not cached because it is larger than maxValueBytes (${this.options.maxValueBytes}).`);
+    const stored = tooLarge ? false : await this.guard.call((store) => store.set({ key, value, deps, stamp, ttlSeconds }, ready.keys.clockKey));
     if (stored) this.counters.sets++;
     else this.counters.skipped++;
     return stored;

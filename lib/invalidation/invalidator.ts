@@ -1,7 +1,8 @@
 import type { StoreGuard } from "../stores/store-guard";
 
 const RETRY_FIRST_MS = 50;
-const RETRY_MAX_MS = 5000;
+// Short enough that an invalidation held up by an outage lands soon after the store is back.
+const RETRY_MAX_MS = 1000;
 
 /**
  * Delivers invalidations to the store. One that cannot be delivered is kept and retried with
@@ -28,18 +29,21 @@ export class Invalidator {
     },
   ) {}
 
-  async invalidate(deps: Iterable<string>): Promise<void> {
+  /** Resolves whether the invalidation was delivered; if not, it is kept and retried. */
+  async invalidate(deps: Iterable<string>): Promise<boolean> {
     const keys = [...deps];
-    if (keys.length === 0) return;
+    if (keys.length === 0) return true;
     this.hooks.settle(keys);
     try {
       await this.guard.strict((store) => store.bump(keys, this.clockKey, this.channel));
       this.hooks.settle(keys);
       this.hooks.delivered(keys.length);
+      return true;
     } catch (error) {
       for (const key of keys) this.pending.add(key);
       this.hooks.failed(error as Error);
       this.scheduleRetry();
+      return false;
     }
   }
 

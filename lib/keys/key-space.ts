@@ -11,6 +11,7 @@ export class KeyLayout implements KeySpace {
   readonly clockKey: string;
   readonly entryPrefix: string;
   readonly versionPrefix: string;
+  readonly channel: string;
   private readonly entryScope: string;
   private readonly versionScope: string;
 
@@ -20,6 +21,7 @@ export class KeyLayout implements KeySpace {
   ) {
     this.versionPrefix = versionPrefix(namespace);
     this.clockKey = KeyLayout.clockKey(namespace);
+    this.channel = KeyLayout.channel(namespace);
     this.entryPrefix = `${namespace}:e:`;
     this.entryScope = `${this.entryPrefix}${identity.scope}:`;
     this.versionScope = `${this.versionPrefix}${identity.database}:`;

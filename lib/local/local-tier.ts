@@ -39,9 +39,11 @@ export class LocalTier {
     return this.live ? this.entries.get(key) : undefined;
   }
 
-  set(key: string, value: unknown, deps: readonly string[], bytes: number, ttlSeconds: number, mark: number): void {
+  set(key: string, value: unknown, deps: readonly string[], bytes: number, ttlMs: number, mark: number): void {
     if (!this.live || mark !== this.generation) return;
-    this.entries.set(key, { value, deps }, { size: Math.max(1, bytes), ttl: ttlSeconds * 1000 });
+    this.entries.set(key, { value, deps }, { size: Math.max(1, bytes), ttl: ttlMs });
+    // An entry larger than the whole tier is refused; it must not be indexed either.
+    if (!this.entries.has(key)) return;
     for (const dep of deps) {
       let keys = this.byDep.get(dep);
       if (!keys) this.byDep.set(dep, (keys = new Set()));

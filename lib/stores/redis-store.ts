@@ -27,6 +27,9 @@ export interface RedisStoreOptions {
 
 /** An invalidation reached a Redis Cluster master, but not all of its replicas in time. */
 export class NotReplicatedError extends Error {
+  /** The store is up (its master took the write): this is no reason to trip the circuit breaker. */
+  readonly storeAnswered = true;
+
   constructor(acknowledged: number, replicas: number, ms: number) {
     super(`${acknowledged} of ${replicas} replicas acknowledged the invalidation within ${ms} ms; it is retried so that a failover cannot lose it`);
     this.name = "NotReplicatedError";
@@ -116,7 +119,13 @@ export class RedisStore implements CacheStore {
     const keys = [clockKey, ...versionKeys];
     const replicas = isCluster(this.redis) ? this.replicasOf(this.redis, clockKey) : 0;
     if (isCluster(this.redis) && replicas > 0) {
-      const { acknowledged } = await scripts.bump.runAndWait(this.redis, keys, [channel], replicas, this.replicaTimeout);
+      const cluster = this.redis;
+      const { acknowledged } = await scripts.bump.runAndWait(cluster, keys, [channel], replicas, this.replicaTimeout).catch((error: Error) => {
+        // ioredis does not follow MOVED inside a pipeline: after a failover, learn the new owner
+        // so that the retry reaches it.
+        if (error.message.startsWith("MOVED")) cluster.refreshSlotsCache();
+        throw error;
+      });
       if (acknowledged < replicas) throw new NotReplicatedError(acknowledged, replicas, this.replicaTimeout);
     } else {
       await scripts.bump.run(this.redis, keys, [channel]);
@@ -141,7 +150,7 @@ export class RedisStore implements CacheStore {
       // One key per UNLINK on Redis Cluster, where a command may not name keys of two slots.
       if (isCluster(this.redis)) await Promise.all(entries.map((key) => this.redis.unlink(key)));
       else if (entries.length > 0) await this.redis.unlink(...entries);
-      await this.bump(versions, space.clockKey);
+      await this.bump(versions, space.clockKey, space.channel);
     });
   }
 

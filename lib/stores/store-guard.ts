@@ -24,6 +24,13 @@ export class StoreUnavailableError extends Error {
  * for the timeout.
  */
 export class StoreGuard {
+  /**
+   * Set when the store went down (unreachable, or failing until the breaker opened): writes made
+   * meanwhile by any process may not have reached it, so its entries are not to be trusted until
+   * the cache has recovered (see QueryCache). Single slow calls do not count.
+   */
+  down = false;
+
   constructor(
     readonly store: CacheStore,
     private readonly timeoutMs: number,
@@ -42,7 +49,10 @@ export class StoreGuard {
 
   /** Like call, but rejects on failure, for callers that must know (and retry). */
   strict<T>(fn: (store: CacheStore) => Promise<T>): Promise<T> {
-    if (!this.store.available) return Promise.reject(new StoreUnavailableError());
+    if (!this.store.available) {
+      this.down = true;
+      return Promise.reject(new StoreUnavailableError());
+    }
     if (!this.breaker.admit()) return Promise.reject(new CircuitOpenError(this.breaker.coolDownMs));
     return new Promise<T>((resolve, reject) => {
       // The first outcome counts: an answer arriving after the timeout is still a failure for the
@@ -54,6 +64,7 @@ export class StoreGuard {
         clearTimeout(timer);
         if (succeeded) this.breaker.succeeded();
         else this.breaker.failed();
+        if (this.breaker.isOpen) this.down = true;
         return true;
       };
       const timer = setTimeout(() => {
@@ -64,7 +75,7 @@ export class StoreGuard {
           if (settle(true)) resolve(value);
         },
         (error) => {
-          if (settle(false)) reject(error);
+          if (settle((error as { storeAnswered?: boolean }).storeAnswered === true)) reject(error);
         },
       );
     });

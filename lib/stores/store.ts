@@ -23,7 +23,10 @@ export interface CacheStore {
    */
   bump(versionKeys: readonly string[], clockKey: string, channel?: string): Promise<void>;
   delete(key: string): Promise<void>;
-  /** Deletes every entry under `space.entryPrefix` and bumps every version under `space.versionPrefix`. */
+  /**
+   * Deletes every entry under `space.entryPrefix` and bumps (announcing them on `space.channel`)
+   * every version under `space.versionPrefix`.
+   */
   clear(space: KeySpace): Promise<void>;
   /** False when the store is known to be unreachable, so callers skip it without waiting. */
   readonly available: boolean;
@@ -60,4 +63,6 @@ export interface KeySpace {
   readonly entryPrefix: string;
   /** Starts every version key (and the clock key, which clear leaves alone). */
   readonly versionPrefix: string;
+  /** Where bumps are announced, so that clear() reaches other processes' in-process tiers too. */
+  readonly channel: string;
 }

@@ -1,6 +1,7 @@
-import type Redis from "ioredis";
+import Redis, { type Cluster } from "ioredis";
 import { QueryCache, RedisStore } from "../../lib";
 import type { CacheStore } from "../../lib";
+import type { QueryCacheOptions } from "../../lib/options";
 import { getServices } from "../../example/services";
 import { dropNamespace, openRedis, uniqueNamespace } from "../support/fixture";
 import { Account, TABLES } from "./entities";
@@ -12,6 +13,17 @@ import { DEFAULT_PROFILE, type FreshApp, type Profile, type Progress, Recorder, 
 
 /** A store for a run; drain() lets work it deferred finish before the run is torn down. */
 export type StoreFactory = (redis: Redis) => CacheStore & { drain?(): Promise<void> };
+
+export interface EnvironmentOptions {
+  store?: StoreFactory;
+  profile?: Profile;
+  /**
+   * Opens each instance's own client to a Redis other than the shared test one (a throwaway
+   * server or a cluster), for a RedisStore; `store` is then ignored.
+   */
+  connect?: () => Promise<Redis | Cluster>;
+  cache?: Partial<Omit<QueryCacheOptions, "dataSource" | "store" | "namespace">>;
+}
 
 /**
  * Two application instances (separate DataSources, Redis clients and QueryCaches) over one
@@ -29,7 +41,7 @@ export class Environment {
     private readonly stores: ReturnType<StoreFactory>[],
   ) {}
 
-  static async open(options: { store?: StoreFactory; profile?: Profile } = {}): Promise<Environment> {
+  static async open(options: EnvironmentOptions = {}): Promise<Environment> {
     const { pgUrl } = await getServices();
     const namespace = uniqueNamespace();
     const apps: FreshApp[] = [];
@@ -38,10 +50,18 @@ export class Environment {
     try {
       for (const create of [true, false]) {
         const dataSource = await openFreshnessDataSource(pgUrl, namespace, create, session);
-        const redis = await openRedis();
-        const store = (options.store ?? ((r) => new RedisStore(r)))(redis);
+        let store: ReturnType<StoreFactory>;
+        let redis: Redis | Cluster;
+        if (options.connect) {
+          redis = await options.connect();
+          store = new RedisStore(redis);
+        } else {
+          const shared = await openRedis();
+          redis = shared;
+          store = (options.store ?? ((r) => new RedisStore(r)))(shared);
+        }
         stores.push(store);
-        const cache = new QueryCache({ dataSource, store, namespace });
+        const cache = new QueryCache({ ...options.cache, dataSource, store, namespace });
         apps.push({ dataSource, redis, cache, reads: new AccountReads(Account, dataSource.manager), schema: namespace });
       }
     } catch (error) {
@@ -112,7 +132,8 @@ export class Environment {
 
 async function closeApps(apps: readonly FreshApp[], namespace: string): Promise<void> {
   for (const app of apps) await app.cache.close();
-  if (apps.length > 0) await dropNamespace(apps[0].redis, namespace);
+  // Throwaway servers and clusters go with their keys; only the shared Redis needs cleaning.
+  if (apps.length > 0 && apps[0].redis instanceof Redis) await dropNamespace(apps[0].redis, namespace);
   for (const app of apps) {
     await app.dataSource.destroy();
     app.redis.disconnect();
@@ -128,6 +149,10 @@ export interface FreshnessOptions {
   readonly store?: StoreFactory;
   readonly onProgress?: (progress: Progress) => void;
   readonly progressEveryMs?: number;
+  readonly connect?: EnvironmentOptions["connect"];
+  readonly cache?: EnvironmentOptions["cache"];
+  /** Runs beside the workload (a fault injected mid-run, say); the run ends when both have. */
+  readonly during?: (env: Environment) => Promise<void>;
 }
 
 export interface FreshnessReport {
@@ -156,16 +181,21 @@ export interface FreshnessReport {
 export async function runFreshness(options: FreshnessOptions): Promise<FreshnessReport> {
   const profile = { ...DEFAULT_PROFILE, ...options.profile };
   const began = Date.now();
-  const env = await Environment.open({ store: options.store, profile });
+  const env = await Environment.open({ store: options.store, profile, connect: options.connect, cache: options.cache });
   try {
-    await runWorkload(env.apps, env.recorder, {
-      ops: options.ops,
-      seed: options.seed,
-      workers: options.workers ?? 8,
-      profile,
-      onProgress: options.onProgress,
-      progressEveryMs: options.progressEveryMs,
-    });
+    // Both settle before anything is torn down, whichever fails first.
+    const outcomes = await Promise.allSettled([
+      runWorkload(env.apps, env.recorder, {
+        ops: options.ops,
+        seed: options.seed,
+        workers: options.workers ?? 8,
+        profile,
+        onProgress: options.onProgress,
+        progressEveryMs: options.progressEveryMs,
+      }),
+      options.during?.(env),
+    ]);
+    for (const outcome of outcomes) if (outcome.status === "rejected") throw outcome.reason;
     const log = await env.log();
     const verdict = await env.verdict(log);
     const wrote = new Set(log.map((e) => e.op));

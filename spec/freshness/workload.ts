@@ -1,4 +1,4 @@
-import type Redis from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import { type DataSource, QueryFailedError } from "typeorm";
 import type { QueryCache } from "../../lib";
 import type { ReadRecord, WriteRecord } from "./history";
@@ -36,7 +36,7 @@ export const DEFAULT_PROFILE: Profile = {
 /** One application instance of the run: its own DataSource, Redis client and QueryCache. */
 export interface FreshApp {
   readonly dataSource: DataSource;
-  readonly redis: Redis;
+  readonly redis: Redis | Cluster;
   readonly cache: QueryCache;
   readonly reads: AccountReads;
   readonly schema: string;

@@ -1,8 +1,9 @@
 /**
- * Probabilistic early refresh ("XFetch", Vattani, Chierichetti and Lowenstein, "Optimal
- * Probabilistic Cache Stampede Prevention", VLDB 2015). An entry records when it expires and how
- * long its computation took; as expiry nears, each hit recomputes early with a probability that
- * grows with that duration, so one caller refreshes a hot key before every caller misses at once.
+ * Every entry records when it expires and how long its computation took. The expiry bounds how
+ * long the in-process tier may keep a copy; both drive probabilistic early refresh ("XFetch",
+ * Vattani, Chierichetti and Lowenstein, "Optimal Probabilistic Cache Stampede Prevention", VLDB
+ * 2015): as expiry nears, each hit recomputes early with a probability that grows with that
+ * duration, so one caller refreshes a hot key before every caller misses at once.
  */
 export interface Freshness {
   /** Epoch milliseconds at which the entry's ttl ends. */
@@ -11,7 +12,7 @@ export interface Freshness {
   readonly computeMs: number;
 }
 
-// Entries with freshness data start with this; serialized JSON never does.
+// Entries start with this; serialized JSON never does (entries of older versions lack it).
 const MARK = "x";
 
 export function withFreshness(json: string, freshness: Freshness): string {

@@ -1,0 +1,204 @@
+import { expect } from "chai";
+import Redis, { Cluster } from "ioredis";
+import { KeyLayout } from "../lib/keys/key-space";
+import { keySlot } from "../lib/stores/redis/key-slot";
+import { type Environment, type FreshnessReport, runFreshness } from "./freshness/harness";
+import { RedisCluster } from "./support/redis-cluster";
+import { RedisProcess } from "./support/redis-process";
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+async function until(what: string, condition: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Operations the workload has finished so far (the seed is a recorded write, not an operation). */
+function opsDone(env: Environment): number {
+  const r = env.recorder;
+  return r.reads.length + r.readErrors.length + r.readDatabaseErrors.length + r.writes.length - 1;
+}
+
+/** When the fault struck and ended, on the recorder's clock, to place any violation against it. */
+interface FaultLog {
+  struckAt?: number;
+  endedAt?: number;
+  opsAtStrike?: number;
+  opsAtEnd?: number;
+  hitsAtEnd?: number;
+  /** Per instance, its store errors by name and when it saw the last one. */
+  storeErrors: { byName: Map<string, number>; lastAt: number; last: string }[];
+}
+
+function faultLog(): FaultLog {
+  return { storeErrors: [] };
+}
+
+/** Keeps count of each instance's store errors, to tell which one could not reach Redis when. */
+function watchStoreErrors(env: Environment, fault: FaultLog): void {
+  env.apps.forEach((app, i) => {
+    const seen = (fault.storeErrors[i] = { byName: new Map<string, number>(), lastAt: 0, last: "" });
+    app.cache.on("storeError", (error: Error) => {
+      seen.byName.set(error.name, (seen.byName.get(error.name) ?? 0) + 1);
+      seen.lastAt = env.recorder.now();
+      seen.last = error.name;
+    });
+  });
+}
+
+function summary(what: string, report: FreshnessReport, extra: string): string {
+  return (
+    `freshness through ${what}: ${report.ops} ops, hit ratio ${report.hitRatio.toFixed(3)}, ` +
+    `stale reads ${report.stale.length}, dirty reads ${report.dirty.length}; ${extra}`
+  );
+}
+
+function explain(report: FreshnessReport, fault: FaultLog): string {
+  const lines = [
+    `${report.stale.length} stale, ${report.dirty.length} dirty reads; fault from ${fault.struckAt?.toFixed(0)} ms to ${fault.endedAt?.toFixed(0)} ms`,
+    ...fault.storeErrors.map(
+      (seen, i) => `app${i + 1} store errors: ${[...seen.byName].map(([name, n]) => `${n} ${name}`).join(", ") || "none"}; last at ${seen.lastAt.toFixed(0)} ms (${seen.last})`,
+    ),
+  ];
+  for (const v of [...report.stale, ...report.dirty].slice(0, 10)) lines.push(`${v.kind} ${v.read}`, ...v.details.map((d) => `  ${d}`));
+  return [...lines, ...report.readErrors.slice(0, 5)].join("\n");
+}
+
+function expectClean(report: FreshnessReport, fault: FaultLog): void {
+  expect(report.unattributed, "every logged write belongs to a recorded operation").to.have.length(0);
+  expect(report.readErrors, "no cached read threw anything but a database error").to.deep.equal([]);
+  expect(report.stale.length + report.dirty.length, explain(report, fault)).to.equal(0);
+  expect(report.reads).to.be.greaterThan(report.ops / 2);
+}
+
+/**
+ * Enough operations that a few seconds of them run after the fault: an invalidation that failed
+ * during it is retried with a backoff that by then has grown past a second, and until it lands
+ * the process that made it caches nothing that depends on it. (After a failover, which lasts
+ * longer than the Redis kill, the backoff can outlast the run: the cluster spec shows caching
+ * resumes.)
+ */
+const OPS = 5000;
+/** Short, so that calls made while Redis is gone give up on it quickly and the run stays short. */
+const CACHE = { storeTimeout: 200 };
+
+describe("freshness through faults: no stale read across a Redis kill and a cluster failover", function () {
+  this.timeout(90_000);
+  let server: RedisProcess | undefined;
+  let cluster: RedisCluster | undefined;
+  const clients: (Redis | Cluster)[] = [];
+
+  after(async () => {
+    for (const client of clients) client.disconnect();
+    await server?.stop();
+    await cluster?.stop();
+  });
+
+  it("finds none when Redis is killed mid-run, stays down for 1.5 s and comes back empty", async () => {
+    const redis = (server = await RedisProcess.start());
+    const fault = faultLog();
+    const report = await runFreshness({
+      ops: OPS,
+      seed: 21,
+      workers: 8,
+      cache: CACHE,
+      connect: async () => {
+        const client = new Redis(redis.url, { maxRetriesPerRequest: 1, retryStrategy: () => 50 });
+        clients.push(client);
+        // ioredis reports every failed reconnection while the server is down as an "error" event.
+        client.on("error", () => undefined);
+        await until("the client is ready", () => client.status === "ready");
+        return client;
+      },
+      during: async (env) => {
+        watchStoreErrors(env, fault);
+        await until("a fifth of the run is done", () => opsDone(env) >= OPS / 5, 60_000);
+        try {
+          await redis.kill();
+          fault.struckAt = env.recorder.now();
+          fault.opsAtStrike = opsDone(env);
+          await sleep(1500);
+        } finally {
+          await redis.start();
+        }
+        fault.endedAt = env.recorder.now();
+        fault.opsAtEnd = opsDone(env);
+        fault.hitsAtEnd = env.hits().hits;
+      },
+    });
+    const hitsAfter = report.hits - fault.hitsAtEnd!;
+    console.log(
+      summary(
+        "a Redis kill",
+        report,
+        `${fault.opsAtEnd! - fault.opsAtStrike!} ops while Redis was down, ${hitsAfter} hits after its restart, ` +
+          `${report.storeErrors} store errors, ${report.seconds.toFixed(1)} s`,
+      ),
+    );
+    expectClean(report, fault);
+    expect(fault.opsAtEnd! - fault.opsAtStrike!, "operations ran while Redis was down").to.be.greaterThan(0);
+    expect(report.storeErrors, "the outage was seen, and counted").to.be.greaterThan(0);
+    expect(OPS - fault.opsAtEnd!, "operations left after the restart").to.be.greaterThan(OPS / 5);
+    expect(hitsAfter, "hits after the restart").to.be.greaterThan(0);
+  });
+
+  it("finds none when the master holding the versions is killed mid-run and its replica takes over", async () => {
+    const redis = (cluster = await RedisCluster.start());
+    const fault = faultLog();
+    let promoted = "";
+    const report = await runFreshness({
+      ops: OPS,
+      seed: 22,
+      workers: 8,
+      cache: CACHE,
+      connect: async () => {
+        const client = new Cluster(redis.startupNodes);
+        clients.push(client);
+        client.on("error", () => undefined);
+        client.on("node error", () => undefined);
+        await until("the cluster client is ready", () => client.status === "ready");
+        return client;
+      },
+      during: async (env) => {
+        watchStoreErrors(env, fault);
+        const slot = keySlot(KeyLayout.clockKey(env.namespace));
+        const { master, replicas } = await redis.ownerOf(slot);
+        expect(replicas, "replicas of the version slot's master").to.have.length(1);
+        // An invalidation waits only for the replicas its client knows of; one it does not know
+        // could be promoted without the latest bumps.
+        for (const app of env.apps) {
+          const client = app.redis as Cluster;
+          await until("the client knows the version slot's replica", () => {
+            client.refreshSlotsCache();
+            return (client.slots[slot]?.length ?? 0) === 2;
+          });
+        }
+        await until("a fifth of the run is done", () => opsDone(env) >= OPS / 5, 60_000);
+        await master.kill();
+        fault.struckAt = env.recorder.now();
+        fault.opsAtStrike = opsDone(env);
+        await redis.waitUntilHealthy();
+        fault.endedAt = env.recorder.now();
+        fault.opsAtEnd = opsDone(env);
+        fault.hitsAtEnd = env.hits().hits;
+        const owner = await redis.ownerOf(slot);
+        promoted = owner.master.port === replicas[0].port ? "the replica was promoted" : `port ${owner.master.port} took over`;
+      },
+    });
+    const hitsAfter = report.hits - fault.hitsAtEnd!;
+    console.log(
+      summary(
+        "a cluster failover",
+        report,
+        `${fault.opsAtEnd! - fault.opsAtStrike!} ops in the ${((fault.endedAt! - fault.struckAt!) / 1000).toFixed(1)} s ` +
+          `from the kill to a healthy cluster (${promoted}), ${hitsAfter} hits after it, ${report.storeErrors} store errors, ${report.seconds.toFixed(1)} s`,
+      ),
+    );
+    expectClean(report, fault);
+    expect(promoted).to.equal("the replica was promoted");
+    expect(OPS - fault.opsAtEnd!, "operations left after the failover").to.be.greaterThan(OPS / 5);
+  });
+});

@@ -1,0 +1,445 @@
+import { randomUUID } from "node:crypto";
+import { expect } from "chai";
+import Redis from "ioredis";
+import { DataSource } from "typeorm";
+import { getServices } from "../example/services";
+import { InvalidOptionError, MemoryStore, QueryCache, RedisStore } from "../lib";
+import type { QueryCacheOptions } from "../lib/options";
+import { countCommands } from "./support/command-counter";
+import { Author, Post, Tag } from "./support/entities";
+import { type App, dropNamespace, openApp, openDataSource, openRedis, selectCount, uniqueNamespace } from "./support/fixture";
+import { RedisProxy } from "./support/redis-proxy";
+import { PostRepository } from "./support/repositories";
+
+const MAX_BYTES = 1024 * 1024;
+/** How long another process's write may stay visible in this tier: generous, the README measures about 1 ms. */
+const LAG_BOUND_MS = 2000;
+/** Long enough for ioredis to reconnect and resubscribe after a lockout (its backoff tops out at 2 s). */
+const RESUBSCRIBE_BOUND_MS = 5000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const viewsOf = (posts: Post[]) => posts.map((post) => post.views);
+
+/** One application instance, with what its reads cost. */
+interface Instance {
+  app: App;
+  posts: PostRepository;
+  /** Commands its Redis client has sent so far (the tier's subscriber has a connection of its own). */
+  commands: () => number;
+}
+
+function instance(app: App): Instance {
+  return { app, posts: new PostRepository(Post, app.dataSource.manager), commands: countCommands(app.redis) };
+}
+
+/** What one read cost: the Redis commands it sent and the SQL SELECTs it ran. */
+async function cost<T>(node: Instance, read: () => Promise<T>): Promise<{ value: T; commands: number; selects: number }> {
+  const commands = node.commands();
+  const selects = selectCount(node.app.dataSource);
+  const value = await read();
+  return { value, commands: node.commands() - commands, selects: selectCount(node.app.dataSource) - selects };
+}
+
+/**
+ * Reads until a read costs neither a Redis command nor SQL, that is until the tier serves it.
+ * The first reads of a key are misses or store hits, and the tier keeps nothing until its channel
+ * is subscribed, or when an invalidation arrived while the read was under way.
+ */
+async function fromTier<T>(node: Instance, read: () => Promise<T>, boundMs = LAG_BOUND_MS): Promise<T> {
+  const deadline = Date.now() + boundMs;
+  for (;;) {
+    const { value, commands, selects } = await cost(node, read);
+    if (commands === 0 && selects === 0) return value;
+    if (Date.now() > deadline) expect.fail(`the tier did not serve the read within ${boundMs} ms`);
+    await sleep(10);
+  }
+}
+
+/** Reads until `read` returns a value `fresh` accepts; fails when that takes longer than the bound from now (just after a change). */
+async function lagUntil<T>(read: () => Promise<T>, fresh: (value: T) => boolean, what: string): Promise<void> {
+  const started = performance.now();
+  for (;;) {
+    const value = await read();
+    const elapsed = performance.now() - started;
+    if (fresh(value)) return;
+    if (elapsed > LAG_BOUND_MS) expect.fail(`${what} still served ${JSON.stringify(value)} ${Math.round(elapsed)} ms after the change`);
+    await sleep(1);
+  }
+}
+
+/** Runs SQL on a connection of its own that no cache watches, as another application would. */
+async function writeBehindTheLibrary(sql: string): Promise<void> {
+  const other = new DataSource({ type: "postgres", url: (await getServices()).pgUrl });
+  await other.initialize();
+  try {
+    await other.query(sql);
+  } finally {
+    await other.destroy();
+  }
+}
+
+/**
+ * An instance with the tier over a Redis client of the test's choosing: its tier's subscriber is a
+ * duplicate of that client, so it logs in and connects the same way.
+ */
+async function openTieredApp(namespace: string, redis: Redis, options: Partial<QueryCacheOptions> = {}): Promise<App> {
+  await redis.connect();
+  const dataSource = await openDataSource({ schema: namespace });
+  const cache = new QueryCache({ dataSource, store: new RedisStore(redis), namespace, local: { maxBytes: MAX_BYTES }, ...options });
+  return {
+    dataSource,
+    redis,
+    cache,
+    async close() {
+      await cache.close();
+      await dataSource.destroy();
+      redis.disconnect();
+    },
+  };
+}
+
+describe("the in-process tier: hits from memory, fresh after writes in this process and others", () => {
+  const ns = uniqueNamespace();
+  /** Two instances with the tier, and one without it, sharing one Redis and one database. */
+  let one: Instance;
+  let two: Instance;
+  let plain: Instance;
+
+  before(async () => {
+    one = instance(await openApp(ns, { fresh: true, cache: { local: { maxBytes: MAX_BYTES } } }));
+    two = instance(await openApp(ns, { cache: { local: { maxBytes: MAX_BYTES } } }));
+    plain = instance(await openApp(ns));
+    // A table's first entry is refused while its version is created: have the versions exist.
+    await plain.posts.save({ title: "warm" });
+    await plain.posts.byTitle({ title: "warm" });
+  });
+  after(async () => {
+    await dropNamespace(one.app.redis, ns);
+    for (const node of [one, two, plain]) await node.app.close();
+  });
+
+  it("a hit from the tier sends no command to Redis, runs no SQL, and returns entity instances", async () => {
+    const author = await one.app.dataSource.getRepository(Author).save({ name: "tier author" });
+    const tag = await one.app.dataSource.getRepository(Tag).save({ name: "tier tag" });
+    const { id } = await one.posts.save({ title: "tier hit", author, tags: [tag] });
+    const read = () => one.posts.byId(id);
+
+    await fromTier(one, read);
+    for (let i = 0; i < 3; i++) {
+      const hits = one.app.cache.stats().hits;
+      const { value, commands, selects } = await cost(one, read);
+      expect(commands, "Redis commands sent by a hit from the tier").to.equal(0);
+      expect(selects, "SQL run by a hit from the tier").to.equal(0);
+      expect(one.app.cache.stats().hits, "a hit from the tier counts as a hit").to.equal(hits + 1);
+      expect(value).to.be.instanceOf(Post);
+      expect(value?.author).to.be.instanceOf(Author);
+      expect(value?.tags?.[0]).to.be.instanceOf(Tag);
+      expect(value?.createdAt).to.be.instanceOf(Date);
+      expect({ title: value?.title, author: value?.author?.name, tags: value?.tags?.map((t) => t.name) }).to.deep.equal({
+        title: "tier hit",
+        author: "tier author",
+        tags: ["tier tag"],
+      });
+    }
+
+    // The same hit in an instance without the tier costs a round trip: the count above is not blind.
+    const plainRead = () => plain.posts.byId(id);
+    await plainRead();
+    await plainRead();
+    const { commands, selects } = await cost(plain, plainRead);
+    expect(selects, "the instance without the tier got a hit from Redis").to.equal(0);
+    expect(commands, "a hit from Redis sends commands").to.be.greaterThan(0);
+  });
+
+  it("a write in the same process is seen by the very next read, whatever path wrote it", async () => {
+    const title = "own write";
+    const post = await one.posts.save({ title, views: 0 });
+    const writes = [
+      async (views: number) => {
+        post.views = views;
+        await one.posts.save(post);
+      },
+      (views: number) => one.posts.update({ title }, { views }),
+      (views: number) => one.app.dataSource.query(`UPDATE "${ns}"."post" SET views = $1 WHERE title = $2`, [views, title]),
+    ];
+    const read = () => one.posts.byTitle({ title });
+
+    for (let views = 1; views <= 6; views++) {
+      expect(viewsOf(await fromTier(one, read)), "the tier holds the current value").to.deep.equal([views - 1]);
+      await writes[views % writes.length](views);
+      expect(viewsOf(await read()), `the read right after write #${views}`).to.deep.equal([views]);
+    }
+  });
+
+  it("a read that started before a write in this process and ended after it leaves nothing stale in the tier", async () => {
+    const title = "slow read";
+    await one.posts.save({ title, views: 1 });
+    const read = () => one.posts.slow(title, 300);
+    const selects = selectCount(one.app.dataSource);
+    const pending = read();
+    while (selectCount(one.app.dataSource) === selects) await sleep(5);
+
+    await one.posts.update({ title }, { views: 2 });
+    expect(viewsOf(await pending), "the slow read returns what it read before the write").to.deep.equal([1]);
+    expect(viewsOf(await read())).to.deep.equal([2]);
+    expect(viewsOf(await fromTier(one, read))).to.deep.equal([2]);
+  });
+
+  it("an entry read from Redis just before another instance's write is not kept in the tier once that write is announced", async () => {
+    // The reply to the read is held back until the write's announcement has reached the tier: the
+    // tier has then dropped what the write covers, and must not keep the value the read brings.
+    const proxy = await RedisProxy.start((await getServices()).redisUrl);
+    const late = await openTieredApp(ns, new Redis(proxy.url, { lazyConnect: true, maxRetriesPerRequest: 1 }), { storeTimeout: 5000 });
+    try {
+      const read = () => late.cache.wrap("read-before-write", () => "recomputed", { dependsOn: [Post] });
+      // The version of post exists (a set() naming a missing version is refused), and once the
+      // tier serves something from memory, it is subscribed and keeps what it reads.
+      await plain.app.cache.invalidate(Post);
+      await fromTier(instance(late), () => late.cache.wrap("canary", () => "canary"));
+      // set() stores the entry without keeping it in the tier; the next read then reads it from Redis in one round trip.
+      expect(await late.cache.set("read-before-write", "before", { dependsOn: [Post] })).to.equal(true);
+      const main = proxy.connections.find((connection) => !connection.isSubscriber);
+      const subscriber = proxy.connections.find((connection) => connection.isSubscriber);
+      expect({ main: !!main, subscriber: !!subscriber }, "the instance's connections through the proxy").to.deep.equal({ main: true, subscriber: true });
+
+      main!.hold();
+      const answered = main!.nextFromServer();
+      const reading = read();
+      await answered;
+      const announced = subscriber!.nextFromServer();
+      await plain.app.cache.invalidate(Post);
+      await announced;
+      // The announcement was written to the tier's socket; give the event loop time to read it.
+      await sleep(50);
+      main!.release();
+
+      expect(await reading, "the read, served as of before the write").to.equal("before");
+      expect(await read(), "the read after the write was announced").to.equal("recomputed");
+    } finally {
+      await late.close();
+      await proxy.close();
+    }
+  });
+
+  it("a write in another instance with the tier reaches this tier within the bound", async () => {
+    const title = "cross write";
+    await one.posts.save({ title, views: 1 });
+    const read = (node: Instance) => () => node.posts.byTitle({ title });
+    expect(viewsOf(await fromTier(one, read(one)))).to.deep.equal([1]);
+    expect(viewsOf(await fromTier(two, read(two)))).to.deep.equal([1]);
+
+    await one.posts.update({ title }, { views: 2 });
+    await lagUntil(read(two), (posts) => viewsOf(posts)[0] === 2, "the other instance's tier");
+    expect(viewsOf(await fromTier(two, read(two))), "the tier serves the new value once it has it").to.deep.equal([2]);
+  });
+
+  it("a write, or invalidate(), in an instance without the tier still reaches the tiers of the others", async () => {
+    const title = "plain write";
+    await plain.posts.save({ title, views: 1 });
+    const read = (node: Instance) => () => node.posts.byTitle({ title });
+    const changes = [
+      { views: 2, change: async () => void (await plain.posts.update({ title }, { views: 2 })) },
+      {
+        views: 3,
+        change: async () => {
+          await writeBehindTheLibrary(`UPDATE "${ns}"."post" SET views = 3 WHERE title = '${title}'`);
+          await plain.app.cache.invalidate(Post);
+        },
+      },
+    ];
+
+    for (const { views, change } of changes) {
+      for (const node of [one, two]) expect(viewsOf(await fromTier(node, read(node)))).to.deep.equal([views - 1]);
+      await change();
+      await Promise.all([one, two].map((node, i) => lagUntil(read(node), (posts) => viewsOf(posts)[0] === views, `instance ${i + 1}'s tier`)));
+    }
+  });
+
+  describe("when the invalidation channel disconnects", () => {
+    const user = `${ns}-tier`;
+    const password = randomUUID();
+    let admin: Redis;
+    let watcher: Instance;
+
+    /** Kills the user's subscribed connections; returns how many there were. */
+    async function killSubscriber(): Promise<number> {
+      const clients = String(await admin.call("CLIENT", "LIST", "TYPE", "pubsub")).split("\n");
+      const ids = clients.filter((line) => line.includes(` user=${user} `)).map((line) => /\bid=(\d+)/.exec(line)?.[1] ?? "");
+      for (const id of ids) await admin.call("CLIENT", "KILL", "ID", id);
+      return ids.length;
+    }
+
+    before(async () => {
+      admin = await openRedis();
+      await admin.call("ACL", "SETUSER", user, "reset", "on", `>${password}`, `~${ns}:*`, `&${ns}:*`, "+@all");
+      const { redisUrl } = await getServices();
+      watcher = instance(await openTieredApp(ns, new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, username: user, password })));
+    });
+    after(async () => {
+      await watcher?.app.close();
+      await admin.call("ACL", "DELUSER", user);
+      admin.disconnect();
+    });
+
+    it("the tier empties itself, keeps nothing while the channel is down, and never serves a write it missed", async () => {
+      const title = "resubscribe";
+      await plain.posts.save({ title, views: 1 });
+      const read = () => watcher.posts.byTitle({ title });
+      expect(viewsOf(await fromTier(watcher, read))).to.deep.equal([1]);
+
+      // Locked out, the subscriber cannot reconnect: the write below is announced while nobody listens for this tier.
+      await admin.call("ACL", "SETUSER", user, "off");
+      expect(await killSubscriber(), "subscribed connections of the instance").to.equal(1);
+      await plain.posts.update({ title }, { views: 2 });
+
+      await lagUntil(read, (posts) => viewsOf(posts)[0] === 2, "the tier whose channel was cut");
+      for (let i = 0; i < 3; i++) {
+        const { value, commands } = await cost(watcher, read);
+        expect(commands, "a read while the channel is down goes to Redis").to.be.greaterThan(0);
+        expect(viewsOf(value)).to.deep.equal([2]);
+      }
+
+      await admin.call("ACL", "SETUSER", user, "on");
+      expect(viewsOf(await fromTier(watcher, read, RESUBSCRIBE_BOUND_MS)), "served from memory again once resubscribed").to.deep.equal([2]);
+
+      // And it follows invalidations again.
+      await plain.posts.update({ title }, { views: 3 });
+      await lagUntil(read, (posts) => viewsOf(posts)[0] === 3, "the resubscribed tier");
+    });
+  });
+
+  it("a caller that mutates the value it got does not change what the next caller gets from the tier", async () => {
+    const author = await one.app.dataSource.getRepository(Author).save({ name: "pristine author" });
+    const tag = await one.app.dataSource.getRepository(Tag).save({ name: "pristine tag" });
+    const saved = await one.posts.save(Array.from({ length: 10 }, (_, i) => ({ title: `pristine ${i}`, author, tags: [tag] })));
+    const ids = saved.map((post) => post.id);
+    const snapshot = (post: Post | null) => ({ title: post?.title, author: post?.author?.name, tags: post?.tags?.map((t) => t.name) });
+
+    /**
+     * One key per attempt: an invalidation that arrives while an entry is read keeps it out of the
+     * tier, and then the next read is no hit from the tier, so the attempt proves nothing.
+     */
+    async function mutateThenReadAgain(node: Instance, keys: number[], firstRead: "miss" | "hit from Redis"): Promise<void> {
+      for (const id of keys) {
+        // Its second call queues behind the first one's write on the same connection: the entry is in Redis.
+        if (firstRead === "hit from Redis") for (let i = 0; i < 2; i++) await plain.posts.byId(id);
+        const first = await cost(node, () => node.posts.byId(id));
+        expect(first.selects > 0 ? "miss" : "hit from Redis", `the first read of post ${id}`).to.equal(firstRead);
+        const before = snapshot(first.value);
+        first.value!.title = "mutated";
+        first.value!.author!.name = "mutated";
+        first.value!.tags!.push(Object.assign(new Tag(), { id: -1, name: "mutated" }));
+        // A miss's caller gets its value before the store has answered, and only then is the entry
+        // kept in the tier: a PING on the same connection returns after that answer, and the
+        // promise callbacks that keep the entry have run by the next turn of the event loop.
+        await node.app.redis.ping();
+        await new Promise(setImmediate);
+
+        const next = await cost(node, () => node.posts.byId(id));
+        if (next.commands > 0) continue;
+        expect(next.value, `the tier's copy after a ${firstRead}`).to.not.equal(first.value);
+        expect(snapshot(next.value), `the tier's copy after a ${firstRead}`).to.deep.equal(before);
+        return;
+      }
+      expect.fail(`no ${firstRead} was followed by a hit from the tier in ${keys.length} attempts`);
+    }
+
+    await mutateThenReadAgain(one, ids.slice(0, 5), "miss");
+    await mutateThenReadAgain(two, ids.slice(5), "hit from Redis");
+  });
+
+  it("keeps at most maxBytes of entries, evicting the least recently used ones to Redis", async () => {
+    const maxBytes = 8 * 1024;
+    const small = instance(await openApp(ns, { cache: { local: { maxBytes } } }));
+    try {
+      let computed = 0;
+      const entry = (i: number) => `${i}:${"x".repeat(1000)}`;
+      const read = (i: number) => () =>
+        small.app.cache.wrap(`fill-${i}`, () => {
+          computed++;
+          return entry(i);
+        });
+      const count = 30;
+      for (let i = 0; i < count; i++) expect(await fromTier(small, read(i))).to.equal(entry(i));
+      const computedWhileFilling = computed;
+
+      const early = await cost(small, read(0));
+      expect(early.value).to.equal(entry(0));
+      expect(early.commands, "an early entry was evicted: reading it goes to Redis").to.be.greaterThan(0);
+
+      // Most recent first: each entry still held is a hit from memory, and each one read back from Redis evicts the oldest.
+      let held = 0;
+      for (let i = count - 1; i >= 1; i--) {
+        const { value, commands } = await cost(small, read(i));
+        expect(value).to.equal(entry(i));
+        if (commands === 0) held++;
+      }
+      expect(held, "entries held in memory").to.be.within(1, Math.floor(maxBytes / 1000));
+      expect(computed, "every evicted entry came back from Redis, none was recomputed").to.equal(computedWhileFilling);
+
+      const huge = "y".repeat(2 * maxBytes);
+      const hugeRead = () => small.app.cache.wrap("huge", () => huge);
+      await hugeRead();
+      for (let i = 0; i < 3; i++) {
+        const { value, commands } = await cost(small, hugeRead);
+        expect(value).to.equal(huge);
+        expect(commands, "an entry larger than maxBytes is never held in memory").to.be.greaterThan(0);
+      }
+      const last = count - 1;
+      expect(await fromTier(small, read(last))).to.equal(entry(last));
+    } finally {
+      await small.app.close();
+    }
+  });
+
+  // The ttl is what bounds the age of data the library cannot see being written (README, "Limits"):
+  // keeping a copy for a full ttl from the moment it was read would stretch that bound.
+  it("an entry read from Redis is not served from the tier after its ttl has ended in Redis", async () => {
+    const key = "ttl-bound";
+    let computed = 0;
+    const compute = () => `computation ${++computed}`;
+    const ttl = 2;
+    const started = Date.now();
+    expect(await plain.app.cache.wrap(key, compute, { ttl })).to.equal("computation 1");
+    // The same connection: the entry's write was sent before this read.
+    expect(await plain.app.cache.get(key), "the entry is in Redis").to.equal("computation 1");
+
+    await sleep(started + 1200 - Date.now());
+    expect(await one.app.cache.wrap(key, compute, { ttl }), "a hit from Redis near the end of the entry's life").to.equal("computation 1");
+    await sleep(started + ttl * 1000 + 500 - Date.now());
+    expect(await plain.app.cache.get(key), "the entry has expired in Redis").to.equal(undefined);
+    expect(await one.app.cache.wrap(key, compute, { ttl }), "the read after the entry expired").to.equal("computation 2");
+  });
+
+  it("clear() in another instance empties this tier", async () => {
+    const title = "cleared";
+    await one.posts.save({ title, views: 1 });
+    const read = () => one.posts.byTitle({ title });
+    expect(viewsOf(await fromTier(one, read))).to.deep.equal([1]);
+
+    await two.app.cache.clear();
+    await lagUntil(() => cost(one, read), ({ commands }) => commands > 0, "the tier of the instance that did not call clear()");
+  });
+
+  describe("options", () => {
+    it("refuses the tier over a store that cannot follow invalidations across processes", () => {
+      const dataSource = one.app.dataSource;
+      expect(() => new QueryCache({ dataSource, store: new MemoryStore(), namespace: ns, local: { maxBytes: MAX_BYTES } })).to.throw(
+        InvalidOptionError,
+        /RedisStore/,
+      );
+      expect(() => new QueryCache({ dataSource, namespace: ns, local: { maxBytes: MAX_BYTES } })).to.throw(InvalidOptionError, /RedisStore/);
+    });
+
+    it("refuses a maxBytes that is not a positive number", () => {
+      const dataSource = one.app.dataSource;
+      const store = new RedisStore(one.app.redis);
+      for (const maxBytes of [-1, 0, Number.NaN, undefined, "1mb"]) {
+        expect(
+          () => new QueryCache({ dataSource, store, namespace: ns, local: { maxBytes } as unknown as { maxBytes: number } }),
+          `maxBytes ${String(maxBytes)}`,
+        ).to.throw(InvalidOptionError, /local\.maxBytes must be a positive number/);
+      }
+    });
+  });
+});
