@@ -196,9 +196,15 @@ export class Catalog {
     return `${this.currentSchema}.${ref.name}`;
   }
 
+  // A catalog never changes once read (a reload makes a new one), so answers are kept.
+  private readonly effectsMemo = new Map<string, WriteEffects>();
+  private readonly readsMemo = new Map<QualifiedName, QualifiedName[]>();
+
   /** The tables a read of `name` depends on: itself and, for a view, what it reads, recursively. */
   readDependencies(name: QualifiedName): QualifiedName[] {
-    return closure([name], (n) => this.viewReads.get(n));
+    let tables = this.readsMemo.get(name);
+    if (!tables) this.readsMemo.set(name, (tables = closure([name], (n) => this.viewReads.get(n))));
+    return tables;
   }
 
   /** The tables whose rows a write to `name` may change; see writeEffects. */
@@ -214,6 +220,13 @@ export class Catalog {
    * why, if a trigger or rule fired may write tables the library cannot name.
    */
   writeEffects(name: QualifiedName, kind: ChangeKind): WriteEffects {
+    const memoKey = `${kind} ${name}`;
+    let effects = this.effectsMemo.get(memoKey);
+    if (!effects) this.effectsMemo.set(memoKey, (effects = this.computeWriteEffects(name, kind)));
+    return effects;
+  }
+
+  private computeWriteEffects(name: QualifiedName, kind: ChangeKind): WriteEffects {
     const tables = new Set<QualifiedName>();
     const seen = new Set<string>();
     const queue: TableChange[] = [];
