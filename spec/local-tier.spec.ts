@@ -7,7 +7,7 @@ import { InvalidOptionError, MemoryStore, QueryCache, RedisStore } from "../lib"
 import type { QueryCacheOptions } from "../lib/options";
 import { countCommands } from "./support/command-counter";
 import { Author, Post, Tag } from "./support/entities";
-import { type App, dropNamespace, openApp, openDataSource, openRedis, selectCount, uniqueNamespace } from "./support/fixture";
+import { type App, dropNamespace, openApp, openRedis, selectCount, uniqueNamespace } from "./support/fixture";
 import { RedisProxy } from "./support/redis-proxy";
 import { PostRepository } from "./support/repositories";
 
@@ -82,20 +82,8 @@ async function writeBehindTheLibrary(sql: string): Promise<void> {
  * An instance with the tier over a Redis client of the test's choosing: its tier's subscriber is a
  * duplicate of that client, so it logs in and connects the same way.
  */
-async function openTieredApp(namespace: string, redis: Redis, options: Partial<QueryCacheOptions> = {}): Promise<App> {
-  await redis.connect();
-  const dataSource = await openDataSource({ schema: namespace });
-  const cache = new QueryCache({ dataSource, store: new RedisStore(redis), namespace, local: { maxBytes: MAX_BYTES }, ...options });
-  return {
-    dataSource,
-    redis,
-    cache,
-    async close() {
-      await cache.close();
-      await dataSource.destroy();
-      redis.disconnect();
-    },
-  };
+function openTieredApp(namespace: string, redis: Redis, options: Partial<QueryCacheOptions> = {}): Promise<App> {
+  return openApp(namespace, { redis, cache: { local: { maxBytes: MAX_BYTES }, ...options } });
 }
 
 describe("the in-process tier: hits from memory, fresh after writes in this process and others", () => {

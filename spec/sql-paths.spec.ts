@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import type { Repository } from "typeorm";
-import { type App, dropNamespace, openApp, selectCount, uniqueNamespace } from "./support/fixture";
+import { type App, dropNamespace, openApp, uniqueNamespace } from "./support/fixture";
 import {
   ArchivedBook, Book, Bookmark, City, Country, Review, Setting, Shelf, Sticker, writePathEntities,
 } from "./support/paths-entities";

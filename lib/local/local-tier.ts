@@ -74,11 +74,6 @@ export class LocalTier {
     this.byDep.clear();
   }
 
-  /** Entries held and their summed serialized size, for stats and the benchmark. */
-  get usage(): { entries: number; bytes: number } {
-    return { entries: this.entries.size, bytes: this.entries.calculatedSize };
-  }
-
   private unindex(key: string, deps: readonly string[]): void {
     for (const dep of deps) {
       const keys = this.byDep.get(dep);

@@ -79,10 +79,11 @@ export interface App {
 /** One application instance; its tables live in the schema named after the namespace unless told otherwise. */
 export async function openApp(
   namespace: string,
-  options: { fresh?: boolean; cache?: Partial<QueryCacheOptions>; schema?: string; extraEntities?: Function[] } = {},
+  options: { fresh?: boolean; cache?: Partial<QueryCacheOptions>; schema?: string; extraEntities?: Function[]; redis?: Redis } = {},
 ): Promise<App> {
   const dataSource = await openDataSource({ ...options, schema: options.schema ?? namespace });
-  const redis = await openRedis();
+  const redis = options.redis ?? (await openRedis());
+  if (redis.status === "wait") await redis.connect();
   const cache = new QueryCache({ dataSource, store: new RedisStore(redis), namespace, ...options.cache });
   return {
     dataSource,
