@@ -64,8 +64,27 @@ export async function openRedis(): Promise<Redis> {
   return redis;
 }
 
+const namespaces = new Set<string>();
+
 export function uniqueNamespace(): string {
-  return `t${randomUUID().slice(0, 8)}`;
+  const namespace = `t${randomUUID().slice(0, 8)}`;
+  namespaces.add(namespace);
+  return namespace;
+}
+
+/**
+ * Drops every namespace the run handed out, once all spec files are done: a store write or an
+ * invalidation that lands after a spec's own cleanup leaves nothing behind either.
+ */
+export async function dropCreatedNamespaces(): Promise<void> {
+  if (namespaces.size === 0) return;
+  const redis = await openRedis();
+  try {
+    for (const namespace of namespaces) await dropNamespace(redis, namespace);
+  } finally {
+    redis.disconnect();
+  }
+  namespaces.clear();
 }
 
 /** One application instance: a DataSource, a Redis client and a QueryCache over them. */
