@@ -32,7 +32,6 @@ describe("read paths: a cached call depends on every table it reads, however it 
   let foreignWidgets: Repository<ForeignWidget>;
   let warnings: string[] = [];
 
-  /** The read is served from the cache: a hit, and no SQL ran. */
   const renameMaker = (from: string, to: string) => makers.update({ name: from }, { name: to });
 
   before(async () => {

@@ -35,7 +35,6 @@ describe("write paths: foreign-key rules, orphaned rows and SQL-only writes refr
   const archivedTitles = () =>
     app.cache.wrap("archived-titles", async () => (await archive.find({ order: { id: "ASC" } })).map((b) => b.title));
 
-  /** The read is served from the cache: a hit, and no SQL ran. */
 
   before(async () => {
     app = await openApp(ns, { fresh: true, extraEntities: writePathEntities });

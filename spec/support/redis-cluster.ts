@@ -1,112 +1,22 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFile } from "node:child_process";
 import net from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { promisify } from "node:util";
+import { RedisProcess } from "./redis-process";
 
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** Every node started by this process, so none outlives it even when a test fails midway. */
-const running = new Set<ClusterNodeProcess>();
-process.once("exit", () => {
-  for (const node of running) node.killNow();
-});
-
-/** One redis-server of the cluster, in cluster mode, on loopback, with a directory of its own. */
-export class ClusterNodeProcess {
-  private child?: ChildProcess;
-  private stopped = false;
-  readonly dir = mkdtempSync(join(tmpdir(), "autocache-cluster-"));
-
-  constructor(readonly port: number) {}
-
-  get isRunning(): boolean {
-    return this.child !== undefined;
-  }
-
-  /** Starts the node; after a kill it rejoins the cluster from the nodes.conf kept in its directory. */
-  async start(): Promise<void> {
-    if (this.child) return;
-    const child = spawn(
-      "redis-server",
+/** One redis-server of the cluster, in cluster mode; after a kill it rejoins from the nodes.conf in its directory. */
+export class ClusterNodeProcess extends RedisProcess {
+  constructor(port: number) {
+    super(
+      port,
       [
-        "--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir,
         "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
-        "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning", "--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1",
+        "--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1",
       ],
-      { stdio: ["ignore", "ignore", "pipe"] },
+      "autocache-cluster-",
     );
-    let stderr = "";
-    child.stderr?.on("data", (chunk) => {
-      stderr += String(chunk);
-    });
-    this.child = child;
-    running.add(this);
-    const deadline = Date.now() + 10_000;
-    while (!(await this.answers())) {
-      if (child.exitCode !== null || Date.now() > deadline) {
-        await this.kill();
-        throw new Error(`redis-server (cluster node) on port ${this.port} did not start: ${stderr}`);
-      }
-      await sleep(25);
-    }
-  }
-
-  /** SIGKILL: the node dies at once, as in a crash. */
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (!child) return;
-    this.child = undefined;
-    running.delete(this);
-    if (child.exitCode === null && child.signalCode === null) {
-      const gone = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGCONT");
-      child.kill("SIGKILL");
-      await gone;
-    }
-  }
-
-  /** SIGSTOP: the node freezes, its connections stay open and nothing answers. */
-  freeze(): void {
-    this.child?.kill("SIGSTOP");
-  }
-
-  thaw(): void {
-    this.child?.kill("SIGCONT");
-  }
-
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    await this.kill();
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-
-  /** Runs a command through redis-cli and returns its raw output. */
-  async cli(...args: string[]): Promise<string> {
-    const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(this.port), ...args], { timeout: 5000 });
-    return stdout;
-  }
-
-  /** @internal for the exit hook */
-  killNow(): void {
-    try {
-      this.child?.kill("SIGCONT");
-      this.child?.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-
-  private async answers(): Promise<boolean> {
-    try {
-      return (await this.cli("PING")).trim() === "PONG";
-    } catch {
-      return false;
-    }
   }
 }
 

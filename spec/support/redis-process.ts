@@ -1,8 +1,11 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
 
 /** Every server started by this process, so none outlives it even when a test fails midway. */
 const running = new Set<RedisProcess>();
@@ -25,13 +28,21 @@ export function freePort(): Promise<number> {
 
 /**
  * A throwaway redis-server on a loopback port of its own, without persistence (it restarts
- * empty). start() may be called again after kill() to bring it back on the same port.
+ * empty, save for what `extraArgs` keep in its directory, such as a cluster's nodes.conf).
+ * start() may be called again after kill() to bring it back on the same port.
  */
 export class RedisProcess {
   private child?: ChildProcess;
-  private readonly dir = mkdtempSync(join(tmpdir(), "autocache-redis-"));
+  private stopped = false;
+  readonly dir: string;
 
-  private constructor(readonly port: number) {}
+  constructor(
+    readonly port: number,
+    private readonly extraArgs: readonly string[] = [],
+    dirPrefix = "autocache-redis-",
+  ) {
+    this.dir = mkdtempSync(join(tmpdir(), dirPrefix));
+  }
 
   static async start(port?: number): Promise<RedisProcess> {
     const server = new RedisProcess(port ?? (await freePort()));
@@ -51,7 +62,7 @@ export class RedisProcess {
     if (this.child) return;
     const child = spawn(
       "redis-server",
-      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir, "--daemonize", "no", "--loglevel", "warning"],
+      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir, "--daemonize", "no", "--loglevel", "warning", ...this.extraArgs],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     let stderr = "";
@@ -74,7 +85,7 @@ export class RedisProcess {
     }
   }
 
-  /** SIGKILL: the server dies at once, without saving or closing connections politely. */
+  /** SIGKILL (after SIGCONT, should it be frozen): the server dies at once, as in a crash. */
   async kill(): Promise<void> {
     const child = this.child;
     if (!child) return;
@@ -82,20 +93,39 @@ export class RedisProcess {
     running.delete(this);
     if (child.exitCode === null && child.signalCode === null) {
       const gone = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGCONT");
       child.kill("SIGKILL");
       await gone;
     }
   }
 
+  /** SIGSTOP: the server freezes, its connections stay open and nothing answers. */
+  freeze(): void {
+    this.child?.kill("SIGSTOP");
+  }
+
+  thaw(): void {
+    this.child?.kill("SIGCONT");
+  }
+
   /** Stops the server for good and removes its directory. */
   async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
     await this.kill();
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Runs a command through redis-cli and returns its raw output. */
+  async cli(...args: string[]): Promise<string> {
+    const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(this.port), ...args], { timeout: 5000 });
+    return stdout;
   }
 
   /** @internal for the exit hook */
   killNow(): void {
     try {
+      this.child?.kill("SIGCONT");
       this.child?.kill("SIGKILL");
     } catch {
       // already gone
