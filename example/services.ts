@@ -47,9 +47,12 @@ export class ServiceUnavailableError extends Error {
 }
 
 const HOW_TO = {
-  PostgreSQL: "Set PG_URL to a running PostgreSQL (for example postgres://postgres@127.0.0.1:5432/test).",
-  Redis: "Set REDIS_URL to a running Redis (for example redis://127.0.0.1:6379), put redis-server on PATH, or start a Docker engine.",
-  "redis-server": "Install Redis so that redis-server is on PATH: these specs start servers of their own (cluster, ACL, faults).",
+  PostgreSQL:
+    "Set PG_URL to a running PostgreSQL (for example postgres://postgres@127.0.0.1:5432/test).",
+  Redis:
+    "Set REDIS_URL to a running Redis (for example redis://127.0.0.1:6379), put redis-server on PATH, or start a Docker engine.",
+  "redis-server":
+    "Install Redis so that redis-server is on PATH: these specs start servers of their own (cluster, ACL, faults).",
 } as const;
 
 const LOCAL_PG = "postgres://postgres@127.0.0.1:5432/test";
@@ -84,7 +87,10 @@ let redisServerVersion: string | undefined;
 export function requireRedisServer(): string {
   if (redisServerVersion === undefined) {
     try {
-      const banner = execFileSync("redis-server", ["--version"], { encoding: "utf8", timeout: 5000 });
+      const banner = execFileSync("redis-server", ["--version"], {
+        encoding: "utf8",
+        timeout: 5000,
+      });
       redisServerVersion = /v=(\S+)/.exec(banner)?.[1] ?? "?";
     } catch {
       throw new ServiceUnavailableError("redis-server", ["no redis-server on PATH"]);
@@ -120,7 +126,11 @@ async function resolve(): Promise<Services> {
   if (pgProblem) {
     fallbacks.push(`no PostgreSQL at ${where(pgUrl)} (${pgProblem})`);
     const launched = await firstThatStarts([startEmbeddedPostgres, dockerPostgres]);
-    if (!launched.ok) throw new ServiceUnavailableError("PostgreSQL", [`${where(pgUrl)} ${pgProblem}`, ...launched.reasons]);
+    if (!launched.ok)
+      throw new ServiceUnavailableError("PostgreSQL", [
+        `${where(pgUrl)} ${pgProblem}`,
+        ...launched.reasons,
+      ]);
     pg = launched.server.url;
     started.push(launched.server.what);
   }
@@ -177,7 +187,9 @@ function unreachable(url: string): Promise<string | undefined> {
       socket.destroy();
       done("did not answer within 1 s");
     });
-    socket.on("error", (error: NodeJS.ErrnoException) => done(error.code === "ECONNREFUSED" ? "refused the connection" : error.message));
+    socket.on("error", (error: NodeJS.ErrnoException) =>
+      done(error.code === "ECONNREFUSED" ? "refused the connection" : error.message),
+    );
   });
 }
 
@@ -203,14 +215,22 @@ const dockerPostgres: Launcher = async () => {
   requireDocker();
   const { PostgreSqlContainer } = await import("@testcontainers/postgresql");
   const container = await new PostgreSqlContainer("postgres:16-alpine").start();
-  return { url: container.getConnectionUri(), what: "a postgres:16-alpine container", stop: () => container.stop() };
+  return {
+    url: container.getConnectionUri(),
+    what: "a postgres:16-alpine container",
+    stop: () => container.stop(),
+  };
 };
 
 const dockerRedis: Launcher = async () => {
   requireDocker();
   const { RedisContainer } = await import("@testcontainers/redis");
   const container = await new RedisContainer("redis:7-alpine").start();
-  return { url: container.getConnectionUrl(), what: "a redis:7-alpine container", stop: () => container.stop() };
+  return {
+    url: container.getConnectionUrl(),
+    what: "a redis:7-alpine container",
+    stop: () => container.stop(),
+  };
 };
 
 /** host:port/database, without any password the URL may carry. */

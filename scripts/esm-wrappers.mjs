@@ -21,7 +21,9 @@ for (const [subpath, target] of Object.entries(exports)) {
     missing++;
     continue;
   }
-  const names = Object.keys(require(cjs)).filter((name) => name !== "__esModule" && name !== "default");
+  const names = Object.keys(require(cjs)).filter(
+    (name) => name !== "__esModule" && name !== "default",
+  );
   const esm = resolve(root, target.import);
   const path = relative(dirname(esm), cjs);
   const from = path.startsWith(".") ? path : `./${path}`;

@@ -1,10 +1,10 @@
 import type { Runnable, Runner, Suite } from "mocha";
 import {
-  type Launched,
-  ServiceUnavailableError,
   addRedisLauncher,
+  type Launched,
   requireRedisServer,
   resolvedServices,
+  ServiceUnavailableError,
   stopServices,
 } from "../../example/services";
 import { dropCreatedNamespaces, dropCreatedSchemas } from "./fixture";
@@ -52,16 +52,22 @@ export function mochaGlobalTeardown(): void {
   const lines: string[] = [];
   if (notRun.size > 0) {
     const tests = [...notRun.values()].reduce((sum, entry) => sum + entry.tests, 0);
-    lines.push(`NOT RUN: ${tests} tests are pending above because a service they need is missing on this machine.`);
+    lines.push(
+      `NOT RUN: ${tests} tests are pending above because a service they need is missing on this machine.`,
+    );
     for (const [reason, { files }] of notRun) {
       lines.push(`  ${reason}`);
       lines.push(`  Files affected: ${[...files].sort().join(", ")}`);
     }
-    lines.push("  This run does not vouch for them; AUTOCACHE_SERVICES=required makes them fail instead.");
+    lines.push(
+      "  This run does not vouch for them; AUTOCACHE_SERVICES=required makes them fail instead.",
+    );
   }
   const services = resolvedServices();
   if (services && services.started.length > 0) {
-    lines.push(`Started for this run, because ${services.fallbacks.join(" and ")}: ${services.started.join(" and ")} (stopped now).`);
+    lines.push(
+      `Started for this run, because ${services.fallbacks.join(" and ")}: ${services.started.join(" and ")} (stopped now).`,
+    );
   }
   if (lines.length > 0) console.log(`\n${lines.join("\n")}\n`);
 }
@@ -98,7 +104,9 @@ function wrap(runnable: Runnable, kind: Kind): void {
       }
       if (!(error instanceof ServiceUnavailableError)) throw error;
       record(error.message, runnable, kind === "beforeAll" ? countTests(runnable.parent) : 1);
-      skipped.add(kind === "beforeAll" ? (runnable.parent ?? runnable) : (this.currentTest ?? runnable));
+      skipped.add(
+        kind === "beforeAll" ? (runnable.parent ?? runnable) : (this.currentTest ?? runnable),
+      );
       this.skip();
     }
   };
@@ -107,7 +115,8 @@ function wrap(runnable: Runnable, kind: Kind): void {
 function record(reason: string, runnable: Runnable, tests: number): void {
   const entry = notRun.get(reason) ?? { files: new Set<string>(), tests: 0 };
   notRun.set(reason, entry);
-  if (runnable.file) entry.files.add(runnable.file.replace(/^.*\/dist\//, "").replace(/\.js$/, ".ts"));
+  if (runnable.file)
+    entry.files.add(runnable.file.replace(/^.*\/dist\//, "").replace(/\.js$/, ".ts"));
   entry.tests += tests;
 }
 
@@ -130,5 +139,9 @@ async function redisServerFromPath(): Promise<Launched> {
     throw new Error("no redis-server on PATH");
   }
   const server = await RedisProcess.start();
-  return { url: server.url, what: `redis-server ${version} from PATH on 127.0.0.1:${server.port}`, stop: () => server.stop() };
+  return {
+    url: server.url,
+    what: `redis-server ${version} from PATH on 127.0.0.1:${server.port}`,
+    stop: () => server.stop(),
+  };
 }
