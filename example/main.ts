@@ -1,12 +1,12 @@
 import "reflect-metadata";
 import { Redis } from "ioredis";
-import { QueryCache, RedisStore } from "../lib";
+import { type CacheStore, MemoryStore, QueryCache, RedisStore } from "../lib";
 import { SCHEMA, openDatabase } from "./database";
 import { Comment, Post } from "./entities";
 import { type PopularPost, PostRepository, postListQuery } from "./post-repository";
 import { type Observation, count, describeRead, medianMs, ms, observe, wasHit } from "./probe";
 import { seedBlog } from "./seed";
-import { getServices, stopServices } from "./services";
+import { fallbackNotice, getServices, stopServices, where } from "./services";
 
 /**
  * A small blog on typeorm-autocache: a post list and a "popular posts" list read through the
@@ -29,19 +29,25 @@ function check(ok: boolean, what: string): void {
 async function main(): Promise<void> {
   const closers: (() => Promise<unknown>)[] = [stopServices];
   try {
-    const { pgUrl, redisUrl } = await getServices();
+    const services = await getServices();
+    const notice = fallbackNotice(services, "the in-memory store (MemoryStore)");
+    if (notice) console.log(`${notice}\n`);
 
-    const dataSource = await openDatabase(pgUrl);
+    const dataSource = await openDatabase(services.pgUrl);
     closers.push(() => dataSource.destroy());
 
-    const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    closers.push(async () => {
-      if (redis.status === "ready") await redis.quit();
-      else redis.disconnect();
-    });
-    await redis.connect();
+    let store: CacheStore = new MemoryStore();
+    if (services.hasRedis) {
+      const redis = new Redis(services.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+      closers.push(async () => {
+        if (redis.status === "ready") await redis.quit();
+        else redis.disconnect();
+      });
+      await redis.connect();
+      store = new RedisStore(redis);
+    }
 
-    const cache = new QueryCache({ dataSource, store: new RedisStore(redis), namespace: NAMESPACE, defaultTtl: 300 });
+    const cache = new QueryCache({ dataSource, store, namespace: NAMESPACE, defaultTtl: 300 });
     cache.on("warning", (message: string) => console.log(`   (cache warning: ${message})`));
     cache.on("storeError", (error: Error) => console.log(`   (Redis error, the database answered instead: ${error.message})`));
     closers.push(async () => {
@@ -54,8 +60,12 @@ async function main(): Promise<void> {
     await seedBlog(dataSource);
 
     console.log("typeorm-autocache example: a small blog");
-    console.log(`  PostgreSQL ${where(pgUrl)}, schema "${SCHEMA}" (rebuilt for this run: 2 authors, 3 posts, 5 comments)`);
-    console.log(`  Redis ${where(redisUrl)}, namespace "${NAMESPACE}"`);
+    console.log(`  PostgreSQL ${where(services.pgUrl)}, schema "${SCHEMA}" (rebuilt for this run: 2 authors, 3 posts, 5 comments)`);
+    console.log(
+      services.hasRedis
+        ? `  Redis ${where(services.redisUrl)}, namespace "${NAMESPACE}"`
+        : `  No Redis: MemoryStore, the in-memory store, stands in for it wherever this tour says Redis`,
+    );
     console.log();
 
     await tour(cache, new PostRepository(Post, dataSource.manager));
@@ -173,13 +183,9 @@ function titles(list: Post[]): string {
 }
 
 function printPopular(list: PopularPost[]): void {
-  list.forEach((p, i) => console.log(`     #${i + 1} '${p.title}' by ${p.author}, ${count(p.comments, "comment", "comments")}`));
-}
-
-/** host:port/database, without any password the URL may carry. */
-function where(url: string): string {
-  const u = new URL(url);
-  return `${u.hostname}:${u.port}${u.pathname === "/" ? "" : u.pathname}`;
+  for (const [i, p] of list.entries()) {
+    console.log(`     #${i + 1} '${p.title}' by ${p.author}, ${count(p.comments, "comment", "comments")}`);
+  }
 }
 
 main().catch((error: unknown) => {

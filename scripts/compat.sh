@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Runs the whole test suite against each supported TypeORM line, with ioredis 5, in a scratch copy
-# of the project, so the checkout's node_modules and package-lock.json stay as they are.
+# Runs the whole test suite against each supported TypeORM line, with one ioredis line (5 unless
+# IOREDIS says otherwise), in a scratch copy of the project, so the checkout's node_modules and
+# package-lock.json stay as they are.
 #
-#   npm run compat                 # typeorm 0.3 (latest 0.3.x) and 1 (latest 1.x)
+#   npm run compat                 # typeorm 0.3 (latest 0.3.x) and 1 (latest 1.x), ioredis 5
 #   npm run compat -- 0.3          # one line only
+#   IOREDIS=6 npm run compat -- 1  # typeorm 1 with the latest ioredis 6.x
 #
 # The tests need the same PostgreSQL and Redis as `npm test` (PG_URL and REDIS_URL are passed on).
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 lines=("$@")
+ioredis="${IOREDIS:-5}"
 [ ${#lines[@]} -eq 0 ] && lines=(0.3 1)
 logs="$(mktemp -d "${TMPDIR:-/tmp}/autocache-compat-logs.XXXXXX")"
 results=()
@@ -21,17 +24,19 @@ installed() {
 
 for line in "${lines[@]}"; do
   work="$(mktemp -d "${TMPDIR:-/tmp}/autocache-compat.XXXXXX")"
-  log="$logs/typeorm-$line.log"
-  echo "compat: typeorm@$line in $work (log: $log)"
+  log="$logs/typeorm-$line-ioredis-$ioredis.log"
+  echo "compat: typeorm@$line, ioredis@$ioredis in $work (log: $log)"
   tar -C "$root" --exclude=./node_modules --exclude=./dist --exclude=./.git -cf - . | tar -C "$work" -xf -
   status=0
+  # --legacy-peer-deps: typeorm itself declares ioredis ^5 as an optional peer, so trying another
+  # ioredis line means overriding that declaration (and ours) in the scratch copy.
   (
     cd "$work" &&
       npm ci --no-audit --no-fund &&
-      npm install --no-save --no-audit --no-fund "typeorm@$line" "ioredis@5"
+      npm install --no-save --no-audit --no-fund --legacy-peer-deps "typeorm@$line" "ioredis@$ioredis"
   ) >"$log" 2>&1 || status=$?
   if [ $status -ne 0 ]; then
-    results+=("typeorm@$line: FAIL (install, see $log)")
+    results+=("typeorm@$line, ioredis@$ioredis: FAIL (install, see $log)")
     failed=1
     tail -n 30 "$log"
     rm -rf "$work"

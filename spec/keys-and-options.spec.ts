@@ -42,7 +42,7 @@ class KeyedRepository extends Repository<Post> {
   }
 
   @Cached({ ttl: 60, key: (_pick: unknown, label: string) => label })
-  async withCallbackKeyed(pick: (p: Post) => boolean, label: string): Promise<string[]> {
+  async withCallbackKeyed(pick: (p: Post) => boolean, _label: string): Promise<string[]> {
     return (await this.find({ order: { id: "ASC" } })).filter(pick).map((p) => p.title);
   }
 

@@ -4,6 +4,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { requireRedisServer } from "../../example/services";
 
 const run = promisify(execFile);
 
@@ -60,6 +61,7 @@ export class RedisProcess {
 
   async start(): Promise<void> {
     if (this.child) return;
+    requireRedisServer();
     const child = spawn(
       "redis-server",
       ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir, "--daemonize", "no", "--loglevel", "warning", ...this.extraArgs],

@@ -16,7 +16,8 @@ export class InvalidationFeed {
     private readonly channel: string,
     private readonly handlers: FollowHandlers,
   ) {
-    this.subscriber = client.duplicate();
+    // ioredis 6 types the two duplicate() methods with signatures a union cannot call.
+    this.subscriber = client.isCluster ? (client as Cluster).duplicate() : (client as Redis).duplicate();
     const prefix = (client.options as { keyPrefix?: string }).keyPrefix ?? "";
     this.subscriber.on("message", (from: string, text: string) => {
       if (from !== channel) return;
