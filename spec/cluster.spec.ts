@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { Cluster } from "ioredis";
 import type { DataSource } from "typeorm";
 import { QueryCache, RedisStore } from "../lib";
-import { KeyLayout } from "../lib/keys/key-space";
+import { KeyLayout } from "../lib/keys/key-layout";
 import type { Post } from "./support/entities";
 import { openDataSource, selectCount, uniqueNamespace } from "./support/fixture";
 import { RedisCluster } from "./support/redis-cluster";

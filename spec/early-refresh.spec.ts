@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { refreshesEarly } from "../lib/cache/freshness";
+import { refreshesEarly } from "../lib/serialization/freshness";
 import { type App, dropNamespace, openApp, uniqueNamespace } from "./support/fixture";
 import { repositories } from "./support/repositories";
 import { warm } from "./support/warm";

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import Redis, { Cluster } from "ioredis";
-import { KeyLayout } from "../lib/keys/key-space";
+import { KeyLayout } from "../lib/keys/key-layout";
 import { keySlot } from "../lib/stores/redis/key-slot";
 import { type Environment, type FreshnessReport, runFreshness } from "./freshness/harness";
 import { RedisCluster } from "./support/redis-cluster";
