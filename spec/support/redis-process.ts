@@ -4,6 +4,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { sleep } from "./wait";
 
 const run = promisify(execFile);
 
@@ -132,10 +133,6 @@ export class RedisProcess {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Whether a Redis on this port answers PING, by a raw socket so no client is left behind. */
