@@ -100,9 +100,10 @@ describe("circuit breaker: a store that keeps failing is skipped for a while, th
       const before = app.storeErrors.length;
       const next = await Promise.all(Array.from({ length: 5 }, () => posts.byTitle({ title })));
       for (const rows of next) expect(viewsOf(rows)).to.deep.equal([1]);
-      // At most one of them may be the breaker's trial (should a cool-down have passed); the others skip the store.
+      // Without the breaker each of them would time out on its lookup. With it, at most one trial
+      // may wait (should a cool-down have passed); the others skip the store.
       expect(errorsNamed("StoreTimeoutError", before), "calls right after the burst that waited for the store").to.be.at.most(1);
-      expect(errorsNamed("CircuitOpenError", before), "calls right after the burst that skipped the store").to.be.at.least(4);
+      expect(errorsNamed("CircuitOpenError", before), "store calls the open breaker refused").to.be.at.least(1);
     } finally {
       server.thaw();
     }

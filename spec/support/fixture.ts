@@ -121,10 +121,10 @@ export interface AppOptions<R extends Redis | Cluster> {
 
 /** One application instance; its tables live in the schema named after the namespace unless told otherwise. */
 export async function openApp<R extends Redis | Cluster = Redis>(namespace: string, options: AppOptions<R> = {}): Promise<App<R>> {
+  // ioredis reports every failed reconnection as an "error" event; outages are the specs' business.
+  options.redis?.on("error", () => undefined);
   const dataSource = await openDataSource({ ...options, schema: options.schema ?? namespace });
   const redis = options.redis ?? ((await openRedis()) as R);
-  // ioredis reports every failed reconnection as an "error" event; outages are the specs' business.
-  redis.on("error", () => undefined);
   if (redis.status === "wait" && options.connect !== false) await redis.connect();
   const cache = new QueryCache({ dataSource, store: new RedisStore(redis), namespace, ...options.cache });
   const storeErrors: Error[] = [];
