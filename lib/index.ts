@@ -1,6 +1,7 @@
 import "reflect-metadata";
 
-export { QueryCache, type CacheHealth, type CacheStats, type QueryCacheEvents } from "./query-cache";
+export { QueryCache, type CacheHealth, type CacheStats } from "./query-cache";
+export type { QueryCacheEvents } from "./events";
 export { Cached, cached, type CachedOptions } from "./decorator/cached";
 export { QueryCacheSubscriber } from "./typeorm/subscriber";
 export { RedisStore, type RedisStoreOptions } from "./stores/redis-store";

@@ -4,6 +4,7 @@ import { Catalog } from "./catalog/catalog";
 import { readIdentity } from "./catalog/database-identity";
 import { LiveCatalog } from "./catalog/live-catalog";
 import { DataSourceNotInitializedError, InvalidOptionError, SubscriberMissingError, UnserializableValueError } from "./errors";
+import type { QueryCacheEvents } from "./events";
 import { Invalidator } from "./invalidation/invalidator";
 import { TransactionBuffer } from "./invalidation/transaction-buffer";
 import { refreshesEarly, splitFreshness, withFreshness } from "./serialization/freshness";
@@ -33,18 +34,6 @@ export interface CacheStats {
   errors: number;
   /** Results returned but not stored: unserializable, oversize, read in a transaction, or outdated on arrival. */
   skipped: number;
-}
-
-/** The events a QueryCache emits, with their arguments: `cache.on("storeError", (error) => ...)`. */
-export interface QueryCacheEvents {
-  /** A call was served from the cache (the in-process tier or the store); the entry's key. */
-  hit: [key: string];
-  /** A call was not served from the cache and its computation ran; the entry's key. */
-  miss: [key: string];
-  /** A store call failed or timed out; the caller got fresh data from the database instead. */
-  storeError: [error: Error];
-  /** Something the cache could not do as asked, said once per message, with what to change. */
-  warning: [message: string];
 }
 
 /** Whether the cache can rely on its store right now (for health checks and tests). */

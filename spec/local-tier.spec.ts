@@ -1,13 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { expect } from "chai";
 import Redis from "ioredis";
-import { DataSource } from "typeorm";
 import { getServices } from "../example/services";
 import { InvalidOptionError, MemoryStore, QueryCache, RedisStore } from "../lib";
 import type { QueryCacheOptions } from "../lib/options";
 import { countCommands } from "./support/command-counter";
 import { Author, Post, Tag } from "./support/entities";
-import { type App, dropNamespace, openApp, openRedis, selectCount, uniqueNamespace } from "./support/fixture";
+import { type App, dropNamespace, openApp, openRedis, queryBehindTheCache, selectCount, uniqueNamespace } from "./support/fixture";
 import { RedisProxy } from "./support/redis-proxy";
 import { Gate, ioTurns, sleep, until } from "./support/wait";
 
@@ -66,16 +65,6 @@ async function lagUntil<T>(read: () => Promise<T>, fresh: (value: T) => boolean,
   }
 }
 
-/** Runs SQL on a connection of its own that no cache watches, as another application would. */
-async function writeBehindTheLibrary(sql: string): Promise<void> {
-  const other = new DataSource({ type: "postgres", url: (await getServices()).pgUrl });
-  await other.initialize();
-  try {
-    await other.query(sql);
-  } finally {
-    await other.destroy();
-  }
-}
 
 /**
  * An instance with the tier over a Redis client of the test's choosing: its tier's subscriber is a
@@ -231,7 +220,7 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
       {
         views: 3,
         change: async () => {
-          await writeBehindTheLibrary(`UPDATE "${ns}"."post" SET views = 3 WHERE title = '${title}'`);
+          await queryBehindTheCache(`UPDATE "${ns}"."post" SET views = 3 WHERE title = '${title}'`);
           await plain.cache.invalidate(Post);
         },
       },

@@ -144,6 +144,20 @@ export async function openApp<R extends Redis | Cluster = Redis>(namespace: stri
   };
 }
 
+/**
+ * Runs SQL on a connection of its own that no cache watches, as another application or a
+ * migration tool would.
+ */
+export async function queryBehindTheCache(sql: string): Promise<void> {
+  const other = new DataSource({ type: "postgres", url: (await getServices()).pgUrl });
+  await other.initialize();
+  try {
+    await other.query(sql);
+  } finally {
+    await other.destroy();
+  }
+}
+
 /** Deletes every key of a namespace, so tests leave Redis as they found it. */
 export async function dropNamespace(redis: Redis, namespace: string): Promise<void> {
   let cursor = "0";
