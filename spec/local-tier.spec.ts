@@ -299,8 +299,9 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
      */
     async function mutateThenReadAgain(node: App, keys: number[], firstRead: "miss" | "hit from Redis"): Promise<void> {
       for (const id of keys) {
+        // Twice: a store may refuse a table's first entry while it creates the table's version.
         if (firstRead === "hit from Redis") {
-          await plain.posts.byId(id);
+          for (let i = 0; i < 2; i++) await plain.posts.byId(id);
           await plain.cache.settled(); // the entry is in Redis
         }
         const first = await cost(node, () => node.posts.byId(id));
