@@ -178,7 +178,7 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     try {
       plan.earlyRefreshBeta = earlyRefreshBeta(label, options.earlyRefresh);
     } catch (error) {
-      // A bad option rejects, as it does in set() and get(): callers handle one failure path.
+      // A bad option rejects, as in set(): callers handle one failure path.
       return Promise.reject(error);
     }
     return this.fetch(plan, compute) as Promise<T>;
