@@ -224,6 +224,9 @@ describe("faults: the cache fails open, answers in bounded time and never serves
       };
       const write = await timed(() => a.posts.update({ title }, { views: 2 }));
       durations.push(write.ms);
+      const during = a.cache.health();
+      expect(during.storeReachable, "health() during the outage").to.equal(false);
+      expect(during.undeliveredInvalidations, "the write's invalidation waits to be delivered").to.be.greaterThan(0);
       expect(await read(a), "the writer, during the outage").to.deep.equal([2]);
       expect(await read(b), "another process, during the outage").to.deep.equal([2]);
       expect(Math.max(...durations), `slowest call during the outage: ${Math.max(...durations).toFixed(0)} ms`).to.be.below(BOUNDED_MS);
@@ -241,6 +244,7 @@ describe("faults: the cache fails open, answers in bounded time and never serves
       await readUntilHit(a, () => a.posts.byTitle({ title }), expectViews(2));
       await readUntilHit(b, () => b.posts.byTitle({ title }), expectViews(2));
       await readUntilHit(b, () => b.posts.held(title), expectViews(2));
+      expect(a.cache.health(), "health() once the store is trusted again").to.deep.equal({ storeReachable: true, undeliveredInvalidations: 0 });
 
       await a.posts.update({ title }, { views: 3 });
       expect(await read(b), "invalidation across processes works again").to.deep.equal([3]);
