@@ -1,6 +1,6 @@
 import { performance } from "node:perf_hooks";
 import type { QueryCache } from "../lib";
-import { splitFreshness } from "../lib/cache/freshness";
+import { splitFreshness } from "../lib/serialization/freshness";
 import { FRONT_PAGE, type FrontPageRepository, Post, bodyRuns, newPost } from "./blog";
 import { type Contender, type Timed, timeAlternating, timeEach, timeEachSync } from "./rounds";
 import { AUTHORS, type Bench, DEPENDENT_COUNTS, FLOOR_KEY, NAMESPACE, TYPEORM_CACHE_ID, dependentTable, statementCount } from "./setup";
@@ -69,7 +69,7 @@ export async function buildRoster(bench: Bench): Promise<Roster> {
   cache.off("hit", onHit);
   const entry = (await redis.get(entryKey)) ?? "";
   const payload = splitFreshness(entry.slice(entry.indexOf("\n") + 1)).json;
-  // Spelled out as lib/keys/key-space.ts lays it out: KeyLayout is not public.
+  // Spelled out as lib/keys/key-layout.ts lays it out: KeyLayout is not public.
   const clockKey = `${NAMESPACE}:{${NAMESPACE}:v}:clock`;
 
   const contenders: Contender[] = [];

@@ -1,5 +1,5 @@
 import { performance } from "node:perf_hooks";
-import { type CacheStats, type QueryCache, RedisStore } from "../lib";
+import type { CacheStats, QueryCache } from "../lib";
 import { sqlMark, sqlSince } from "./sql-counter";
 
 /** What one call did, as measured from outside: nothing here is assumed. */
@@ -19,10 +19,8 @@ export async function observe<T>(cache: QueryCache, fn: () => Promise<T>): Promi
   const start = performance.now();
   const value = await fn();
   const ms = performance.now() - start;
-  // A miss hands its value back before Redis has answered the store; Redis answers in order, so
-  // once a PING on the same connection returns, the store's answer is in the stats too.
-  if (cache.store instanceof RedisStore) await cache.store.redis.ping();
-  await new Promise((resolve) => setImmediate(resolve));
+  // A miss hands its value back before the store has answered; the stats count its answer once it has.
+  await cache.settled();
   const after = cache.stats();
   const delta = Object.fromEntries(
     Object.keys(after).map((k) => [k, after[k as keyof CacheStats] - before[k as keyof CacheStats]]),

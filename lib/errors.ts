@@ -37,6 +37,67 @@ export class DataSourceNotInitializedError extends AutocacheError {
   }
 }
 
+/**
+ * A store call that did not answer within the QueryCache's storeTimeout. The caller got fresh data
+ * from the database instead; it reaches you only through the "storeError" event.
+ */
+export class StoreTimeoutError extends AutocacheError {
+  constructor(readonly ms: number) {
+    super(
+      `the cache store did not answer within ${ms} ms, so the database answered instead. If Redis is ` +
+        `reachable but slow, raise the QueryCache's storeTimeout; otherwise check its latency.`,
+    );
+  }
+}
+
+/** A store that reports itself disconnected, skipped without waiting (reported through "storeError"). */
+export class StoreUnavailableError extends AutocacheError {
+  constructor() {
+    super(
+      "the cache store is not connected, so the database answered instead. Check that the Redis client " +
+        "can reach its server; the cache uses the store again by itself once it is connected.",
+    );
+  }
+}
+
+/**
+ * A store call refused without trying, because the store failed repeatedly just before (the
+ * circuit breaker is open). Reported through "storeError"; the caller got fresh data.
+ */
+export class CircuitOpenError extends AutocacheError {
+  constructor(
+    readonly failures: number,
+    readonly coolDownMs: number,
+  ) {
+    super(
+      `the cache store failed ${failures} times in a row, so it is skipped for ${coolDownMs} ms before ` +
+        `it is tried again, and the database answers meanwhile. Check that Redis is reachable; tune ` +
+        `this with the QueryCache's circuitBreaker option.`,
+    );
+  }
+}
+
+/**
+ * An invalidation reached a Redis Cluster master, but not all of its replicas in time. It is kept
+ * and retried, so a failover cannot lose it; reported through "storeError".
+ */
+export class NotReplicatedError extends AutocacheError {
+  /** The store is up (its master took the write): this is no reason to trip the circuit breaker. */
+  readonly storeAnswered = true;
+
+  constructor(
+    readonly acknowledged: number,
+    readonly replicas: number,
+    readonly ms: number,
+  ) {
+    super(
+      `${acknowledged} of ${replicas} replicas acknowledged the invalidation within ${ms} ms; it is retried ` +
+        `so that a failover cannot lose it. Check the replicas' link to their master, or raise RedisStore's ` +
+        `replicaTimeout (keeping it below storeTimeout).`,
+    );
+  }
+}
+
 /** A second QueryCache was created for a DataSource that already has one. */
 export class DuplicateCacheError extends AutocacheError {
   constructor() {

@@ -1,20 +1,24 @@
 import "reflect-metadata";
 
-export { QueryCache, type CacheStats } from "./query-cache";
+export { QueryCache, type CacheHealth, type CacheStats } from "./query-cache";
+export type { QueryCacheEvents } from "./events";
 export { Cached, cached, type CachedOptions } from "./decorator/cached";
 export { QueryCacheSubscriber } from "./typeorm/subscriber";
-export { NotReplicatedError, RedisStore, type RedisStoreOptions } from "./stores/redis-store";
-export { CircuitOpenError } from "./stores/circuit-breaker";
-export { StoreTimeoutError, StoreUnavailableError } from "./stores/store-guard";
+export { RedisStore, type RedisStoreOptions } from "./stores/redis-store";
+export type { CircuitBreakerOptions } from "./stores/circuit-breaker";
 export { MemoryStore, type MemoryStoreOptions } from "./stores/memory-store";
-export type { CacheStore, KeySpace, Lookup, StoreEntry } from "./stores/store";
-export type { Dependency, EntryOptions, QueryCacheOptions } from "./options";
+export type { CacheStore, FollowHandlers, KeySpace, Lookup, StoreEntry } from "./stores/store";
+export type { Dependency, EntryOptions, QueryCacheOptions, SetOptions } from "./options";
 export {
   AutocacheError,
   CacheNotFoundError,
+  CircuitOpenError,
   DataSourceNotInitializedError,
   DuplicateCacheError,
   InvalidOptionError,
+  NotReplicatedError,
+  StoreTimeoutError,
+  StoreUnavailableError,
   SubscriberMissingError,
   UnkeyableArgumentError,
   UnserializableValueError,

@@ -1,5 +1,6 @@
 import type { DataSource, EntityTarget } from "typeorm";
 import { InvalidOptionError } from "./errors";
+import type { CircuitBreakerOptions } from "./stores/circuit-breaker";
 import type { CacheStore } from "./stores/store";
 
 /** Something a cached value depends on: an entity class (its table) or a table name ("schema.table" or bare). */
@@ -32,6 +33,11 @@ export interface QueryCacheOptions {
    * Off by default. Needs a store that can follow invalidations (RedisStore).
    */
   local?: { maxBytes: number };
+  /**
+   * When to stop calling a store that keeps failing (so callers stop paying storeTimeout) and
+   * how long to skip it. Default { failureThreshold: 5, coolDownMs: 1000 }.
+   */
+  circuitBreaker?: CircuitBreakerOptions;
 }
 
 export interface EntryOptions {
@@ -46,6 +52,9 @@ export interface EntryOptions {
    */
   earlyRefresh?: boolean | { beta: number };
 }
+
+/** What set() takes: a stored value has no computation to refresh early. */
+export type SetOptions = Omit<EntryOptions, "earlyRefresh">;
 
 /** The beta of an earlyRefresh option, or undefined when it is off. */
 export function earlyRefreshBeta(what: string, option: EntryOptions["earlyRefresh"]): number | undefined {

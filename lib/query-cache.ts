@@ -4,17 +4,19 @@ import { Catalog } from "./catalog/catalog";
 import { readIdentity } from "./catalog/database-identity";
 import { LiveCatalog } from "./catalog/live-catalog";
 import { DataSourceNotInitializedError, InvalidOptionError, SubscriberMissingError, UnserializableValueError } from "./errors";
+import type { QueryCacheEvents } from "./events";
 import { Invalidator } from "./invalidation/invalidator";
 import { TransactionBuffer } from "./invalidation/transaction-buffer";
-import { refreshesEarly, splitFreshness, withFreshness } from "./cache/freshness";
-import { KeyLayout } from "./keys/key-space";
+import { refreshesEarly, splitFreshness, withFreshness } from "./serialization/freshness";
+import { KeyLayout } from "./keys/key-layout";
 import { LocalTier } from "./local/local-tier";
-import { type Dependency, type EntryOptions, type QueryCacheOptions, type ResolvedOptions, checkTtl, earlyRefreshBeta, resolveOptions } from "./options";
+import { type Dependency, type EntryOptions, type QueryCacheOptions, type ResolvedOptions, type SetOptions, checkTtl, earlyRefreshBeta, resolveOptions } from "./options";
 import { ClassRegistry } from "./serialization/class-registry";
 import { decode, encode } from "./serialization/codec";
 import { SqlAnalyzer } from "./sql/analyzer";
 import { MemoryStore } from "./stores/memory-store";
 import type { CacheStore, Lookup } from "./stores/store";
+import { CircuitBreaker } from "./stores/circuit-breaker";
 import { StoreGuard } from "./stores/store-guard";
 import { TrackingContext, tracking } from "./tracking/tracking-context";
 import { QueryObserver } from "./typeorm/query-observer";
@@ -32,6 +34,14 @@ export interface CacheStats {
   errors: number;
   /** Results returned but not stored: unserializable, oversize, read in a transaction, or outdated on arrival. */
   skipped: number;
+}
+
+/** Whether the cache can rely on its store right now (for health checks and tests). */
+export interface CacheHealth {
+  /** False from a store outage until the cache has made its entries safe to serve again. */
+  storeReachable: boolean;
+  /** Version keys this process invalidated but could not deliver yet; they are retried, and block what they cover meanwhile. */
+  undeliveredInvalidations: number;
 }
 
 /** How one computation is cached: its key, lifetime and extra dependencies. */
@@ -64,9 +74,9 @@ interface Computed {
  * The cache of one DataSource: reads and writes entries in its store, tracks what each cached
  * computation reads, and turns every write the DataSource runs into invalidations.
  *
- * Events: "hit" and "miss" (key), "storeError" (Error), "warning" (message).
+ * Events: see QueryCacheEvents.
  */
-export class QueryCache extends EventEmitter {
+export class QueryCache extends EventEmitter<QueryCacheEvents> {
   readonly dataSource: DataSource;
   readonly store: CacheStore;
   private readonly options: ResolvedOptions;
@@ -94,7 +104,7 @@ export class QueryCache extends EventEmitter {
     this.options = resolveOptions(options);
     this.dataSource = this.options.dataSource;
     this.store = options.store ?? new MemoryStore();
-    this.guard = new StoreGuard(this.store, this.options.storeTimeout, (error) => this.storeError(error));
+    this.guard = new StoreGuard(this.store, this.options.storeTimeout, (error) => this.storeError(error), new CircuitBreaker(options.circuitBreaker));
     if (this.options.localMaxBytes !== undefined) {
       if (typeof this.store.follow !== "function") {
         throw new InvalidOptionError("QueryCache: the local tier needs a store that can follow invalidations across processes, such as RedisStore.");
@@ -137,7 +147,12 @@ export class QueryCache extends EventEmitter {
    * Stores a value computed by the caller. It lives until its ttl ends or one of `dependsOn`
    * is written; without dependsOn, only the ttl, delete() or clear() end it.
    */
-  async set(key: string, value: unknown, options: EntryOptions = {}): Promise<boolean> {
+  async set(key: string, value: unknown, options: SetOptions = {}): Promise<boolean> {
+    if ((options as EntryOptions).earlyRefresh !== undefined) {
+      throw new InvalidOptionError(
+        `set(${key}): earlyRefresh needs a computation to run again; set() only stores a value. Use wrap(key, compute, { earlyRefresh }) instead.`,
+      );
+    }
     const ready = await this.use();
     const ttl = checkTtl("set: ttl", options.ttl ?? this.options.defaultTtl);
     const deps = [ready.keys.everything, ...(await this.dependencyKeys(ready, options.dependsOn, "read"))];
@@ -160,7 +175,12 @@ export class QueryCache extends EventEmitter {
   wrap<T>(key: string, compute: () => Promise<T> | T, options: EntryOptions = {}): Promise<T> {
     const label = `wrap(${key})`;
     const plan: FetchPlan = { key: (keys) => keys.user(key), label, ttl: options.ttl, dependsOn: options.dependsOn };
-    plan.earlyRefreshBeta = earlyRefreshBeta(label, options.earlyRefresh);
+    try {
+      plan.earlyRefreshBeta = earlyRefreshBeta(label, options.earlyRefresh);
+    } catch (error) {
+      // A bad option rejects, as in set(): callers handle one failure path.
+      return Promise.reject(error);
+    }
     return this.fetch(plan, compute) as Promise<T>;
   }
 
@@ -180,6 +200,19 @@ export class QueryCache extends EventEmitter {
 
   stats(): CacheStats {
     return { ...this.counters };
+  }
+
+  health(): CacheHealth {
+    return { storeReachable: !this.guard.down, undeliveredInvalidations: this.invalidator.undelivered };
+  }
+
+  /**
+   * Resolves once every entry computed so far has been written to the store (or refused): a
+   * cached call returns its value before the store has answered. For tests and scripts that read
+   * stats() or expect the next call to be a hit.
+   */
+  async settled(): Promise<void> {
+    while (this.writes.size > 0) await Promise.allSettled(this.writes);
   }
 
   /** Detaches from the DataSource; the store (and its Redis client) stays open for its owner to close. */

@@ -2,9 +2,8 @@ import { expect } from "chai";
 import type { Post } from "./support/entities";
 import { type App, dropNamespace, openApp, uniqueNamespace } from "./support/fixture";
 import { repositories } from "./support/repositories";
+import { Gate } from "./support/wait";
 import { warm } from "./support/warm";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const titles = (rows: Post[]) => rows.map((p) => p.title).sort();
 
 describe("concurrency: slow readers and other application instances never leave stale entries", () => {
@@ -28,24 +27,31 @@ describe("concurrency: slow readers and other application instances never leave 
 
   it("a reader whose query ran before a write committed does not leave its result behind (invariant 2)", async () => {
     const posts = repositories(one.dataSource).posts;
-    await warm(one, () => posts.slow("x", 0));
-    await posts.update({ title: "y" }, { title: "y" }); // the entry for slow("x", 400) is cold
-    const straddling = posts.slow("x", 400); // queries now, stores 400 ms later
-    await sleep(150);
-    await posts.insert({ title: "x" }); // commits and invalidates while the reader sleeps
+    await warm(one, () => posts.held("x"));
+    await posts.update({ title: "y" }, { title: "y" }); // the entry of held("x") is outdated
+    const gate = (posts.gate = new Gate());
+    const straddling = posts.held("x"); // queries, then waits at the gate before it stores
+    await gate.arrived();
+    await posts.insert({ title: "x" }); // commits and invalidates while the reader waits
+    gate.open();
     expect(await straddling, "the straddling call itself may see the old data").to.have.length(1);
-    expect(await posts.slow("x", 400), "the next call sees the committed write").to.have.length(2);
+    await one.cache.settled();
+    expect(await posts.held("x"), "the next call sees the committed write").to.have.length(2);
   });
 
   it("the same race across two application instances sharing Redis", async () => {
     const reader = repositories(two.dataSource).posts;
     const writer = repositories(one.dataSource).posts;
-    await warm(two, () => reader.slow("x", 0));
-    const straddling = reader.slow("x", 400);
-    await sleep(150);
+    await warm(two, () => reader.held("x"));
+    await writer.update({ title: "y" }, { title: "y" });
+    const gate = (reader.gate = new Gate());
+    const straddling = reader.held("x");
+    await gate.arrived();
     await writer.insert({ title: "x" });
-    await straddling;
-    expect(await reader.slow("x", 400)).to.have.length(2);
+    gate.open();
+    expect(await straddling).to.have.length(1);
+    await two.cache.settled();
+    expect(await reader.held("x")).to.have.length(2);
   });
 
   it("a write through one DataSource invalidates the other's entries (two app instances, one Redis)", async () => {
@@ -77,14 +83,18 @@ describe("concurrency: slow readers and other application instances never leave 
   it("a caller that arrives after a write does not join a flight that started before it", async () => {
     const posts = repositories(one.dataSource).posts;
     await posts.update({ title: "x" }, { views: 1 });
-    const read = () => one.cache.wrap("flight-after-write", () => posts.find().then(async (rows) => {
-      await sleep(300);
-      return rows;
-    }));
+    const gate = new Gate();
+    const read = () =>
+      one.cache.wrap("flight-after-write", async () => {
+        const rows = await posts.find();
+        await gate.pass();
+        return rows;
+      });
     const early = read();
-    await sleep(100);
+    await gate.arrived(); // the early flight has read
     await posts.insert({ title: "late" });
     const late = read();
+    gate.open();
     expect(await early).to.have.length(2);
     expect(await late, "the late caller sees the committed write").to.have.length(3);
   });

@@ -1,5 +1,6 @@
 import { expect } from "chai";
-import { refreshesEarly } from "../lib/cache/freshness";
+import { InvalidOptionError } from "../lib";
+import { refreshesEarly } from "../lib/serialization/freshness";
 import { type App, dropNamespace, openApp, uniqueNamespace } from "./support/fixture";
 import { repositories } from "./support/repositories";
 import { warm } from "./support/warm";
@@ -49,15 +50,27 @@ describe("early refresh (XFetch): a hot entry is recomputed before it expires, b
       // A beta this large puts every entry "near expiry": each wave of callers refreshes once.
       await read(1e12);
       await read(1e12);
-      await new Promise((r) => setTimeout(r, 50)); // the last store settles: no flight is under way
+      await app.cache.settled(); // no flight is under way
       runs = 0;
       const values = await Promise.all(Array.from({ length: 20 }, () => read(1e12)));
       expect(runs).to.equal(1);
       expect(values.every((v) => v === 1)).to.equal(true);
     });
 
-    it("rejects a bad earlyRefresh option", () => {
-      expect(() => app.cache.wrap("bad", () => 1, { earlyRefresh: { beta: -1 } })).to.throw(/earlyRefresh/);
+    it("rejects a bad earlyRefresh option (a rejected promise, as every other mistake in a call)", async () => {
+      let computed = false;
+      const call = app.cache.wrap("bad", () => (computed = true), { earlyRefresh: { beta: -1 } });
+      const error = await call.then(() => expect.fail("should reject"), (e: unknown) => e);
+      expect(error).to.be.instanceOf(InvalidOptionError).and.to.match(/earlyRefresh/);
+      expect(computed, "nothing ran").to.equal(false);
+    });
+
+    it("set() refuses earlyRefresh: a stored value has no computation to run again", async () => {
+      const options = { earlyRefresh: true } as Parameters<typeof app.cache.set>[2];
+      const error = await app.cache.set("early-set", 1, options).then(() => expect.fail("should reject"), (e: unknown) => e);
+      expect(error).to.be.instanceOf(InvalidOptionError);
+      expect((error as Error).message).to.match(/wrap\(key, compute, \{ earlyRefresh \}\)/);
+      expect(await app.cache.get("early-set"), "nothing was stored").to.equal(undefined);
     });
   });
 });

@@ -47,9 +47,15 @@ describe("freshness: a randomized checker over two application instances sharing
     ];
     for (const [what, store] of broken) {
       it(`${what}: stale reads reported`, async () => {
-        const report = await runFreshness({ ops: 400, seed: 5, workers: 8, profile: RACY, store });
-        expect(report.unattributed).to.have.length(0);
-        expect(report.stale.length, explain(report)).to.be.greaterThan(0);
+        // How often a race window is hit depends on the machine's speed: a busy machine gets
+        // further runs (other seeds) rather than a failure, and a correct store never gets here.
+        const reports: FreshnessReport[] = [];
+        for (let seed = 5; seed < 9 && !reports.some((r) => r.stale.length > 0); seed++) {
+          const report = await runFreshness({ ops: 400, seed, workers: 8, profile: RACY, store });
+          expect(report.unattributed).to.have.length(0);
+          reports.push(report);
+        }
+        expect(reports.at(-1)!.stale.length, `runs: ${reports.length}\n${explain(reports.at(-1)!)}`).to.be.greaterThan(0);
       });
     }
   });

@@ -1,22 +1,11 @@
 import { expect } from "chai";
-import { DataSource, type Repository } from "typeorm";
-import { getServices } from "../example/services";
-import { type App, dropNamespace, openApp, selectCount, uniqueNamespace } from "./support/fixture";
+import type { Repository } from "typeorm";
+import { type App, dropNamespace, openApp, queryBehindTheCache, selectCount, uniqueNamespace } from "./support/fixture";
 import {
   Article, Car, CarListing, Feature, ForeignWidget, Gadget, Maker, OTHER_SCHEMA, readPathEntities, Topic, Widget,
 } from "./support/paths-entities";
 import { warm } from "./support/warm";
 
-/** Runs DDL on a connection of its own, outside any cache, as a migration tool would. */
-async function adminQuery(sql: string): Promise<void> {
-  const admin = new DataSource({ type: "postgres", url: (await getServices()).pgUrl });
-  await admin.initialize();
-  try {
-    await admin.query(sql);
-  } finally {
-    await admin.destroy();
-  }
-}
 
 describe("read paths: a cached call depends on every table it reads, however it reads it", () => {
   const ns = uniqueNamespace();
@@ -35,7 +24,7 @@ describe("read paths: a cached call depends on every table it reads, however it 
   const renameMaker = (from: string, to: string) => makers.update({ name: from }, { name: to });
 
   before(async () => {
-    await adminQuery(`CREATE SCHEMA IF NOT EXISTS "${OTHER_SCHEMA}"`);
+    await queryBehindTheCache(`CREATE SCHEMA IF NOT EXISTS "${OTHER_SCHEMA}"`);
     app = await openApp(ns, { fresh: true, extraEntities: readPathEntities });
     app.cache.on("warning", (message: string) => warnings.push(message));
     const repo = <E extends object>(type: new () => E) => app.dataSource.getRepository(type);
@@ -51,7 +40,7 @@ describe("read paths: a cached call depends on every table it reads, however it 
   after(async () => {
     await dropNamespace(app.redis, ns);
     await app.close();
-    await adminQuery(`DROP SCHEMA IF EXISTS "${OTHER_SCHEMA}" CASCADE`);
+    await queryBehindTheCache(`DROP SCHEMA IF EXISTS "${OTHER_SCHEMA}" CASCADE`);
   });
   beforeEach(async () => {
     warnings = [];
@@ -304,7 +293,7 @@ describe("read paths: a cached call depends on every table it reads, however it 
     });
 
     it("a view created by another connection after the catalog was read is resolved when first seen", async () => {
-      await adminQuery(`CREATE VIEW ${t("feature_names_view")} AS SELECT name FROM ${t("feature")}`);
+      await queryBehindTheCache(`CREATE VIEW ${t("feature_names_view")} AS SELECT name FROM ${t("feature")}`);
       const names = () => app.cache.wrap("feature-names-view", () => app.dataSource.query(`SELECT name FROM ${t("feature_names_view")} ORDER BY name`));
       expect(await warm(app, names)).to.have.length(2);
       await features.insert({ name: "heater" });

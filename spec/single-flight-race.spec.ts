@@ -4,6 +4,7 @@ import type { Lookup, StoreEntry } from "../lib";
 import { Post } from "./support/entities";
 import { type App, dropNamespace, openApp, openRedis, uniqueNamespace } from "./support/fixture";
 import { repositories } from "./support/repositories";
+import { until } from "./support/wait";
 
 /**
  * Replies that reach the client in one socket read: held, then resolved in one synchronous loop,
@@ -32,9 +33,6 @@ class CoalescingStore extends RedisStore {
   }
 }
 
-const until = async (done: () => boolean) => {
-  while (!done()) await new Promise((r) => setTimeout(r, 2));
-};
 
 describe("single flight: a caller that starts after a write never takes a flight that read before it", () => {
   const ns = uniqueNamespace();
@@ -60,13 +58,13 @@ describe("single flight: a caller that starts after a write never takes a flight
     await repositories(writer.dataSource).posts.insert([{ title: "a" }, { title: "b" }]);
     store.holding = true;
     const leader = posts.findAll(); // misses, queries, stores: its set reply is held
-    await until(() => store.held.some((h) => h.kind === "lookup"));
+    await until("a lookup reply is held", () => store.held.some((h) => h.kind === "lookup"), undefined, 2);
     store.release();
     store.holding = true;
-    await until(() => store.held.some((h) => h.kind === "set"));
+    await until("a set reply is held", () => store.held.some((h) => h.kind === "set"), undefined, 2);
     await writer.dataSource.getRepository(Post).insert({ title: "c" }); // commits, invalidates, returns
     const follower = posts.findAll(); // starts after the insert returned
-    await until(() => store.held.some((h) => h.kind === "lookup"));
+    await until("a lookup reply is held", () => store.held.some((h) => h.kind === "lookup"), undefined, 2);
     store.release(); // the two replies together, in Redis's order: set, then lookup
     expect(await leader, "the leader read before the insert").to.have.length(2);
     expect(await follower, "the follower started after the insert returned").to.have.length(3);

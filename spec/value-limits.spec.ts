@@ -19,17 +19,16 @@ describe("maxValueBytes: a result too large to store is returned to its caller, 
     return { value, ranSql: selectCount(target.dataSource) > selects };
   }
 
-  /** How the counters moved since `before`; `sets` moves once the store has answered, after the caller got its value. */
-  function counted(target: App, before: CacheStats): { skipped: number; sets: number } {
+  /** How the counters moved since `before`, once the store has answered the writes of the calls made (after their callers got their values). */
+  async function counted(target: App, before: CacheStats): Promise<{ skipped: number; sets: number }> {
+    await target.cache.settled();
     const now = target.cache.stats();
     return { skipped: now.skipped - before.skipped, sets: now.sets - before.sets };
   }
 
-  /**
-   * The serialized value held in Redis by the entry whose text contains `marker`. Read on the
-   * app's own connection, so that the writes of the calls made before are in.
-   */
+  /** The serialized value held in Redis by the entry whose text contains `marker`, once the calls made before have stored theirs. */
   async function storedValue(marker: string): Promise<string | undefined> {
+    await app.cache.settled();
     let cursor = "0";
     do {
       const [next, keys] = await app.redis.scan(cursor, "MATCH", `${ns}:e:*`, "COUNT", 1000);
@@ -72,7 +71,7 @@ describe("maxValueBytes: a result too large to store is returned to its caller, 
       expect(ranSql, `call ${i + 1} ran the query`).to.equal(true);
     }
     expect(await storedValue(title), "an entry holding the result").to.equal(undefined);
-    expect(counted(app, stats)).to.deep.equal({ skipped: 3, sets: 0 });
+    expect(await counted(app, stats)).to.deep.equal({ skipped: 3, sets: 0 });
     expect(warnings).to.have.lengthOf(1);
     expect(warnings[0]).to.match(/^PostRepository\b.*\.byTitle: /).and.to.include(`maxValueBytes (${LIMIT})`);
   });
@@ -91,7 +90,7 @@ describe("maxValueBytes: a result too large to store is returned to its caller, 
       const stats = app.cache.stats();
       expect((await call(app, () => posts.byTitle({ title }))).ranSql, `the first call of a ${size}-byte result`).to.equal(true);
       expect(Buffer.byteLength((await storedValue(title)) ?? ""), "the stored size").to.equal(size);
-      expect(counted(app, stats), `the counters after a ${size}-byte result`).to.deep.equal({ skipped: 0, sets: 1 });
+      expect(await counted(app, stats), `the counters after a ${size}-byte result`).to.deep.equal({ skipped: 0, sets: 1 });
       const hit = await call(app, () => posts.byTitle({ title }));
       expect(hit.ranSql, `the ${size}-byte result is served from the cache`).to.equal(false);
       expect(hit.value[0].subtitle).to.equal(post.subtitle);
@@ -106,7 +105,7 @@ describe("maxValueBytes: a result too large to store is returned to its caller, 
       expect(ranSql, `call ${i + 1} of a ${LIMIT + 1}-byte result ran the query`).to.equal(true);
     }
     expect(Buffer.byteLength((await storedValue(title)) ?? ""), "the entry left in Redis (outdated, never served) is the last one small enough to be written").to.equal(LIMIT);
-    expect(counted(app, stats)).to.deep.equal({ skipped: 2, sets: 0 });
+    expect(await counted(app, stats)).to.deep.equal({ skipped: 2, sets: 0 });
   });
 
   it("measures bytes, not characters", async () => {
@@ -142,7 +141,7 @@ describe("maxValueBytes: a result too large to store is returned to its caller, 
         expect(value).to.have.lengthOf(40);
         expect(ranSql, `call ${i + 1} ran the query`).to.equal(true);
       }
-      expect(counted(tiered, stats)).to.deep.equal({ skipped: 3, sets: 0 });
+      expect(await counted(tiered, stats)).to.deep.equal({ skipped: 3, sets: 0 });
     } finally {
       await tiered.close();
     }

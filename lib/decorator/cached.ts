@@ -2,23 +2,18 @@ import { createHash } from "node:crypto";
 import { Repository } from "typeorm";
 import { CacheNotFoundError, DataSourceNotInitializedError, InvalidOptionError, UnkeyableArgumentError } from "../errors";
 import { argumentsDigest, UnkeyableValue } from "../keys/stable-key";
-import { checkTtl, type Dependency, earlyRefreshBeta, type EntryOptions } from "../options";
+import { checkTtl, earlyRefreshBeta, type EntryOptions } from "../options";
 import { type FetchPlan, QueryCache } from "../query-cache";
 import { findCache, isInTransaction } from "./find-cache";
 
-export interface CachedOptions {
-  /** Seconds a result lives. Default: the cache's defaultTtl. */
-  ttl?: number;
-  /** Tables (entity classes or names) the result depends on beyond the ones its SQL reads. */
-  dependsOn?: readonly Dependency[];
+/** What @Cached and cached() take: an entry's options, and how to find the cache and key the call. */
+export interface CachedOptions extends EntryOptions {
   /** The cache to use, when it cannot be found through this.manager or this.dataSource. */
   cache?: QueryCache;
   /** Builds the key part from the arguments, for arguments that are not plain data. */
   key?: (...args: never[]) => string | number;
   /** The method's name in keys and warnings; cached() needs it when the function has none. */
   name?: string;
-  /** Refreshes a hot entry shortly before its ttl ends, one caller at a time (XFetch); see EntryOptions. */
-  earlyRefresh?: EntryOptions["earlyRefresh"];
 }
 
 /**

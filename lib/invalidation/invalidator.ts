@@ -34,17 +34,10 @@ export class Invalidator {
     const keys = [...deps];
     if (keys.length === 0) return true;
     this.hooks.settle(keys);
-    try {
-      await this.guard.strict((store) => store.bump(keys, this.clockKey, this.channel));
-      this.hooks.settle(keys);
-      this.hooks.delivered(keys.length);
-      return true;
-    } catch (error) {
-      for (const key of keys) this.pending.add(key);
-      this.hooks.failed(error as Error);
-      this.scheduleRetry();
-      return false;
-    }
+    if (await this.deliver(keys)) return true;
+    for (const key of keys) this.pending.add(key);
+    this.scheduleRetry();
+    return false;
   }
 
   /** Whether an undelivered invalidation touches any of these dependencies. */
@@ -62,22 +55,28 @@ export class Invalidator {
   async flush(): Promise<boolean> {
     if (this.pending.size === 0) return true;
     const keys = [...this.pending];
-    try {
-      await this.guard.strict((store) => store.bump(keys, this.clockKey, this.channel));
-      for (const key of keys) this.pending.delete(key);
-      this.hooks.settle(keys);
-      this.hooks.delivered(keys.length);
-      this.retryDelay = RETRY_FIRST_MS;
-      return this.pending.size === 0;
-    } catch (error) {
-      this.hooks.failed(error as Error);
-      return false;
-    }
+    if (!(await this.deliver(keys))) return false;
+    for (const key of keys) this.pending.delete(key);
+    this.retryDelay = RETRY_FIRST_MS;
+    return this.pending.size === 0;
   }
 
   stop(): void {
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+  }
+
+  /** Bumps the keys in the store; once they landed, whatever was read back meanwhile is settled too. */
+  private async deliver(keys: string[]): Promise<boolean> {
+    try {
+      await this.guard.strict((store) => store.bump(keys, this.clockKey, this.channel));
+    } catch (error) {
+      this.hooks.failed(error as Error);
+      return false;
+    }
+    this.hooks.settle(keys);
+    this.hooks.delivered(keys.length);
+    return true;
   }
 
   private scheduleRetry(): void {

@@ -1,5 +1,6 @@
 import { UnserializableValueError } from "../errors";
 import type { ClassRegistry } from "./class-registry";
+import { sameKeys } from "../util/same-keys";
 
 /**
  * JSON with positional entities. The text is `[shapes, value]`: each shape names a class and the
@@ -215,12 +216,6 @@ class Decoder {
 
 function isMarked(first: unknown): boolean {
   return typeof first === "number" && first < 0 && Number.isInteger(first);
-}
-
-function sameKeys(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 // A plain assignment to "__proto__" would set the prototype instead of a field.

@@ -1,16 +1,11 @@
+import { InvalidOptionError } from "../errors";
+
+/** How the QueryCache stops calling a store that keeps failing (QueryCacheOptions.circuitBreaker). */
 export interface CircuitBreakerOptions {
   /** Consecutive failed store calls (errors or timeouts) that open the breaker. Default 5. */
   failureThreshold?: number;
   /** Milliseconds the breaker stays open before it lets one trial call through. Default 1000. */
   coolDownMs?: number;
-}
-
-/** A store call refused without trying, because the store failed repeatedly just before. */
-export class CircuitOpenError extends Error {
-  constructor(coolDownMs: number) {
-    super(`the cache store failed repeatedly; it is skipped for ${coolDownMs} ms before it is tried again`);
-    this.name = "CircuitOpenError";
-  }
 }
 
 /**
@@ -29,6 +24,12 @@ export class CircuitBreaker {
   constructor(options: CircuitBreakerOptions = {}) {
     this.failureThreshold = options.failureThreshold ?? 5;
     this.coolDownMs = options.coolDownMs ?? 1000;
+    if (!Number.isSafeInteger(this.failureThreshold) || this.failureThreshold < 1) {
+      throw new InvalidOptionError(`QueryCache: circuitBreaker.failureThreshold must be a whole number of failures, at least 1, got ${String(this.failureThreshold)}.`);
+    }
+    if (typeof this.coolDownMs !== "number" || !Number.isFinite(this.coolDownMs) || this.coolDownMs <= 0) {
+      throw new InvalidOptionError(`QueryCache: circuitBreaker.coolDownMs must be a positive number of milliseconds, got ${String(this.coolDownMs)}.`);
+    }
   }
 
   get isOpen(): boolean {

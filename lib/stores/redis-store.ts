@@ -1,8 +1,10 @@
 import type { Cluster, Redis } from "ioredis";
+import { NotReplicatedError } from "../errors";
 import type { CacheStore, FollowHandlers, KeySpace, Lookup, StoreEntry } from "./store";
 import { InvalidationFeed } from "./redis/invalidation-feed";
 import { keySlot } from "./redis/key-slot";
 import { isNoScript, LuaScript } from "./redis/scripts";
+import { sameKeys } from "../util/same-keys";
 
 const scripts = {
   bump: new LuaScript("bump"),
@@ -23,17 +25,6 @@ export interface RedisStoreOptions {
    * Default 100.
    */
   replicaTimeout?: number;
-}
-
-/** An invalidation reached a Redis Cluster master, but not all of its replicas in time. */
-export class NotReplicatedError extends Error {
-  /** The store is up (its master took the write): this is no reason to trip the circuit breaker. */
-  readonly storeAnswered = true;
-
-  constructor(acknowledged: number, replicas: number, ms: number) {
-    super(`${acknowledged} of ${replicas} replicas acknowledged the invalidation within ${ms} ms; it is retried so that a failover cannot lose it`);
-    this.name = "NotReplicatedError";
-  }
 }
 
 /**
@@ -228,12 +219,6 @@ function parseEntry(stored: string): ParsedEntry | undefined {
   const [stamp, ...deps] = stored.slice(HEADER.length, nl).split(" ").filter((word) => word !== "");
   if (stamp === undefined || !/^\d+$/.test(stamp)) return undefined;
   return { stamp, deps, value: stored.slice(nl + 1) };
-}
-
-function sameKeys(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function commonPrefix(a: string, b: string): string {

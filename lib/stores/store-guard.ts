@@ -1,21 +1,6 @@
-import { CircuitBreaker, CircuitOpenError } from "./circuit-breaker";
+import { CircuitOpenError, StoreTimeoutError, StoreUnavailableError } from "../errors";
+import { CircuitBreaker } from "./circuit-breaker";
 import type { CacheStore } from "./store";
-
-/** A store call that did not answer in time. */
-export class StoreTimeoutError extends Error {
-  constructor(ms: number) {
-    super(`the cache store did not answer within ${ms} ms`);
-    this.name = "StoreTimeoutError";
-  }
-}
-
-/** A store known to be down, skipped without waiting. */
-export class StoreUnavailableError extends Error {
-  constructor() {
-    super("the cache store is not connected");
-    this.name = "StoreUnavailableError";
-  }
-}
 
 /**
  * Fail-open access to a store: every call either answers within the timeout or resolves to
@@ -53,7 +38,7 @@ export class StoreGuard {
       this.down = true;
       return Promise.reject(new StoreUnavailableError());
     }
-    if (!this.breaker.admit()) return Promise.reject(new CircuitOpenError(this.breaker.coolDownMs));
+    if (!this.breaker.admit()) return Promise.reject(new CircuitOpenError(this.breaker.failureThreshold, this.breaker.coolDownMs));
     return new Promise<T>((resolve, reject) => {
       // The first outcome counts: an answer arriving after the timeout is still a failure for the
       // breaker, since the caller had to do without it.

@@ -2,7 +2,7 @@ import type { QueryRunner } from "typeorm";
 import type { Catalog } from "../catalog/catalog";
 import type { Invalidator } from "../invalidation/invalidator";
 import type { TransactionBuffer } from "../invalidation/transaction-buffer";
-import type { KeyLayout } from "../keys/key-space";
+import type { KeyLayout } from "../keys/key-layout";
 import type { SqlAnalyzer } from "../sql/analyzer";
 import type { RelationName, StatementEffects } from "../sql/statement-effects";
 import { type TrackingContext, tracking } from "../tracking/tracking-context";

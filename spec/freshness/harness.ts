@@ -141,6 +141,7 @@ async function closeApps(apps: readonly FreshApp[], namespace: string): Promise<
 }
 
 export interface FreshnessOptions {
+  /** Operations to run; with `during`, at most this many (the run ends when `during` has). */
   readonly ops: number;
   readonly seed: number;
   readonly workers?: number;
@@ -151,7 +152,10 @@ export interface FreshnessOptions {
   readonly progressEveryMs?: number;
   readonly connect?: EnvironmentOptions["connect"];
   readonly cache?: EnvironmentOptions["cache"];
-  /** Runs beside the workload (a fault injected mid-run, say); the run ends when both have. */
+  /**
+   * Runs beside the workload (a fault injected mid-run, say, in phases that wait for counts of
+   * operations rather than for time). Once it resolves, the workload stops starting operations.
+   */
   readonly during?: (env: Environment) => Promise<void>;
 }
 
@@ -184,18 +188,23 @@ export async function runFreshness(options: FreshnessOptions): Promise<Freshness
   const env = await Environment.open({ store: options.store, profile, connect: options.connect, cache: options.cache });
   try {
     // Both settle before anything is torn down, whichever fails first.
+    let duringEnded = false;
     const outcomes = await Promise.allSettled([
       runWorkload(env.apps, env.recorder, {
         ops: options.ops,
+        stop: options.during && (() => duringEnded),
         seed: options.seed,
         workers: options.workers ?? 8,
         profile,
         onProgress: options.onProgress,
         progressEveryMs: options.progressEveryMs,
       }),
-      options.during?.(env),
+      options.during?.(env).finally(() => {
+        duringEnded = true;
+      }),
     ]);
     for (const outcome of outcomes) if (outcome.status === "rejected") throw outcome.reason;
+    const ops = (outcomes[0] as PromiseFulfilledResult<number>).value;
     const log = await env.log();
     const verdict = await env.verdict(log);
     const wrote = new Set(log.map((e) => e.op));
@@ -210,7 +219,7 @@ export async function runFreshness(options: FreshnessOptions): Promise<Freshness
       if (w.outcome === "failed") failures.set(w.error ?? "?", (failures.get(w.error ?? "?") ?? 0) + 1);
     }
     return {
-      ops: options.ops,
+      ops,
       reads: env.recorder.reads.length,
       writes: env.recorder.writes.length - 1,
       rolledBack: env.recorder.writes.filter((w) => w.outcome === "rolled back").length,

@@ -4,8 +4,8 @@ import { Account, Item, Label, TABLES } from "./entities";
 import type { Observation, RowState } from "./history";
 import type { Random } from "./random";
 import type { Profile } from "./workload";
+import { sleep } from "../support/wait";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface ItemInGroup {
   item_id: number;

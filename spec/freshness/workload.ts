@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from "ioredis";
-import { type DataSource, QueryFailedError } from "typeorm";
-import type { QueryCache } from "../../lib";
+import { QueryFailedError } from "typeorm";
+import type { App } from "../support/fixture";
 import type { ReadRecord, WriteRecord } from "./history";
 import { Random } from "./random";
 import { type AccountReads, planRead } from "./reads";
@@ -33,14 +33,11 @@ export const DEFAULT_PROFILE: Profile = {
   rollbacks: 0.25,
 };
 
-/** One application instance of the run: its own DataSource, Redis client and QueryCache. */
-export interface FreshApp {
-  readonly dataSource: DataSource;
-  readonly redis: Redis | Cluster;
-  readonly cache: QueryCache;
+/** One application instance of the run (see App), with the workload's reads over its own schema. */
+export type FreshApp = Pick<App<Redis | Cluster>, "dataSource" | "redis" | "cache"> & {
   readonly reads: AccountReads;
   readonly schema: string;
-}
+};
 
 export interface Progress {
   readonly done: number;
@@ -67,7 +64,10 @@ export class Recorder {
 }
 
 export interface WorkloadOptions {
+  /** How many operations to run at most. */
   readonly ops: number;
+  /** Ends the run early: checked before each operation starts. */
+  readonly stop?: () => boolean;
   readonly seed: number;
   readonly workers: number;
   readonly profile: Profile;
@@ -76,11 +76,11 @@ export interface WorkloadOptions {
 }
 
 /**
- * Runs `ops` operations on `workers` concurrent workers over the application instances. Operation
+ * Runs `ops` operations (fewer when `stop` says so first), and resolves how many it ran on `workers` concurrent workers over the application instances. Operation
  * i is drawn from its own generator, so a seed always produces the same operations; only their
  * interleaving, which real concurrency decides, differs from run to run.
  */
-export async function runWorkload(apps: readonly FreshApp[], recorder: Recorder, options: WorkloadOptions): Promise<void> {
+export async function runWorkload(apps: readonly FreshApp[], recorder: Recorder, options: WorkloadOptions): Promise<number> {
   let next = 0;
   let done = 0;
   const progress = (): Progress => {
@@ -96,7 +96,7 @@ export async function runWorkload(apps: readonly FreshApp[], recorder: Recorder,
   };
   const timer = options.onProgress && setInterval(() => options.onProgress!(progress()), options.progressEveryMs ?? 3000);
   const worker = async () => {
-    for (let index = next++; index < options.ops; index = next++) {
+    for (let index = next++; index < options.ops && !options.stop?.(); index = next++) {
       const rng = Random.forOperation(options.seed, index);
       const id = String(index + 1);
       if (rng.chance(options.profile.readShare)) await read(apps, recorder, rng, options.profile, id);
@@ -106,6 +106,7 @@ export async function runWorkload(apps: readonly FreshApp[], recorder: Recorder,
   };
   try {
     await Promise.all(Array.from({ length: options.workers }, worker));
+    return done;
   } finally {
     if (timer) clearInterval(timer);
   }

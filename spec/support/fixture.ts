@@ -2,12 +2,13 @@ import type { QueryEvent } from "../../lib/typeorm/subscriber";
 import { registry } from "../../lib/typeorm/registry";
 import "reflect-metadata";
 import { randomUUID } from "node:crypto";
-import Redis from "ioredis";
+import Redis, { type Cluster } from "ioredis";
 import { DataSource, type EntitySubscriberInterface, EventSubscriber } from "typeorm";
 import { QueryCache, QueryCacheSubscriber, RedisStore } from "../../lib";
 import type { QueryCacheOptions } from "../../lib/options";
 import { getServices } from "../../example/services";
-import { entities } from "./entities";
+import { entities, Post } from "./entities";
+import { PostRepository } from "./repositories";
 
 
 /** Counts the SELECTs each DataSource runs, to prove hits run none. */
@@ -87,33 +88,74 @@ export async function dropCreatedNamespaces(): Promise<void> {
   namespaces.clear();
 }
 
-/** One application instance: a DataSource, a Redis client and a QueryCache over them. */
-export interface App {
+/**
+ * One application instance: a DataSource, a Redis client (single or Cluster) and a QueryCache over
+ * them, the posts repository of the spec entities, and the store errors its cache reported.
+ */
+export interface App<R extends Redis | Cluster = Redis> {
   dataSource: DataSource;
-  redis: Redis;
+  redis: R;
   cache: QueryCache;
+  posts: PostRepository;
+  storeErrors: Error[];
   close(): Promise<void>;
 }
 
+export interface AppOptions<R extends Redis | Cluster> {
+  /** Drops and recreates the tables. */
+  fresh?: boolean;
+  cache?: Partial<QueryCacheOptions>;
+  /** The schema of its tables; default the namespace. */
+  schema?: string;
+  extraEntities?: Function[];
+  /** Its own client (closed with the app); default a new client of the shared Redis. */
+  redis?: R;
+  /**
+   * Runs the cache's lazy setup (database identity, catalog) before returning, so that the
+   * SELECT counts of a spec see only what its calls run.
+   */
+  setUp?: boolean;
+  /** False leaves a lazyConnect client unconnected, for the cache to connect (or fail to). */
+  connect?: false;
+}
+
 /** One application instance; its tables live in the schema named after the namespace unless told otherwise. */
-export async function openApp(
-  namespace: string,
-  options: { fresh?: boolean; cache?: Partial<QueryCacheOptions>; schema?: string; extraEntities?: Function[]; redis?: Redis } = {},
-): Promise<App> {
+export async function openApp<R extends Redis | Cluster = Redis>(namespace: string, options: AppOptions<R> = {}): Promise<App<R>> {
+  // ioredis reports every failed reconnection as an "error" event; outages are the specs' business.
+  options.redis?.on("error", () => undefined);
   const dataSource = await openDataSource({ ...options, schema: options.schema ?? namespace });
-  const redis = options.redis ?? (await openRedis());
-  if (redis.status === "wait") await redis.connect();
+  const redis = options.redis ?? ((await openRedis()) as R);
+  if (redis.status === "wait" && options.connect !== false) await redis.connect();
   const cache = new QueryCache({ dataSource, store: new RedisStore(redis), namespace, ...options.cache });
+  const storeErrors: Error[] = [];
+  cache.on("storeError", (error) => storeErrors.push(error));
+  if (options.setUp) await cache.get("set-up");
   return {
     dataSource,
     redis,
     cache,
+    posts: new PostRepository(Post, dataSource.manager),
+    storeErrors,
     async close() {
       await cache.close();
       await dataSource.destroy();
       redis.disconnect();
     },
   };
+}
+
+/**
+ * Runs SQL on a connection of its own that no cache watches, as another application or a
+ * migration tool would.
+ */
+export async function queryBehindTheCache(sql: string): Promise<void> {
+  const other = new DataSource({ type: "postgres", url: (await getServices()).pgUrl });
+  await other.initialize();
+  try {
+    await other.query(sql);
+  } finally {
+    await other.destroy();
+  }
 }
 
 /** Deletes every key of a namespace, so tests leave Redis as they found it. */

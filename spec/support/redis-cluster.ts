@@ -2,9 +2,9 @@ import { execFile } from "node:child_process";
 import net from "node:net";
 import { promisify } from "node:util";
 import { RedisProcess } from "./redis-process";
+import { sleep } from "./wait";
 
 const run = promisify(execFile);
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** One redis-server of the cluster, in cluster mode; after a kill it rejoins from the nodes.conf in its directory. */
 export class ClusterNodeProcess extends RedisProcess {

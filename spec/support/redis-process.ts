@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { requireRedisServer } from "../../example/services";
+import { sleep } from "./wait";
 
 const run = promisify(execFile);
 
@@ -134,10 +135,6 @@ export class RedisProcess {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Whether a Redis on this port answers PING, by a raw socket so no client is left behind. */

@@ -1,6 +1,7 @@
 import { type DataSource, Repository } from "typeorm";
 import { Cached } from "../../lib";
 import { Author, Comment, Post, Tag } from "./entities";
+import type { Gate } from "./wait";
 
 export class PostRepository extends Repository<Post> {
   @Cached(60)
@@ -49,12 +50,15 @@ export class PostRepository extends Repository<Post> {
       .getRawMany();
   }
 
+  /** Where held() stops between its query and its return; none lets it through at once. */
+  gate?: Gate;
+
+  /** Reads, then waits at the gate, so a spec can commit a write between its query and its store. */
   @Cached(60)
-  slow(title: string, pauseMs: number): Promise<Post[]> {
-    return this.find({ where: { title } }).then(async (rows) => {
-      await new Promise((r) => setTimeout(r, pauseMs));
-      return rows;
-    });
+  async held(title: string): Promise<Post[]> {
+    const rows = await this.find({ where: { title } });
+    await this.gate?.pass();
+    return rows;
   }
 }
 
