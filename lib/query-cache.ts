@@ -22,6 +22,7 @@ import type { CacheStore, Lookup } from "./stores/store";
 import { StoreGuard } from "./stores/store-guard";
 import { TrackingContext, tracking } from "./tracking/tracking-context";
 import { QueryObserver } from "./typeorm/query-observer";
+import { SearchPaths } from "./typeorm/search-paths";
 import { type QueryListener, registry } from "./typeorm/registry";
 import { hasSubscriber } from "./typeorm/subscriber";
 
@@ -83,6 +84,7 @@ export class QueryCache extends EventEmitter {
   private readonly invalidator: Invalidator;
   private readonly analyzer = new SqlAnalyzer();
   private readonly buffer = new TransactionBuffer();
+  private readonly paths = new SearchPaths();
   private readonly listener: QueryListener;
   private readonly counters: CacheStats = { hits: 0, misses: 0, sets: 0, invalidations: 0, errors: 0, skipped: 0 };
   /** Computations under way, by key; each settles once its result is stored (or not). */
@@ -220,6 +222,16 @@ export class QueryCache extends EventEmitter {
     registry.unbind(this.dataSource, this);
     this.loaded?.catalog.stop();
     await this.connection.close();
+  }
+
+  /**
+   * Whether calls made through this query runner must bypass the cache: its session is inside a
+   * transaction (however it was opened, raw BEGIN included), or resolves names by a search_path of
+   * its own, so entries keyed for the DataSource's default would be another schema's.
+   * @internal
+   */
+  bypasses(runner: QueryRunner): boolean {
+    return runner.isTransactionActive || this.buffer.isOpen(runner) || this.paths.current(runner) !== null;
   }
 
   /**
@@ -495,7 +507,7 @@ export class QueryCache extends EventEmitter {
       keys,
       catalog,
       classes: ClassRegistry.of(this.dataSource),
-      observer: new QueryObserver(this, this.analyzer, catalog, keys, this.buffer, this.invalidator, warn),
+      observer: new QueryObserver(this, this.analyzer, catalog, keys, this.buffer, this.paths, this.invalidator, warn),
     };
   }
 

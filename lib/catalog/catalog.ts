@@ -231,33 +231,29 @@ export class Catalog {
    * connection's own path when it set one), else where CREATE would put it.
    */
   qualify(ref: RelationName, searchPath?: readonly string[]): QualifiedName {
-    if (ref.schema) return `${ref.schema}.${ref.name}`;
-    const path = searchPath ?? this.searchPath;
-    for (const schema of path) {
-      const name = `${schema}.${ref.name}`;
-      if (this.kinds.has(name)) return name;
-    }
-    const creation = searchPath?.find((schema) => this.schemas.has(schema)) ?? this.currentSchema;
-    return `${creation}.${ref.name}`;
+    return `${this.schemaOf(ref, searchPath)}.${ref.name}`;
+  }
+
+  /** The schema of the relation a name means; see qualify. */
+  schemaOf(ref: RelationName, searchPath?: readonly string[]): string {
+    if (ref.schema) return ref.schema;
+    for (const schema of searchPath ?? this.searchPath) if (this.kinds.has(`${schema}.${ref.name}`)) return schema;
+    return searchPath?.find((schema) => this.schemas.has(schema)) ?? this.currentSchema;
   }
 
   /**
-   * Whether a write to a relation `earlier` knew may change other tables than it did there: a new
-   * or dropped cascade, trigger, rule, partition or view edge, or a function that became VOLATILE.
-   * DDL that only adds relations (and edges among them) does not count.
+   * Whether a write `earlier` resolved (this process wrote that table while it was current) may
+   * change tables here that it did not there: DDL added a cascade, trigger, rule, partition or
+   * view edge on its way. DDL elsewhere in the database, and DDL that only removes edges, does not
+   * count: writes resolved with `earlier` invalidated at least what they changed.
    */
   writesDifferFrom(earlier: Catalog): boolean {
-    for (const name of earlier.volatileFunctions) if (!this.volatileFunctions.has(name)) return true;
-    for (const name of this.volatileFunctions) if (!earlier.volatileFunctions.has(name)) return true;
-    for (const table of earlier.kinds.keys()) if (this.writeModel(table) !== earlier.writeModel(table)) return true;
+    for (const [memoKey, before] of earlier.effectsMemo) {
+      const space = memoKey.indexOf(" ");
+      const now = this.writeEffects(memoKey.slice(space + 1), memoKey.slice(0, space) as ChangeKind);
+      if ((now.unseen !== undefined && before.unseen === undefined) || now.tables.some((t) => !before.tables.includes(t))) return true;
+    }
     return false;
-  }
-
-  private writeModel(table: QualifiedName): string {
-    return JSON.stringify([
-      this.kinds.get(table), this.viewReads.get(table), this.family.get(table), this.deleteCascades.get(table),
-      this.updateCascades.get(table), this.referencedBy.get(table), this.triggers.get(table),
-    ]);
   }
 
   // A catalog never changes once read (a reload makes a new one), so answers are kept.

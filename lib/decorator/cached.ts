@@ -4,7 +4,7 @@ import { CacheNotFoundError, DataSourceNotInitializedError, InvalidOptionError, 
 import { argumentsDigest, UnkeyableValue } from "../keys/stable-key";
 import { checkTtl, type Dependency, earlyRefreshBeta, type EntryOptions } from "../options";
 import { type FetchPlan, QueryCache } from "../query-cache";
-import { findCache, isInTransaction } from "./find-cache";
+import { bypassesCache, findCache } from "./find-cache";
 
 export interface CachedOptions {
   /** Seconds a result lives. Default: the cache's defaultTtl. */
@@ -66,7 +66,7 @@ export function cached<A extends unknown[], R>(
       const cache = resolved.cache ?? findCache(this);
       if (!cache) throw new CacheNotFoundError(`${describeOwner(this)}.${name}`);
       if (!cache.dataSource.isInitialized) throw new DataSourceNotInitializedError();
-      if (isInTransaction(this, args)) return Promise.resolve(fn.apply(this, args)) as Promise<Awaited<R>>;
+      if (bypassesCache(cache, this, args)) return Promise.resolve(fn.apply(this, args)) as Promise<Awaited<R>>;
       const { owner, label } = describeCall(owners, this, name);
       const digest = keyOf(label, args, resolved.key);
       const plan: FetchPlan = {
