@@ -295,8 +295,8 @@ describe("keys and options", () => {
       expect(() => {
         class Bad {
           @Cached(-1)
-          method(): number {
-            return 1;
+          method(): Promise<number> {
+            return Promise.resolve(1);
           }
         }
         return Bad;
@@ -307,8 +307,8 @@ describe("keys and options", () => {
       expect(() => {
         class Bad {
           @Cached({ ttl: "x" as unknown as number })
-          method(): number {
-            return 1;
+          method(): Promise<number> {
+            return Promise.resolve(1);
           }
         }
         return Bad;

@@ -22,13 +22,23 @@ export interface CachedOptions {
 }
 
 /**
+ * What @Cached returns. It takes methods that return a Promise (or a thenable) only: a cached call
+ * is always asynchronous, so on a synchronous method its declared type would lie, and TypeScript
+ * reports the decorator there instead ("Unable to resolve signature of method decorator").
+ */
+export interface CachedDecorator {
+  <T extends (...args: any[]) => PromiseLike<unknown>>(target: object, key: string | symbol, descriptor: TypedPropertyDescriptor<T>): void;
+  <T extends (...args: any[]) => PromiseLike<unknown>>(value: T, context: ClassMethodDecoratorContext<unknown, T>): T;
+}
+
+/**
  * Caches the method's result per arguments. The method runs with its own `this`, so a repository
  * method keeps using this.find and the QueryBuilder as before; the result comes back as a Promise.
  *
  *     @Cached(60) findPublished() { return this.find({ where: { published: true } }); }
  *     @Cached({ ttl: 600, dependsOn: [Comment] }) popular(limit: number) { ... }
  */
-export function Cached(options?: number | CachedOptions) {
+export function Cached(options?: number | CachedOptions): CachedDecorator {
   const resolved = normalize(options);
   // Both decorator proposals: TypeScript's experimentalDecorators (which TypeORM uses) and TC39's.
   return function (target: unknown, keyOrContext: unknown, descriptor?: PropertyDescriptor): any {
