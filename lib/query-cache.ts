@@ -403,15 +403,18 @@ export class QueryCache extends EventEmitter {
   private async dependencyKeys(ready: Ready, targets: readonly Dependency[] | undefined, use: "read" | "write"): Promise<string[]> {
     if (!targets?.length) return [];
     let catalog = await ready.catalog.get();
+    const schema = (this.dataSource.options as { schema?: string }).schema;
     const keys: string[] = [];
     for (const target of targets) {
       const path = typeof target === "string" ? target : this.dataSource.getMetadata(target as EntityTarget<unknown>).tablePath;
       const dot = path.indexOf(".");
       const ref = dot < 0 ? { name: path } : { schema: path.slice(0, dot), name: path.slice(dot + 1) };
+      // A bare name means what TypeORM would write for it: a table of the DataSource's schema first.
+      const schemas = schema ? [schema, ...catalog.searchPath] : undefined;
       // A misspelled name would never be invalidated: it is an error, unless the catalog could not be read to tell.
-      if (!catalog.knows(ref)) catalog = await ready.catalog.reload();
-      if (!catalog.knows(ref) && !ready.catalog.failed) throw new UnknownTableError(use === "read" ? "dependsOn" : "invalidate()", path);
-      const table = catalog.qualify(ref);
+      if (!catalog.knows(ref, schemas)) catalog = await ready.catalog.reload();
+      if (!catalog.knows(ref, schemas) && !ready.catalog.failed) throw new UnknownTableError(use === "read" ? "dependsOn" : "invalidate()", path);
+      const table = catalog.qualify(ref, schemas);
       const tables = use === "read" ? catalog.readDependencies(table) : catalog.writeDependencies(table, "merge");
       for (const t of tables) keys.push(ready.keys.version(t));
     }
