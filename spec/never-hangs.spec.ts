@@ -123,3 +123,60 @@ describe("nothing hangs: the cache never waits for a pool connection while the c
     }
   });
 });
+
+describe("a cache that cannot open its own connection degrades: queries succeed, nothing is cached, and writes invalidate once it can", () => {
+  const ns = uniqueNamespace();
+  const role = `${ns}_limited`;
+  let admin: DataSource;
+
+  before(async () => {
+    admin = await openDataSource({ fresh: true, schema: ns });
+    // A role allowed one connection: the application's pool of one takes it, the cache gets none.
+    await admin.query(`CREATE ROLE "${role}" LOGIN CONNECTION LIMIT 1`);
+    await admin.query(`GRANT USAGE ON SCHEMA "${ns}" TO "${role}"`);
+    await admin.query(`GRANT ALL ON ALL TABLES IN SCHEMA "${ns}" TO "${role}"`);
+    await admin.query(`GRANT ALL ON ALL SEQUENCES IN SCHEMA "${ns}" TO "${role}"`);
+  });
+  after(async () => {
+    const redis = await openRedis();
+    await dropNamespace(redis, ns);
+    redis.disconnect();
+    await admin.query(`DROP OWNED BY "${role}"`);
+    await admin.query(`DROP ROLE "${role}"`);
+    await admin.destroy();
+  });
+
+  it("serves fresh results uncached with a warning, and once it can connect, invalidates what the other processes cached", async () => {
+    const { pgUrl } = await getServices();
+    const url = new URL(pgUrl);
+    url.username = role;
+    // idleTimeoutMillis 0: the pool keeps its one connection, so the role's limit stays reached.
+    const limited = await openPooled(ns, { url: url.toString(), extra: { max: 1, idleTimeoutMillis: 0 } });
+    const healthy = await openPooled(ns);
+    try {
+      await healthy.posts.insert({ title: "a" });
+      for (let i = 0; i < 3; i++) await healthy.posts.findAll();
+      expect(healthy.cache.stats().hits, "the healthy process caches").to.be.greaterThan(0);
+
+      const read = await within(BOUND_MS, limited.posts.findAll(), "a cached call without a catalog connection");
+      expect(read.map((p) => p.title)).to.deep.equal(["a"]);
+      await within(BOUND_MS, limited.posts.insert({ title: "b" }), "a write without a catalog connection");
+      expect((await limited.posts.findAll()).map((p) => p.title)).to.deep.equal(["a", "b"]);
+      expect(limited.cache.stats().hits, "nothing is served from the cache meanwhile").to.equal(0);
+      expect(limited.warnings.join("\n")).to.match(/own connection.*CONNECTION LIMIT/s);
+
+      // Once the cache can connect, the write it could not charge invalidates every entry of the database.
+      await admin.query(`ALTER ROLE "${role}" CONNECTION LIMIT 5`);
+      const deadline = Date.now() + BOUND_MS;
+      while (limited.cache.stats().invalidations === 0) {
+        expect(Date.now(), "the cache never recovered its connection").to.be.below(deadline);
+        await limited.dataSource.query(`SELECT 1`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect((await healthy.posts.findAll()).map((p) => p.title), "the other process's entry is gone").to.deep.equal(["a", "b"]);
+    } finally {
+      await limited.close();
+      await healthy.close();
+    }
+  });
+});
