@@ -133,3 +133,41 @@ export class UnserializableValueError extends AutocacheError {
     );
   }
 }
+
+/**
+ * The library could not read the database catalog on its own connection (the server refused or
+ * dropped it, or it did not answer in time). Callers never see it: their queries still run, and
+ * the cache degrades (reads are not cached, writes invalidate everything) with a warning.
+ */
+export class CatalogUnavailableError extends AutocacheError {
+  constructor(reason: string) {
+    super(
+      `the cache could not read the database catalog on its own connection (${reason}). It needs one ` +
+        `connection of its own per DataSource, outside the pool: check the server's max_connections and ` +
+        `the role's CONNECTION LIMIT.`,
+    );
+  }
+}
+
+/** dependsOn, or invalidate(), names a table the database does not have. */
+export class UnknownTableError extends AutocacheError {
+  constructor(
+    readonly where: string,
+    readonly table: string,
+  ) {
+    super(
+      `${where}: the table "${table}" does not exist (looked up on the search path${table.includes(".") ? "" : " of the database"}), ` +
+        `so no write could ever invalidate it. Check its spelling, qualify it as "schema.table", or pass the entity class.`,
+    );
+  }
+}
+
+/** RedisStore was given something that is not an ioredis client. */
+export class InvalidStoreClientError extends AutocacheError {
+  constructor(got: string) {
+    super(
+      `RedisStore needs an ioredis client: new RedisStore(new Redis(url)) or new RedisStore(new Cluster(nodes)) ` +
+        `from the "ioredis" package; got ${got}. node-redis clients and option objects are not supported.`,
+    );
+  }
+}

@@ -1,9 +1,13 @@
 import { EventEmitter } from "node:events";
-import type { DataSource, EntityTarget } from "typeorm";
+import type { DataSource, EntityTarget, QueryRunner } from "typeorm";
 import { Catalog } from "./catalog/catalog";
+import { bounded, CATALOG_TIMEOUT_MS, CatalogConnection } from "./catalog/catalog-connection";
 import { readIdentity } from "./catalog/database-identity";
 import { LiveCatalog } from "./catalog/live-catalog";
-import { DataSourceNotInitializedError, InvalidOptionError, SubscriberMissingError, UnserializableValueError } from "./errors";
+import {
+  CatalogUnavailableError, DataSourceNotInitializedError, InvalidOptionError, SubscriberMissingError, UnknownTableError,
+  UnserializableValueError,
+} from "./errors";
 import type { QueryCacheEvents } from "./events";
 import { Invalidator } from "./invalidation/invalidator";
 import { TransactionBuffer } from "./invalidation/transaction-buffer";
@@ -20,8 +24,9 @@ import { CircuitBreaker } from "./stores/circuit-breaker";
 import { StoreGuard } from "./stores/store-guard";
 import { TrackingContext, tracking } from "./tracking/tracking-context";
 import { QueryObserver } from "./typeorm/query-observer";
+import { SearchPaths } from "./typeorm/search-paths";
 import { type QueryListener, registry } from "./typeorm/registry";
-import { QueryCacheSubscriber } from "./typeorm/subscriber";
+import { hasSubscriber } from "./typeorm/subscriber";
 
 export interface CacheStats {
   hits: number;
@@ -43,6 +48,11 @@ export interface CacheHealth {
   /** Version keys this process invalidated but could not deliver yet; they are retried, and block what they cover meanwhile. */
   undeliveredInvalidations: number;
 }
+
+/** How often the catalog's fingerprint is compared, to see DDL that other processes committed. */
+const CATALOG_POLL_MS = 1000;
+/** How long after a failed setup the next query may try again (meanwhile queries do not wait for it). */
+const SETUP_RETRY_MS = 1000;
 
 /** How one computation is cached: its key, lifetime and extra dependencies. */
 export interface FetchPlan {
@@ -84,6 +94,7 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
   private readonly invalidator: Invalidator;
   private readonly analyzer = new SqlAnalyzer();
   private readonly buffer = new TransactionBuffer();
+  private readonly paths = new SearchPaths();
   private readonly listener: QueryListener;
   private readonly counters: CacheStats = { hits: 0, misses: 0, sets: 0, invalidations: 0, errors: 0, skipped: 0 };
   /** Computations under way, by key; each settles once its result is stored (or not). */
@@ -98,11 +109,22 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
   private readonly local?: LocalTier;
   private follower?: { close(): Promise<void> };
   private closed = false;
+  /** The library's own connection, for the catalog: never one of the application's pool. */
+  private readonly connection: CatalogConnection;
+  /** The last failed setup, so that queries do not each wait for a connection that just failed. */
+  private setupFailure?: { error: Error; retryAt: number };
+  /**
+   * Set when a query ran while the setup could not complete: what it wrote is unknown, so every
+   * entry of the database is invalidated as soon as the setup succeeds, before anything is served.
+   */
+  private blind = false;
 
   constructor(options: QueryCacheOptions) {
     super();
     this.options = resolveOptions(options);
     this.dataSource = this.options.dataSource;
+    // Subscribers given as file globs are only known after initialize(): those are checked at setup.
+    if (hasSubscriber(this.dataSource) === false) throw new SubscriberMissingError();
     this.store = options.store ?? new MemoryStore();
     this.guard = new StoreGuard(this.store, this.options.storeTimeout, (error) => this.storeError(error), new CircuitBreaker(options.circuitBreaker));
     if (this.options.localMaxBytes !== undefined) {
@@ -119,9 +141,8 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
       },
       failed: (error) => this.storeError(error),
     });
-    this.listener = {
-      afterQuery: async (sql, runner, succeeded) => (await this.setup()).observer.afterQuery(sql, runner, succeeded),
-    };
+    this.connection = new CatalogConnection(this.dataSource);
+    this.listener = { afterQuery: (sql, runner, succeeded) => this.observe(sql, runner, succeeded) };
     registry.bind(this.dataSource, this, this.listener);
     void SqlAnalyzer.load();
     if (this.local) {
@@ -135,7 +156,8 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
 
   /** The cached value, or undefined on a miss. A cached null is returned as null. */
   async get<T = unknown>(key: string): Promise<T | undefined> {
-    const ready = await this.use();
+    const ready = await this.usable();
+    if (!ready) return this.count("misses", key, undefined);
     if (this.guard.down && !(await this.trusted(ready))) return this.count("misses", key, undefined);
     const found = await this.guard.call((store) => store.lookup(ready.keys.user(key), ready.keys.clockKey));
     const value = found?.hit && !this.invalidator.blocks(found.deps) ? this.decodeOrUndefined(ready, splitFreshness(found.value).json, key) : undefined;
@@ -153,7 +175,8 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
         `set(${key}): earlyRefresh needs a computation to run again; set() only stores a value. Use wrap(key, compute, { earlyRefresh }) instead.`,
       );
     }
-    const ready = await this.use();
+    const ready = await this.usable();
+    if (!ready) return false;
     const ttl = checkTtl("set: ttl", options.ttl ?? this.options.defaultTtl);
     const deps = [ready.keys.everything, ...(await this.dependencyKeys(ready, options.dependsOn, "read"))];
     const encoded = withFreshness(encode(value, ready.classes), { expiresAt: Date.now() + ttl * 1000, computeMs: 0 });
@@ -190,12 +213,18 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     await this.invalidator.invalidate(await this.dependencyKeys(ready, targets, "write"));
   }
 
-  /** Deletes this namespace's entries (and only them: never FLUSHDB) and invalidates what is in flight. */
+  /**
+   * Deletes this namespace's entries (and only them: never FLUSHDB) and invalidates what is in
+   * flight, and reads the database catalog again, so DDL run elsewhere (a migration) is known.
+   */
   async clear(): Promise<void> {
     const ready = await this.use();
+    await ready.catalog.reload();
+    const failed = ready.catalog.failed;
     this.local?.drop([ready.keys.everything]);
     // An administrative scan of the whole keyspace: it gets no store timeout, and its errors are the caller's.
     await this.store.clear(ready.keys);
+    if (failed) throw failed;
   }
 
   stats(): CacheStats {
@@ -224,6 +253,18 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     this.invalidator.stop();
     await this.follower?.close();
     registry.unbind(this.dataSource, this);
+    this.loaded?.catalog.stop();
+    await this.connection.close();
+  }
+
+  /**
+   * Whether calls made through this query runner must bypass the cache: its session is inside a
+   * transaction (however it was opened, raw BEGIN included), or resolves names by a search_path of
+   * its own, so entries keyed for the DataSource's default would be another schema's.
+   * @internal
+   */
+  bypasses(runner: QueryRunner): boolean {
+    return runner.isTransactionActive || this.buffer.isOpen(runner) || this.paths.current(runner) !== null;
   }
 
   /**
@@ -233,8 +274,9 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
    * @internal
    */
   async fetch(plan: FetchPlan, compute: () => unknown): Promise<unknown> {
-    const ready = this.loaded ?? (await this.use());
+    const ready = this.loaded ?? (await this.usable());
     if (!this.dataSource.isInitialized) throw new DataSourceNotInitializedError();
+    if (!ready) return this.computeAlone(plan, compute);
     const key = plan.key(ready.keys);
     const parent = tracking.current();
     const held = this.local?.get(key);
@@ -393,12 +435,19 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
   /** Version keys of the named tables; for "write", with what a write to them changes besides. */
   private async dependencyKeys(ready: Ready, targets: readonly Dependency[] | undefined, use: "read" | "write"): Promise<string[]> {
     if (!targets?.length) return [];
-    const catalog = await ready.catalog.get();
+    let catalog = await ready.catalog.get();
+    const schema = (this.dataSource.options as { schema?: string }).schema;
     const keys: string[] = [];
     for (const target of targets) {
       const path = typeof target === "string" ? target : this.dataSource.getMetadata(target as EntityTarget<unknown>).tablePath;
       const dot = path.indexOf(".");
-      const table = catalog.qualify(dot < 0 ? { name: path } : { schema: path.slice(0, dot), name: path.slice(dot + 1) });
+      const ref = dot < 0 ? { name: path } : { schema: path.slice(0, dot), name: path.slice(dot + 1) };
+      // A bare name means what TypeORM would write for it: a table of the DataSource's schema first.
+      const schemas = schema ? [schema, ...catalog.searchPath] : undefined;
+      // A misspelled name would never be invalidated: it is an error, unless the catalog could not be read to tell.
+      if (!catalog.knows(ref, schemas)) catalog = await ready.catalog.reload();
+      if (!catalog.knows(ref, schemas) && !ready.catalog.failed) throw new UnknownTableError(use === "read" ? "dependsOn" : "invalidate()", path);
+      const table = catalog.qualify(ref, schemas);
       const tables = use === "read" ? catalog.readDependencies(table) : catalog.writeDependencies(table, "merge");
       for (const t of tables) keys.push(ready.keys.version(t));
     }
@@ -410,49 +459,92 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     return this.setup();
   }
 
+  /** The setup, or undefined (with a warning) when the library cannot read the catalog: callers then bypass the cache. */
+  private async usable(): Promise<Ready | undefined> {
+    try {
+      return await this.use();
+    } catch (error) {
+      if (!(error instanceof CatalogUnavailableError)) throw error;
+      this.warnOnce(`${error.message} Until it can, calls bypass the cache.`);
+      return undefined;
+    }
+  }
+
+  /**
+   * TypeORM's afterQuery, awaited before the query returns to its caller: it never rejects, since
+   * an error here would turn the caller's successful query into a failed one.
+   */
+  private async observe(sql: string, runner: QueryRunner, succeeded: boolean): Promise<void> {
+    let ready: Ready;
+    try {
+      ready = this.loaded ?? (await this.setup());
+    } catch (error) {
+      this.untracked(error as Error);
+      this.blind = true;
+      return;
+    }
+    try {
+      await ready.observer.afterQuery(sql, runner, succeeded);
+    } catch (error) {
+      this.untracked(error as Error);
+      await this.invalidator.invalidate([ready.keys.everything]);
+    }
+  }
+
+  /** A query the cache could not follow: a computation that ran it is not stored, and what it wrote is unknown. */
+  private untracked(error: Error): void {
+    this.warnOnce(`${error.message} Queries run meanwhile are not cached, and invalidate every entry of the database once it can.`);
+    const context = tracking.current();
+    if (context?.owner === this) context.refuse(`the cache could not follow its queries (${error.message})`);
+  }
+
   private setup(): Promise<Ready> {
-    this.ready ??= tracking.outside(() => this.load()).then(
-      (ready) => (this.loaded = ready),
-      (error) => {
-        this.ready = undefined;
+    if (this.ready) return this.ready;
+    const failure = this.setupFailure;
+    if (failure && Date.now() < failure.retryAt) return Promise.reject(failure.error);
+    const ready = bounded(tracking.outside(() => this.load()), CATALOG_TIMEOUT_MS, "the cache's setup").then(
+      (loaded) => {
+        this.setupFailure = undefined;
+        this.loaded = loaded;
+        if (!this.closed) {
+          // Writes this process made since that DDL committed were resolved without it: what they reached is unknown.
+          loaded.catalog.watch(CATALOG_POLL_MS, () => Catalog.fingerprint(this.connection), async (earlier, now) => {
+            if (now.writesDifferFrom(earlier)) await this.invalidator.invalidate([loaded.keys.everything]);
+          });
+        }
+        return loaded;
+      },
+      (error: Error) => {
+        if (this.ready === ready) this.ready = undefined;
+        this.setupFailure = { error, retryAt: Date.now() + SETUP_RETRY_MS };
         throw error;
       },
     );
-    return this.ready;
+    this.ready = ready;
+    return ready;
   }
 
   private async load(): Promise<Ready> {
-    if (!this.dataSource.subscribers.some((s) => s instanceof QueryCacheSubscriber)) throw new SubscriberMissingError();
+    if (hasSubscriber(this.dataSource) === false) throw new SubscriberMissingError();
     await SqlAnalyzer.load();
-    const runner = this.dataSource.createQueryRunner();
-    registry.markInternal(runner);
-    try {
-      const schema = (this.dataSource.options as { schema?: string }).schema;
-      const identity = await readIdentity(runner, schema, this.options.databaseId);
-      const keys = new KeyLayout(this.options.namespace, identity);
-      const warn = (message: string) => this.warnOnce(message);
-      const catalog = new LiveCatalog(await Catalog.load(runner), () => this.loadCatalog(), (error) =>
-        warn(`the database catalog could not be re-read (${error.message}); names it lacks resolve to the current schema until it can.`),
-      );
-      return {
-        keys,
-        catalog,
-        classes: ClassRegistry.of(this.dataSource),
-        observer: new QueryObserver(this, this.analyzer, catalog, keys, this.buffer, this.invalidator, warn),
-      };
-    } finally {
-      await runner.release();
+    const schema = (this.dataSource.options as { schema?: string }).schema;
+    const identity = await readIdentity(this.connection, schema, this.options.databaseId);
+    const keys = new KeyLayout(this.options.namespace, identity);
+    const warn = (message: string) => this.warnOnce(message);
+    const catalog = new LiveCatalog(await Catalog.load(this.connection), () => Catalog.load(this.connection), (error) =>
+      warn(`${error.message} Until it can, writes to tables it does not know invalidate every entry of the database.`),
+    );
+    if (this.blind) {
+      this.blind = false;
+      // Undelivered, it stays pending and blocks every entry of the database until it lands.
+      await this.invalidator.invalidate([keys.everything]);
     }
-  }
-
-  private async loadCatalog(): Promise<Catalog> {
-    const runner = this.dataSource.createQueryRunner();
-    registry.markInternal(runner);
-    try {
-      return await tracking.outside(() => Catalog.load(runner));
-    } finally {
-      await runner.release();
-    }
+    return {
+      keys,
+      catalog,
+      classes: ClassRegistry.of(this.dataSource),
+      observer: new QueryObserver(this, this.analyzer, catalog, keys, this.buffer, this.paths, this.invalidator, warn),
+    };
   }
 
   private count<T>(counter: "hits" | "misses", key: string, value: T): T {

@@ -1,5 +1,5 @@
-import type { QueryRunner } from "typeorm";
 import { SqlAnalyzer } from "../sql/analyzer";
+import type { SqlReader } from "./catalog-connection";
 import type { RelationName } from "../sql/statement-effects";
 import {
   type ChangeKind, type FunctionWrites, type TriggerEvent, firedEvents, functionWrites, ruleEvent, triggerEvents,
@@ -63,9 +63,14 @@ interface RuleRow {
  */
 export class Catalog {
   private constructor(
-    /** Schemas an unqualified name is looked up in, in order. */
-    private readonly searchPath: readonly string[],
+    /** Names the catalog rows this was read from; see fingerprint(). */
+    readonly fingerprint: string,
+    /** The role the library connects as, which "$user" in a search path stands for. */
+    readonly role: string,
+    /** Schemas an unqualified name is looked up in, in order, on a connection that did not change its search path. */
+    readonly searchPath: readonly string[],
     private readonly currentSchema: string,
+    private readonly schemas: ReadonlySet<string>,
     private readonly kinds: ReadonlyMap<QualifiedName, string>,
     private readonly viewReads: ReadonlyMap<QualifiedName, readonly QualifiedName[]>,
     /**
@@ -88,8 +93,40 @@ export class Catalog {
     private readonly opaqueViews: ReadonlySet<QualifiedName>,
   ) {}
 
-  static async load(runner: QueryRunner): Promise<Catalog> {
-    const [paths] = await runner.query(`SELECT current_schemas(false) AS path, current_schema() AS current, current_user AS role`);
+  /**
+   * Reads the catalog in one snapshot, with its fingerprint: the catalog it was read from is the
+   * one that fingerprint names, so a later change of fingerprint means DDL committed since.
+   */
+  static async load(reader: SqlReader): Promise<Catalog> {
+    // A failed query drops the connection (see CatalogConnection), which ends the transaction.
+    await reader.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    const catalog = await Catalog.read(reader, await Catalog.fingerprint(reader));
+    await reader.query("COMMIT");
+    return catalog;
+  }
+
+  /**
+   * A digest of the catalog rows this class reads, which changes whenever DDL that matters here
+   * commits: the count and the newest row version of each catalog. Temporary tables, which
+   * sessions create all the time and no cached query of another session can read, are left out.
+   */
+  static async fingerprint(reader: SqlReader): Promise<string> {
+    const [row] = await reader.query<{ fingerprint: string }>(
+      `SELECT concat_ws('/',
+         (SELECT count(*) || ':' || coalesce(max(xmin::text::bigint), 0) FROM pg_class WHERE relpersistence <> 't'),
+         (SELECT count(*) || ':' || coalesce(max(xmin::text::bigint), 0) FROM pg_namespace),
+         (SELECT count(*) || ':' || coalesce(max(xmin::text::bigint), 0) FROM pg_constraint),
+         (SELECT count(*) || ':' || coalesce(max(xmin::text::bigint), 0) FROM pg_trigger),
+         (SELECT count(*) || ':' || coalesce(max(xmin::text::bigint), 0) FROM pg_rewrite),
+         (SELECT count(*) || ':' || coalesce(max(xmin::text::bigint), 0) FROM pg_inherits),
+         (SELECT count(*) || ':' || coalesce(max(xmin::text::bigint), 0) FROM pg_proc)) AS fingerprint`,
+    );
+    return row.fingerprint;
+  }
+
+  private static async read(runner: SqlReader, fingerprint: string): Promise<Catalog> {
+    const [paths] = await runner.query<{ path: string[] | string; current: string | null; role: string }>(`SELECT current_schemas(false) AS path, current_schema() AS current, current_user AS role`);
+    const namespaces = await runner.query<{ name: string }>(`SELECT nspname AS name FROM pg_namespace`);
     const relations: RelationRow[] = await runner.query(
       `SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -166,8 +203,11 @@ export class Catalog {
       analyzer: new SqlAnalyzer(),
     });
     return new Catalog(
+      fingerprint,
+      paths.role,
       searchPath,
       paths.current ?? "public",
+      new Set(namespaces.map((n) => n.name)),
       kinds,
       graph(views),
       changes(foreignKeys, (fk) => DELETE_ACTIONS[fk.on_delete]),
@@ -182,18 +222,38 @@ export class Catalog {
   }
 
   /** Whether the name denotes a relation the catalog knew when it was read. */
-  knows(ref: RelationName): boolean {
-    return this.kinds.has(this.qualify(ref));
+  knows(ref: RelationName, searchPath?: readonly string[]): boolean {
+    return this.kinds.has(this.qualify(ref, searchPath));
   }
 
-  /** The relation an unqualified name means here: the first schema on the search path that has it. */
-  qualify(ref: RelationName): QualifiedName {
-    if (ref.schema) return `${ref.schema}.${ref.name}`;
-    for (const schema of this.searchPath) {
-      const name = `${schema}.${ref.name}`;
-      if (this.kinds.has(name)) return name;
+  /**
+   * The relation an unqualified name means: the first schema on the search path that has it (the
+   * connection's own path when it set one), else where CREATE would put it.
+   */
+  qualify(ref: RelationName, searchPath?: readonly string[]): QualifiedName {
+    return `${this.schemaOf(ref, searchPath)}.${ref.name}`;
+  }
+
+  /** The schema of the relation a name means; see qualify. */
+  schemaOf(ref: RelationName, searchPath?: readonly string[]): string {
+    if (ref.schema) return ref.schema;
+    for (const schema of searchPath ?? this.searchPath) if (this.kinds.has(`${schema}.${ref.name}`)) return schema;
+    return searchPath?.find((schema) => this.schemas.has(schema)) ?? this.currentSchema;
+  }
+
+  /**
+   * Whether a write `earlier` resolved (this process wrote that table while it was current) may
+   * change tables here that it did not there: DDL added a cascade, trigger, rule, partition or
+   * view edge on its way. DDL elsewhere in the database, and DDL that only removes edges, does not
+   * count: writes resolved with `earlier` invalidated at least what they changed.
+   */
+  writesDifferFrom(earlier: Catalog): boolean {
+    for (const [memoKey, before] of earlier.effectsMemo) {
+      const space = memoKey.indexOf(" ");
+      const now = this.writeEffects(memoKey.slice(space + 1), memoKey.slice(0, space) as ChangeKind);
+      if ((now.unseen !== undefined && before.unseen === undefined) || now.tables.some((t) => !before.tables.includes(t))) return true;
     }
-    return `${this.currentSchema}.${ref.name}`;
+    return false;
   }
 
   // A catalog never changes once read (a reload makes a new one), so answers are kept.

@@ -4,7 +4,7 @@ import { CacheNotFoundError, DataSourceNotInitializedError, InvalidOptionError, 
 import { argumentsDigest, UnkeyableValue } from "../keys/stable-key";
 import { checkTtl, earlyRefreshBeta, type EntryOptions } from "../options";
 import { type FetchPlan, QueryCache } from "../query-cache";
-import { findCache, isInTransaction } from "./find-cache";
+import { bypassesCache, findCache } from "./find-cache";
 
 /** What @Cached and cached() take: an entry's options, and how to find the cache and key the call. */
 export interface CachedOptions extends EntryOptions {
@@ -17,13 +17,23 @@ export interface CachedOptions extends EntryOptions {
 }
 
 /**
+ * What @Cached returns. It takes methods that return a Promise (or a thenable) only: a cached call
+ * is always asynchronous, so on a synchronous method its declared type would lie, and TypeScript
+ * reports the decorator there instead ("Unable to resolve signature of method decorator").
+ */
+export interface CachedDecorator {
+  <T extends (...args: any[]) => PromiseLike<unknown>>(target: object, key: string | symbol, descriptor: TypedPropertyDescriptor<T>): void;
+  <T extends (...args: any[]) => PromiseLike<unknown>>(value: T, context: ClassMethodDecoratorContext<unknown, T>): T;
+}
+
+/**
  * Caches the method's result per arguments. The method runs with its own `this`, so a repository
  * method keeps using this.find and the QueryBuilder as before; the result comes back as a Promise.
  *
  *     @Cached(60) findPublished() { return this.find({ where: { published: true } }); }
  *     @Cached({ ttl: 600, dependsOn: [Comment] }) popular(limit: number) { ... }
  */
-export function Cached(options?: number | CachedOptions) {
+export function Cached(options?: number | CachedOptions): CachedDecorator {
   const resolved = normalize(options);
   // Both decorator proposals: TypeScript's experimentalDecorators (which TypeORM uses) and TC39's.
   return function (target: unknown, keyOrContext: unknown, descriptor?: PropertyDescriptor): any {
@@ -61,7 +71,7 @@ export function cached<A extends unknown[], R>(
       const cache = resolved.cache ?? findCache(this);
       if (!cache) throw new CacheNotFoundError(`${describeOwner(this)}.${name}`);
       if (!cache.dataSource.isInitialized) throw new DataSourceNotInitializedError();
-      if (isInTransaction(this, args)) return Promise.resolve(fn.apply(this, args)) as Promise<Awaited<R>>;
+      if (bypassesCache(cache, this, args)) return Promise.resolve(fn.apply(this, args)) as Promise<Awaited<R>>;
       const { owner, label } = describeCall(owners, this, name);
       const digest = keyOf(label, args, resolved.key);
       const plan: FetchPlan = {

@@ -15,15 +15,18 @@ function cacheOf(dataSource: DataSource | undefined): QueryCache | undefined {
 }
 
 /**
- * Whether the call runs in an open transaction: through a transactional manager (as
- * em.withRepository(repo) gives), or with one passed as an argument. Such calls skip the cache,
- * so a transaction sees its own writes and nothing uncommitted is stored.
+ * Whether the call runs on a session the cache must stay out of: inside a transaction (through a
+ * transactional manager, as em.withRepository(repo) gives, one passed as an argument, or a query
+ * runner on which raw BEGIN ran), or one whose search_path was changed. Such calls skip the cache,
+ * so a transaction sees its own writes, nothing uncommitted is stored, and no schema is served
+ * another's entries.
  */
-export function isInTransaction(self: unknown, args: readonly unknown[]): boolean {
+export function bypassesCache(cache: QueryCache, self: unknown, args: readonly unknown[]): boolean {
   const o = self as { manager?: { queryRunner?: QueryRunner }; queryRunner?: QueryRunner } | null;
-  if (o?.manager?.queryRunner?.isTransactionActive || o?.queryRunner?.isTransactionActive) return true;
-  return args.some((arg) => {
+  const runners = [o?.manager?.queryRunner, o?.queryRunner];
+  for (const arg of args) {
     const a = arg as { queryRunner?: QueryRunner; isTransactionActive?: boolean } | null;
-    return a?.queryRunner?.isTransactionActive === true || a?.isTransactionActive === true;
-  });
+    runners.push(a?.queryRunner, typeof a?.isTransactionActive === "boolean" ? (a as QueryRunner) : undefined);
+  }
+  return runners.some((runner) => runner !== undefined && cache.bypasses(runner));
 }

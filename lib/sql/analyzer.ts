@@ -1,5 +1,5 @@
 import { loadModule, parseSync } from "libpg-query";
-import type { RelationName, RelationWrite, StatementEffects, TransactionControl, WriteKind } from "./statement-effects";
+import type { RelationName, RelationWrite, SearchPathChange, StatementEffects, TransactionControl, WriteKind } from "./statement-effects";
 
 const MEMO_LIMIT = 5000;
 
@@ -63,12 +63,14 @@ interface Collector {
   opaqueWrite?: string;
   changesCatalog: boolean;
   control: TransactionControl[];
+  statements: number;
+  searchPath: SearchPathChange[];
 }
 
 function analyzeText(sql: string): StatementEffects {
   const out: Collector = {
     reads: [], writes: [], truncates: [], truncateCascades: false, functions: [], cteNames: [],
-    changesCatalog: false, control: [],
+    changesCatalog: false, control: [], statements: 0, searchPath: [],
   };
   let tree: { stmts?: { stmt: Record<string, unknown> }[] };
   try {
@@ -79,6 +81,9 @@ function analyzeText(sql: string): StatementEffects {
   }
   for (const { stmt } of tree.stmts ?? []) {
     const kind = Object.keys(stmt)[0];
+    out.statements++;
+    const pathChange = searchPathChange(kind, stmt[kind] as Record<string, unknown>);
+    if (pathChange) out.searchPath.push(pathChange);
     if (!NEUTRAL.has(kind)) {
       out.opaqueWrite ??= `${kind} may change rows in ways the statement does not name`;
       out.changesCatalog = true;
@@ -116,9 +121,12 @@ function walk(node: unknown, out: Collector): void {
         if (body.is_from && !body.relation) out.opaqueWrite ??= "COPY FROM without a table";
         walk(body.query, out);
         continue;
-      case "FuncCall":
-        out.functions.push((body.funcname as { String: { sval: string } }[]).map((p) => p.String.sval).join("."));
+      case "FuncCall": {
+        const name = (body.funcname as { String: { sval: string } }[]).map((p) => p.String.sval).join(".");
+        out.functions.push(name);
+        if (setsSearchPath(name, body)) out.searchPath.push({ kind: "unknown" });
         break;
+      }
       case "CommonTableExpr":
         out.cteNames.push(body.ctename as string);
         break;
@@ -149,8 +157,10 @@ function transactionControl(kind: string, body: Record<string, unknown>): Transa
     case "TRANS_STMT_START":
       return { kind: "begin" };
     case "TRANS_STMT_COMMIT":
-      return { kind: "commit" };
+      return { kind: "commit", chain: body.chain === true };
     case "TRANS_STMT_ROLLBACK":
+      return { kind: "rollback", chain: body.chain === true };
+    // Its writes are applied by COMMIT PREPARED, in any session, which invalidates everything.
     case "TRANS_STMT_PREPARE":
       return { kind: "rollback" };
     case "TRANS_STMT_SAVEPOINT":
@@ -162,4 +172,25 @@ function transactionControl(kind: string, body: Record<string, unknown>): Transa
     default:
       return undefined;
   }
+}
+
+/** SET / RESET of search_path (and RESET ALL, DISCARD ALL, which reset it too). */
+function searchPathChange(kind: string, body: Record<string, unknown>): SearchPathChange | undefined {
+  if (kind === "DiscardStmt") return body.target === "DISCARD_ALL" ? { kind: "reset" } : undefined;
+  if (kind !== "VariableSetStmt") return undefined;
+  if (body.kind === "VAR_RESET_ALL") return { kind: "reset" };
+  if (body.name !== "search_path") return undefined;
+  if (body.kind === "VAR_RESET" || body.kind === "VAR_SET_DEFAULT") return { kind: "reset" };
+  if (body.kind !== "VAR_SET_VALUE") return { kind: "unknown" };
+  // Each argument is one schema name, quoted or not ('a, b' names the schema "a, b").
+  const schemas = (body.args as { A_Const?: { sval?: { sval: string } } }[]).map((arg) => arg.A_Const?.sval?.sval);
+  if (schemas.some((schema) => schema === undefined)) return { kind: "unknown" };
+  return { kind: "set", local: body.is_local === true, schemas: schemas as string[] };
+}
+
+/** Whether a call may be set_config('search_path', ...): any set_config whose setting name is not another literal. */
+function setsSearchPath(name: string, body: Record<string, unknown>): boolean {
+  if (name !== "set_config" && name !== "pg_catalog.set_config") return false;
+  const setting = (body.args as { A_Const?: { sval?: { sval: string } } }[] | undefined)?.[0]?.A_Const?.sval?.sval;
+  return setting === undefined || setting.toLowerCase() === "search_path";
 }

@@ -14,11 +14,22 @@ export interface RelationWrite extends RelationName {
 /** A transaction-control statement, as far as invalidation cares. */
 export type TransactionControl =
   | { readonly kind: "begin" }
-  | { readonly kind: "commit" }
-  | { readonly kind: "rollback" }
+  /** With chain (COMMIT AND CHAIN), a new transaction opens at once. */
+  | { readonly kind: "commit"; readonly chain?: boolean }
+  | { readonly kind: "rollback"; readonly chain?: boolean }
   | { readonly kind: "savepoint"; readonly name: string }
   | { readonly kind: "release"; readonly name: string }
   | { readonly kind: "rollback-to"; readonly name: string };
+
+/**
+ * A change to the connection's search_path, which decides what unqualified names mean: SET (for the
+ * session, or LOCAL to the transaction), RESET (back to the default), or one the tree cannot tell
+ * (set_config with a value that is not a literal).
+ */
+export type SearchPathChange =
+  | { readonly kind: "set"; readonly local: boolean; readonly schemas: readonly string[] }
+  | { readonly kind: "reset" }
+  | { readonly kind: "unknown" };
 
 /** What one SQL text does to the data, found from its parse tree. */
 export interface StatementEffects {
@@ -39,4 +50,8 @@ export interface StatementEffects {
   readonly changesCatalog: boolean;
   /** Transaction control statements, in order. */
   readonly control: readonly TransactionControl[];
+  /** How many statements the text holds; several run as one implicit transaction unless it has control statements. */
+  readonly statements: number;
+  /** Changes to the search_path, in order. */
+  readonly searchPath: readonly SearchPathChange[];
 }

@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from "ioredis";
-import { NotReplicatedError } from "../errors";
+import { InvalidStoreClientError, NotReplicatedError } from "../errors";
 import type { CacheStore, FollowHandlers, KeySpace, Lookup, StoreEntry } from "./store";
 import { InvalidationFeed } from "./redis/invalidation-feed";
 import { keySlot } from "./redis/key-slot";
@@ -63,6 +63,7 @@ export class RedisStore implements CacheStore {
     readonly redis: Redis | Cluster,
     options: RedisStoreOptions = {},
   ) {
+    if (!isIoredisClient(redis)) throw new InvalidStoreClientError(describe(redis));
     this.replicaTimeout = options.replicaTimeout ?? 100;
   }
 
@@ -229,4 +230,23 @@ function commonPrefix(a: string, b: string): string {
 
 function globEscape(text: string): string {
   return text.replace(/[*?[\]\\]/g, "\\$&");
+}
+
+/**
+ * An ioredis Redis or Cluster (5 and 6 alike), told by what this store uses: a connection status
+ * string, pipelines and EVALSHA. node-redis clients (isOpen, sendCommand) and option objects fail it.
+ */
+function isIoredisClient(client: unknown): client is Redis | Cluster {
+  const c = client as Record<string, unknown> | null;
+  return (
+    typeof c === "object" && c !== null && typeof c.status === "string" && typeof c.pipeline === "function" &&
+    typeof c.evalsha === "function" && typeof c.defineCommand === "function"
+  );
+}
+
+function describe(client: unknown): string {
+  if (client === null || typeof client !== "object") return String(client);
+  const c = client as { sendCommand?: unknown; constructor?: { name?: string } };
+  if (typeof c.sendCommand === "function") return "a node-redis client";
+  return c.constructor?.name && c.constructor.name !== "Object" ? `a ${c.constructor.name}` : "a plain object";
 }

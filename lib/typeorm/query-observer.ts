@@ -1,16 +1,19 @@
 import type { QueryRunner } from "typeorm";
 import type { Catalog } from "../catalog/catalog";
 import type { Invalidator } from "../invalidation/invalidator";
-import type { TransactionBuffer } from "../invalidation/transaction-buffer";
+import type { Ended, TransactionBuffer } from "../invalidation/transaction-buffer";
 import type { KeyLayout } from "../keys/key-layout";
 import type { SqlAnalyzer } from "../sql/analyzer";
 import type { RelationName, StatementEffects } from "../sql/statement-effects";
 import { type TrackingContext, tracking } from "../tracking/tracking-context";
+import { type SearchPath, type SearchPaths, schemasOf } from "./search-paths";
 
 /** The catalog as last read, and a way to read it again after DDL or for a name it lacks. */
 export interface CatalogSource {
   get(): Promise<Catalog>;
   reload(): Promise<Catalog>;
+  /** Why the last reload failed, if it did: the catalog may lack relations DDL made since. */
+  readonly failed?: Error;
 }
 
 /**
@@ -26,26 +29,108 @@ export class QueryObserver {
     private readonly catalog: CatalogSource,
     private readonly keys: KeyLayout,
     private readonly buffer: TransactionBuffer,
+    private readonly paths: SearchPaths,
     private readonly invalidator: Invalidator,
     private readonly warn: (message: string) => void,
   ) {}
 
   async afterQuery(sql: string, runner: QueryRunner, succeeded: boolean): Promise<void> {
     const effects = this.analyzer.analyze(sql);
+    const before = this.paths.current(runner);
+    this.followSearchPath(runner, effects, succeeded);
+    const after = this.paths.current(runner);
     const context = tracking.current();
-    if (context && context.owner === this.owner) await this.track(context, effects, runner);
+    if (context && context.owner === this.owner) {
+      if (before !== null || after !== null) {
+        context.refuse("it ran on a connection whose search_path was changed, where unqualified names may mean other tables than its key says");
+      }
+      await this.track(context, effects, runner);
+    }
     if (succeeded && effects.changesCatalog) {
       this.unknownNames.clear();
       void this.catalog.reload();
     }
-    const written = succeeded ? await this.writtenDeps(effects) : [];
-    const opening = effects.control.filter((c) => c.kind === "begin" || c.kind === "savepoint");
-    const closing = effects.control.filter((c) => c.kind !== "begin" && c.kind !== "savepoint");
-    for (const control of opening) this.buffer.apply(runner, control, succeeded);
-    const held = written.length > 0 && this.buffer.hold(runner, written);
-    const due = new Set<string>(held && effects.control.length === 0 ? [] : written);
-    for (const control of closing) for (const dep of this.buffer.apply(runner, control, succeeded) ?? []) due.add(dep);
+    // A text of several statements that failed may have committed some of them first
+    // (BEGIN; UPDATE ...; COMMIT; <error>): what it may have written counts.
+    const partial = !succeeded && effects.statements > 1;
+    const written = succeeded || partial ? await this.writtenUnder([before, after], effects) : [];
+    const due = new Set<string>();
+    const ended: Ended[] = [];
+    if (succeeded) {
+      const opening = effects.control.filter((c) => c.kind === "begin" || c.kind === "savepoint");
+      const closing = effects.control.filter((c) => c.kind !== "begin" && c.kind !== "savepoint");
+      for (const control of opening) this.buffer.apply(runner, control);
+      const held = written.length > 0 && this.buffer.hold(runner, written);
+      if (!held || effects.control.length > 0) for (const dep of written) due.add(dep);
+      if (effects.changesCatalog) this.buffer.changedCatalog(runner);
+      for (const control of closing) {
+        const end = this.buffer.apply(runner, control);
+        if (end) ended.push(end);
+        if (control.kind === "commit" || control.kind === "rollback") this.paths.end(runner, control.kind);
+        if (control.kind === "rollback-to") this.paths.rolledBackToSavepoint(runner);
+      }
+    } else if (partial) {
+      // Which of its statements ran is unknown: what it may have written is held if the
+      // transaction survived, and due if the server says none is open (see reconcile).
+      if (!this.buffer.hold(runner, written)) for (const dep of written) due.add(dep);
+    } else if (effects.control.some((c) => c.kind === "commit")) {
+      // A COMMIT that fails rolls back.
+      this.buffer.abort(runner);
+      this.paths.end(runner, "rollback");
+    }
+    const unseen = this.buffer.reconcile(runner);
+    if (unseen) {
+      ended.push(unseen);
+      this.paths.end(runner, "unknown");
+    }
+    for (const end of ended) {
+      for (const dep of end.deps) due.add(dep);
+      if (end.changedCatalog) {
+        // The catalog read when the DDL ran could not see it before it committed: read it again, and
+        // since the transaction's writes were resolved without it, what they reached is unknown.
+        this.unknownNames.clear();
+        await this.catalog.reload();
+        if (end.deps.size > 0) due.add(this.keys.everything);
+      }
+    }
     if (due.size > 0) await this.invalidator.invalidate(due);
+  }
+
+  /**
+   * A session's search_path changes as its SQL sets it. A text that also opens or ends a
+   * transaction, or that failed, leaves it unknown: the order of its effects is not kept.
+   */
+  private followSearchPath(runner: QueryRunner, effects: StatementEffects, succeeded: boolean): void {
+    if (effects.searchPath.length === 0 || (!succeeded && effects.statements === 1)) return;
+    if (!succeeded || effects.control.length > 0) return this.paths.lose(runner);
+    const inTransaction = runner.isTransactionActive || this.buffer.isOpen(runner);
+    for (const change of effects.searchPath) this.paths.apply(runner, change, inTransaction);
+  }
+
+  /**
+   * What a statement writes, with its unqualified names resolved by each search_path it may have
+   * run under (the session's before and after it, when it changed it). Under an unknown path, the
+   * written table could be any of that name: every entry of the database is invalidated.
+   */
+  private async writtenUnder(paths: readonly SearchPath[], effects: StatementEffects): Promise<string[]> {
+    const unqualified = [...effects.writes, ...effects.truncates].some((ref) => !ref.schema);
+    const distinct = [...new Set(paths.map((path) => (path === null || path === "unknown" ? path : JSON.stringify(path))))];
+    if (!unqualified || (distinct.length === 1 && distinct[0] === null)) return this.withUnsureCatalog(await this.writtenDeps(effects));
+    if (distinct.includes("unknown")) return [...(await this.writtenDeps(effects)), this.keys.everything];
+    const catalog = await this.catalog.get();
+    const resolved = new Set<string>();
+    for (const path of distinct) {
+      const schemas = path === null ? undefined : schemasOf(JSON.parse(path) as string[], catalog.role);
+      const qualify = <R extends RelationName>(ref: R): R => (ref.schema ? ref : { ...ref, schema: catalog.schemaOf(ref, schemas) });
+      const under = { ...effects, writes: effects.writes.map(qualify), truncates: effects.truncates.map(qualify) };
+      for (const dep of await this.writtenDeps(under)) resolved.add(dep);
+    }
+    return this.withUnsureCatalog([...resolved]);
+  }
+
+  /** While the catalog cannot be re-read, a write may reach tables it does not show: it invalidates everything. */
+  private withUnsureCatalog(deps: string[]): string[] {
+    return deps.length > 0 && this.catalog.failed ? [...deps, this.keys.everything] : deps;
   }
 
   private async track(context: TrackingContext, effects: StatementEffects, runner: QueryRunner): Promise<void> {

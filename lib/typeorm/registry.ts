@@ -12,8 +12,6 @@ interface Binding {
 }
 
 const bindings = new WeakMap<DataSource, Binding>();
-/** Connections the library opened for its own catalog queries, which are not the application's. */
-const internalRunners = new WeakSet<QueryRunner>();
 
 /** One cache per DataSource, found from the DataSource by the subscriber and by @Cached. */
 export const registry = {
@@ -29,11 +27,5 @@ export const registry = {
   },
   cacheOf(dataSource: DataSource): object | undefined {
     return bindings.get(dataSource)?.cache;
-  },
-  markInternal(runner: QueryRunner): void {
-    internalRunners.add(runner);
-  },
-  isInternal(runner: QueryRunner): boolean {
-    return internalRunners.has(runner);
   },
 };

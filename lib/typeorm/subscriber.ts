@@ -15,8 +15,20 @@ export type QueryEvent = Parameters<NonNullable<EntitySubscriberInterface["after
 export class QueryCacheSubscriber implements EntitySubscriberInterface {
   afterQuery(event: QueryEvent): Promise<void> | void {
     const dataSource = (event as { dataSource?: DataSource }).dataSource ?? event.connection;
-    const listener = registry.listenerOf(dataSource);
-    if (!listener || registry.isInternal(event.queryRunner)) return;
-    return listener.afterQuery(event.query, event.queryRunner, event.success);
+    return registry.listenerOf(dataSource)?.afterQuery(event.query, event.queryRunner, event.success);
   }
+}
+
+/**
+ * Whether the DataSource has QueryCacheSubscriber registered; undefined while that cannot be told
+ * yet (subscribers listed as file globs, before initialize() loads them).
+ */
+export function hasSubscriber(dataSource: DataSource): boolean | undefined {
+  const isOurs = (s: unknown) =>
+    s instanceof QueryCacheSubscriber || s === QueryCacheSubscriber || (typeof s === "function" && s.prototype instanceof QueryCacheSubscriber);
+  if (dataSource.isInitialized) return dataSource.subscribers.some(isOurs);
+  const listed = dataSource.options.subscribers ?? [];
+  const entries: unknown[] = Array.isArray(listed) ? listed : Object.values(listed);
+  if (entries.some(isOurs)) return true;
+  return entries.some((s) => typeof s === "string") ? undefined : false;
 }

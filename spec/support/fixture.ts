@@ -1,5 +1,4 @@
 import type { QueryEvent } from "../../lib/typeorm/subscriber";
-import { registry } from "../../lib/typeorm/registry";
 import "reflect-metadata";
 import { randomUUID } from "node:crypto";
 import Redis, { type Cluster } from "ioredis";
@@ -17,8 +16,7 @@ const selects = new WeakMap<DataSource, number>();
 @EventSubscriber()
 export class SelectCounter implements EntitySubscriberInterface {
   afterQuery(event: QueryEvent): void {
-    // The cache's own catalog queries run on connections it marks; TypeORM's metadata queries read pg_catalog.
-    if (registry.isInternal(event.queryRunner)) return;
+    // The cache reads the catalog on a connection of its own; TypeORM's metadata queries read pg_catalog.
     if (/^\s*select/i.test(event.query) && !/pg_catalog|information_schema/i.test(event.query)) {
       selects.set(event.connection, (selects.get(event.connection) ?? 0) + 1);
     }
