@@ -13,7 +13,12 @@ export const SCHEMA = "autocache_example";
  */
 export async function openDatabase(pgUrl: string): Promise<DataSource> {
   const client = new Client({ connectionString: pgUrl });
-  await client.connect();
+  await client.connect().catch((error: { code?: string; message: string }) => {
+    // 3D000: the database named by the URL does not exist (the default, `test`, is not created by PostgreSQL).
+    if (error.code !== "3D000") throw error;
+    const name = new URL(pgUrl).pathname.slice(1);
+    throw new Error(`${error.message}: create it (createdb -U postgres ${name}) or set PG_URL to another database.`);
+  });
   try {
     await client.query(`DROP SCHEMA IF EXISTS "${SCHEMA}" CASCADE`);
     await client.query(`CREATE SCHEMA "${SCHEMA}"`);
