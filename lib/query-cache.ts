@@ -3,7 +3,7 @@ import type { DataSource, EntityTarget } from "typeorm";
 import { Catalog } from "./catalog/catalog";
 import { readIdentity } from "./catalog/database-identity";
 import { LiveCatalog } from "./catalog/live-catalog";
-import { DataSourceNotInitializedError, InvalidOptionError, SubscriberMissingError, UnserializableValueError } from "./errors";
+import { DataSourceNotInitializedError, InvalidOptionError, SubscriberMissingError } from "./errors";
 import { Invalidator } from "./invalidation/invalidator";
 import { TransactionBuffer } from "./invalidation/transaction-buffer";
 import { refreshesEarly, splitFreshness, withFreshness } from "./cache/freshness";
@@ -44,6 +44,13 @@ export interface FetchPlan {
   earlyRefreshBeta?: number;
   /** Names the computation in warnings: "PostRepository.findPublished". */
   label: string;
+  /** Stores a result computed after a failed query (a fallback). */
+  cacheFallback?: boolean;
+  /**
+   * Refuses a result computed from no query and no dependency at all: for a database read that
+   * means another computation's query served it (DataLoader-style batching), unseen here.
+   */
+  requiresReads?: boolean;
 }
 
 interface Ready {
@@ -56,6 +63,8 @@ interface Ready {
 interface Computed {
   readonly value: unknown;
   readonly deps: readonly string[];
+  /** Why the computation could not be tracked, which its callers inherit. */
+  readonly refusal?: string;
   /** Settles once the store has answered (or at once when nothing was stored). */
   readonly stored: Promise<void>;
 }
@@ -130,6 +139,8 @@ export class QueryCache extends EventEmitter {
     const found = await this.guard.call((store) => store.lookup(ready.keys.user(key), ready.keys.clockKey));
     const value = found?.hit && !this.invalidator.blocks(found.deps) ? this.decodeOrUndefined(ready, splitFreshness(found.value).json, key) : undefined;
     if (!value) return this.count("misses", key, undefined);
+    // A cached computation that uses the value depends on what the value depends on.
+    if (found?.hit) tracking.current()?.addDeps(found.deps);
     return this.count("hits", key, value.value as T);
   }
 
@@ -194,6 +205,21 @@ export class QueryCache extends EventEmitter {
   }
 
   /**
+   * What names this cache's database and schema, once read: a key of another cache's entry that
+   * takes this DataSource as an argument includes it.
+   * @internal
+   */
+  databaseScope(): string | undefined {
+    // The user-key prefix holds the identity's scope and nothing else that varies.
+    return this.loaded?.keys.user("");
+  }
+
+  /** Settles once the database identity and catalog are read. @internal */
+  async whenReady(): Promise<void> {
+    await this.use();
+  }
+
+  /**
    * The get-or-compute path behind @Cached, cached() and wrap(): a hit is one store round trip;
    * a miss runs compute once per key in this process, tracked, and stores its result if nothing
    * it read was written meanwhile.
@@ -242,7 +268,7 @@ export class QueryCache extends EventEmitter {
       flight.then(land, land);
     }
     const computed = await run;
-    parent?.addDeps(computed.deps);
+    parent?.absorb(computed.deps, computed.refusal);
     return computed.value;
   }
 
@@ -277,10 +303,31 @@ export class QueryCache extends EventEmitter {
   /** Runs a computation without the store, still tracked so that nested calls behave. */
   private async computeAlone(plan: FetchPlan, compute: () => unknown): Promise<unknown> {
     this.counters.misses++;
-    const context = new TrackingContext(this, (plan.dependsOn?.length ?? 0) > 0);
+    const context = this.trackingContext(plan);
     const value = await tracking.run(context, compute);
-    tracking.current()?.addDeps(context.deps);
+    tracking.current()?.absorb(context.deps, this.refusal(plan, context));
     return value;
+  }
+
+  private trackingContext(plan: FetchPlan): TrackingContext {
+    return new TrackingContext(this, {
+      vouched: (plan.dependsOn?.length ?? 0) > 0,
+      cacheFallback: plan.cacheFallback === true,
+      sharesVersions: (cache) => cache === this || (cache instanceof QueryCache && cache.store === this.store && cache.options.namespace === this.options.namespace),
+    });
+  }
+
+  /** Why a tracked computation must not be stored (its callers inherit it), or undefined. */
+  private refusal(plan: FetchPlan, context: TrackingContext): string | undefined {
+    if (context.uncacheable) return context.uncacheable;
+    if (plan.requiresReads && !context.sawQuery && context.deps.size === 0 && plan.dependsOn === undefined) {
+      return (
+        "it ran no query and used no cached value, so nothing could invalidate it (when another call's query " +
+        "served it, as with DataLoader, that query was charged to that call); name what it reads with dependsOn, " +
+        "or dependsOn: [] when it reads nothing"
+      );
+    }
+    return undefined;
   }
 
   private freshStamp(ready: Ready): Promise<number | undefined> {
@@ -294,7 +341,8 @@ export class QueryCache extends EventEmitter {
   private keepLocally(ready: Ready, key: string, encoded: string, deps: readonly string[], expiresAt: number, mark: number): void {
     const ttlMs = expiresAt - Date.now();
     if (!this.local || ttlMs <= 0) return;
-    this.local.set(key, decode(encoded, ready.classes), deps, encoded.length, ttlMs, mark);
+    const decoded = this.decodeOrUndefined(ready, encoded, key);
+    if (decoded) this.local.set(key, decoded.value, deps, encoded.length, ttlMs, mark);
   }
 
   /**
@@ -305,23 +353,24 @@ export class QueryCache extends EventEmitter {
   private async compute(ready: Ready, plan: FetchPlan, key: string, compute: () => unknown, stamping: Promise<number | undefined>, mark: number): Promise<Computed> {
     // Taken before the query runs, whatever it reads: that is what makes a stale set impossible.
     const stamp = await stamping;
-    const context = new TrackingContext(this, (plan.dependsOn?.length ?? 0) > 0);
+    const context = this.trackingContext(plan);
     const started = performance.now();
     const value = await tracking.run(context, compute);
     const computeMs = performance.now() - started;
     const deps = [ready.keys.everything, ...context.deps, ...(await this.dependencyKeys(ready, plan.dependsOn, "read"))];
+    const refusal = this.refusal(plan, context);
     const skip = (why?: string): Computed => {
       if (why) this.warnOnce(`${plan.label}: result not cached because ${why}`);
       this.counters.skipped++;
-      return { value, deps, stored: Promise.resolve() };
+      return { value, deps, refusal, stored: Promise.resolve() };
     };
-    if (context.uncacheable) return skip(`${context.uncacheable}.`);
+    if (refusal) return skip(`${refusal}.`);
     let encoded: string;
     try {
       encoded = encode(value, ready.classes);
     } catch (error) {
-      if (!(error instanceof UnserializableValueError)) throw error;
-      return skip(error.message);
+      // encode() reports every value it cannot keep as UnserializableValueError; the value is returned all the same.
+      return skip((error as Error).message);
     }
     if (stamp === undefined || this.invalidator.blocks(deps)) return skip();
     const ttl = checkTtl(`${plan.label}: ttl`, plan.ttl ?? this.options.defaultTtl);

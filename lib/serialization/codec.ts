@@ -1,5 +1,6 @@
 import { UnserializableValueError } from "../errors";
 import type { ClassRegistry } from "./class-registry";
+import { hiddenStateOf } from "./hidden-state";
 
 /**
  * JSON with positional entities. The text is `[shapes, value]`: each shape names a class and the
@@ -23,10 +24,17 @@ const SHAPE_BASE = -10;
 
 type Shape = [tag: string, keys: string[]];
 
+/** Throws UnserializableValueError for any value it cannot store so that it comes back as it went in. */
 export function encode(value: unknown, classes: ClassRegistry): string {
   const encoder = new Encoder(classes);
-  const body = encoder.value(value);
-  return JSON.stringify([encoder.shapes, body]);
+  try {
+    return JSON.stringify([encoder.shapes, encoder.value(value)]);
+  } catch (error) {
+    if (error instanceof UnserializableValueError) throw error;
+    // A stack overflow (deeply nested jsonb) or a getter that throws: the caller still gets the value.
+    const reason = error instanceof RangeError ? "it is nested too deeply to encode" : `reading it failed (${(error as Error)?.message})`;
+    throw encoder.failure(reason);
+  }
 }
 
 export function decode(text: string, classes: ClassRegistry): unknown {
@@ -115,7 +123,12 @@ class Encoder {
 
   private shapeOf(type: unknown, tag: string, keys: string[]): number {
     let known = this.byClass.get(type);
-    if (!known) this.byClass.set(type, (known = []));
+    if (!known) {
+      // Cached instances are rebuilt without their constructor, so state only it could set would be lost.
+      const hidden = hiddenStateOf(type as Function);
+      if (hidden) throw this.error(`${hidden}; a cached copy is built without its constructor and would lack them`);
+      this.byClass.set(type, (known = []));
+    }
     for (const shape of known) if (sameKeys(shape.keys, keys)) return shape.index;
     const index = this.shapes.length;
     this.shapes.push([tag, keys]);
@@ -128,6 +141,13 @@ class Encoder {
     const out = this.value(value);
     this.path.pop();
     return out;
+  }
+
+  /** The error for the value being encoded when something failed below it; long paths are cut short. */
+  failure(reason: string): UnserializableValueError {
+    const steps = this.path.length;
+    if (steps > 20) this.path.splice(10, steps - 10, `<... ${steps - 10} more levels>`);
+    return this.error(reason);
   }
 
   private error(reason: string): UnserializableValueError {

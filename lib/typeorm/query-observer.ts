@@ -33,7 +33,7 @@ export class QueryObserver {
   async afterQuery(sql: string, runner: QueryRunner, succeeded: boolean): Promise<void> {
     const effects = this.analyzer.analyze(sql);
     const context = tracking.current();
-    if (context && context.owner === this.owner) await this.track(context, effects, runner);
+    if (context) await this.track(context, effects, runner, succeeded);
     if (succeeded && effects.changesCatalog) {
       this.unknownNames.clear();
       void this.catalog.reload();
@@ -48,7 +48,20 @@ export class QueryObserver {
     if (due.size > 0) await this.invalidator.invalidate(due);
   }
 
-  private async track(context: TrackingContext, effects: StatementEffects, runner: QueryRunner): Promise<void> {
+  private async track(context: TrackingContext, effects: StatementEffects, runner: QueryRunner, succeeded: boolean): Promise<void> {
+    // A computation of another cache reads through this DataSource: what it read can be named only
+    // in version keys that cache checks, which holds when both share one store and namespace.
+    if (context.owner !== this.owner && !context.policy.sharesVersions(this.owner)) {
+      context.refuse(
+        "it ran a query through another DataSource whose QueryCache uses another store or namespace, so writes " +
+          "there could not invalidate it; give both caches one store and namespace",
+      );
+      return;
+    }
+    context.sawQuery = true;
+    if (!succeeded && !context.policy.cacheFallback) {
+      context.refuse("a query in it failed, so what it returned is a fallback; pass cacheFallback: true to cache fallbacks");
+    }
     if (runner.isTransactionActive || this.buffer.isOpen(runner)) context.refuse("it ran inside a transaction");
     const cteNames = new Set(effects.cteNames);
     const opaqueViews: string[] = [];
