@@ -44,6 +44,8 @@ export interface FetchPlan {
   earlyRefreshBeta?: number;
   /** Names the computation in warnings: "PostRepository.findPublished". */
   label: string;
+  /** The version that set() and delete() move when they replace the entry: callers depend on it too. */
+  replacedBy?(keys: KeyLayout): string;
   /** Stores a result computed after a failed query (a fallback). */
   cacheFallback?: boolean;
   /**
@@ -136,11 +138,14 @@ export class QueryCache extends EventEmitter {
   async get<T = unknown>(key: string): Promise<T | undefined> {
     const ready = await this.use();
     if (this.guard.down && !(await this.trusted(ready))) return this.count("misses", key, undefined);
+    const context = tracking.current();
+    // A cached computation that reads a key depends on its replacement (set, delete) too, hit or miss.
+    context?.addDeps([keyVersion(ready.keys, key)]);
     const found = await this.guard.call((store) => store.lookup(ready.keys.user(key), ready.keys.clockKey));
     const value = found?.hit && !this.invalidator.blocks(found.deps) ? this.decodeOrUndefined(ready, splitFreshness(found.value).json, key) : undefined;
     if (!value) return this.count("misses", key, undefined);
-    // A cached computation that uses the value depends on what the value depends on.
-    if (found?.hit) tracking.current()?.addDeps(found.deps);
+    // ...and on what the value depends on.
+    if (found?.hit) context?.addDeps(found.deps);
     return this.count("hits", key, value.value as T);
   }
 
@@ -155,13 +160,16 @@ export class QueryCache extends EventEmitter {
     const encoded = withFreshness(encode(value, ready.classes), { expiresAt: Date.now() + ttl * 1000, computeMs: 0 });
     const stamp = await this.freshStamp(ready);
     if (stamp === undefined) return false;
-    return (await this.putEntry(ready, `set(${key})`, ready.keys.user(key), encoded, deps, stamp, ttl)) === true;
+    const stored = (await this.putEntry(ready, `set(${key})`, ready.keys.user(key), encoded, deps, stamp, ttl)) === true;
+    if (stored) await this.invalidator.invalidate([keyVersion(ready.keys, key)]);
+    return stored;
   }
 
   async delete(key: string): Promise<void> {
     const ready = await this.use();
     this.local?.forget(ready.keys.user(key));
     await this.guard.call((store) => store.delete(ready.keys.user(key)));
+    await this.invalidator.invalidate([keyVersion(ready.keys, key)]);
   }
 
   /**
@@ -170,7 +178,13 @@ export class QueryCache extends EventEmitter {
    */
   wrap<T>(key: string, compute: () => Promise<T> | T, options: EntryOptions = {}): Promise<T> {
     const label = `wrap(${key})`;
-    const plan: FetchPlan = { key: (keys) => keys.user(key), label, ttl: options.ttl, dependsOn: options.dependsOn };
+    const plan: FetchPlan = {
+      key: (keys) => keys.user(key),
+      label,
+      ttl: options.ttl,
+      dependsOn: options.dependsOn,
+      replacedBy: (keys) => keyVersion(keys, key),
+    };
     plan.earlyRefreshBeta = earlyRefreshBeta(label, options.earlyRefresh);
     return this.fetch(plan, compute) as Promise<T>;
   }
@@ -230,6 +244,7 @@ export class QueryCache extends EventEmitter {
     if (!this.dataSource.isInitialized) throw new DataSourceNotInitializedError();
     const key = plan.key(ready.keys);
     const parent = tracking.current();
+    if (parent && plan.replacedBy) parent.addDeps([plan.replacedBy(ready.keys)]);
     const held = this.local?.get(key);
     if (held) {
       parent?.addDeps(held.deps);
@@ -489,3 +504,7 @@ export class QueryCache extends EventEmitter {
   }
 }
 
+/** The version of a key of the low-level API, moved when set() or delete() replaces its entry. */
+function keyVersion(keys: KeyLayout, key: string): string {
+  return keys.version(`k:${key}`);
+}

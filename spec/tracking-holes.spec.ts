@@ -209,6 +209,29 @@ describe("tracking has no holes: a cached result depends on everything it was co
       expect(await repo.featured(), "and the caller that used it").to.deep.equal({ featured: null });
     });
 
+    it("a caller that read a key with get() is refreshed when set() or delete() replaces it, hit or miss", async () => {
+      await app.cache.delete("featured");
+      expect(await warm(app, () => repo.featured())).to.deep.equal({ featured: null });
+      expect(await app.cache.set("featured", "winter sale")).to.equal(true);
+      expect(await repo.featured(), "the caller that saw no value sees the one set since").to.deep.equal({ featured: "winter sale" });
+      expect(await warm(app, () => repo.featured())).to.deep.equal({ featured: "winter sale" });
+      expect(await app.cache.set("featured", "summer sale")).to.equal(true);
+      expect(await repo.featured(), "a replaced value").to.deep.equal({ featured: "summer sale" });
+      await warm(app, () => repo.featured());
+      await app.cache.delete("featured");
+      expect(await repo.featured(), "a deleted one").to.deep.equal({ featured: null });
+    });
+
+    it("a caller that used a wrap() entry is refreshed when set() replaces the entry", async () => {
+      const tags = app.dataSource.getRepository(Tag);
+      await warm(app, () => app.cache.wrap("tag-names", async () => (await tags.find({ order: { id: "ASC" } })).map((t) => t.name)));
+      const names = await warm(app, () => repo.tagNames());
+      expect(await app.cache.set("tag-names", ["overridden"])).to.equal(true);
+      expect(await repo.tagNames()).to.deep.equal(["overridden"]);
+      await app.cache.delete("tag-names");
+      expect(await repo.tagNames()).to.deep.equal(names);
+    });
+
     it("a wrap() hit passes the entry's dependencies to its caller", async () => {
       const tags = app.dataSource.getRepository(Tag);
       await warm(app, () => app.cache.wrap("tag-names", async () => (await tags.find({ order: { id: "ASC" } })).map((t) => t.name)));
