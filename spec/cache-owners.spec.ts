@@ -15,6 +15,27 @@ class NoteRepository<T extends ObjectLiteral> extends Repository<T> {
   }
 }
 
+/** Two classes whose static methods have the same name and code, and read different tables. */
+class LeftNotes {
+  static dataSource: DataSource;
+  static readonly entity: typeof LeftNote = LeftNote;
+
+  @Cached(60)
+  static async texts(): Promise<string[]> {
+    return (await this.dataSource.getRepository(this.entity).find({ order: { id: "ASC" } })).map((n) => n.text);
+  }
+}
+
+class RightNotes {
+  static dataSource: DataSource;
+  static readonly entity: typeof LeftNote = RightNote;
+
+  @Cached(60)
+  static async texts(): Promise<string[]> {
+    return (await this.dataSource.getRepository(this.entity).find({ order: { id: "ASC" } })).map((n) => n.text);
+  }
+}
+
 /** A service whose instances differ by tenant: what it reads depends on `this.tenant`. */
 class TenantReport {
   constructor(
@@ -94,6 +115,18 @@ describe("what a key holds of the object a cached method runs on (invariant 8)",
       await app.dataSource.getRepository(RightNote).save({ text: "right 2" });
       expect((await right.everything()).map((n) => n.text)).to.deep.equal(["right 1", "right 2"]);
       expect((await warm(app, () => left.everything(), 1)).map((n) => n.text)).to.deep.equal(["left 1", "left 2"]);
+    });
+  });
+
+  describe("static methods", () => {
+    it("are owned by their class: two classes' static methods with one name and code do not share entries", async () => {
+      LeftNotes.dataSource = app.dataSource;
+      RightNotes.dataSource = app.dataSource;
+      const { hit } = await freshAndHit(app, () => LeftNotes.texts());
+      expect(hit).to.deep.equal(["left 1", "left 2"]);
+      expect(await RightNotes.texts()).to.deep.equal(["right 1", "right 2"]);
+      expect(await warm(app, () => RightNotes.texts())).to.deep.equal(["right 1", "right 2"]);
+      expect(await warm(app, () => LeftNotes.texts())).to.deep.equal(["left 1", "left 2"]);
     });
   });
 

@@ -111,6 +111,11 @@ class IdentityPending extends Error {
 
 /** The owner part of keys and the label of warnings, worked out once per object. */
 function describeCall(memo: WeakMap<object, { owner: string; label: string }>, self: unknown, name: string): { owner: string; label: string } {
+  if (typeof self === "function") {
+    // A static method: its class is the owner, as an instance's class is for a method.
+    const type = self.name || "anonymous class";
+    return { owner: `static ${type}`, label: `${type}.${name}` };
+  }
   if (typeof self !== "object" || self === null) return { owner: "function", label: `function.${name}` };
   let described = memo.get(self);
   if (!described) {
@@ -156,6 +161,7 @@ function keyContext(cache: QueryCache): KeyContext {
 }
 
 function className(self: unknown): string {
+  if (typeof self === "function") return self.name || "function";
   if (typeof self !== "object" || self === null) return "function";
   return (self.constructor as { name?: string } | undefined)?.name || "Object";
 }

@@ -101,7 +101,8 @@ class Canonical {
   private instance(object: object, proto: object): string {
     const type = (proto as { constructor?: unknown }).constructor;
     const name = typeof type === "function" ? type.name : "";
-    if (!name || type === Object) throw new UnkeyableValue("an object of an unnamed class");
+    if (type === Object) throw new UnkeyableValue("an object whose prototype is another object, whose fields the key would not hold");
+    if (!name) throw new UnkeyableValue("an object of an unnamed class");
     // The class's own word on what identifies an instance (Luxon, Day.js, Decimal.js and most value classes).
     const toJSON = (object as { toJSON?: unknown }).toJSON;
     if (typeof toJSON === "function") return `${name}(${this.of(toJSON.call(object, ""))})`;
