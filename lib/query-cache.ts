@@ -138,7 +138,7 @@ export class QueryCache extends EventEmitter {
   async get<T = unknown>(key: string): Promise<T | undefined> {
     const ready = await this.use();
     if (this.guard.down && !(await this.trusted(ready))) return this.count("misses", key, undefined);
-    const context = tracking.current();
+    const context = this.parentContext();
     // A cached computation that reads a key depends on its replacement (set, delete) too, hit or miss.
     context?.addDeps([keyVersion(ready.keys, key)]);
     const found = await this.guard.call((store) => store.lookup(ready.keys.user(key), ready.keys.clockKey));
@@ -243,7 +243,7 @@ export class QueryCache extends EventEmitter {
     const ready = this.loaded ?? (await this.use());
     if (!this.dataSource.isInitialized) throw new DataSourceNotInitializedError();
     const key = plan.key(ready.keys);
-    const parent = tracking.current();
+    const parent = this.parentContext();
     if (parent && plan.replacedBy) parent.addDeps([plan.replacedBy(ready.keys)]);
     const held = this.local?.get(key);
     if (held) {
@@ -294,7 +294,7 @@ export class QueryCache extends EventEmitter {
     if (freshness && plan.earlyRefreshBeta !== undefined && refreshesEarly(freshness, plan.earlyRefreshBeta)) return undefined;
     const value = this.decodeOrUndefined(ready, json, key);
     if (!value) return undefined;
-    tracking.current()?.addDeps(found.deps);
+    this.parentContext()?.addDeps(found.deps);
     if (freshness) this.keepLocally(ready, key, json, found.deps, freshness.expiresAt, mark);
     this.count("hits", key, undefined);
     return value;
@@ -320,8 +320,19 @@ export class QueryCache extends EventEmitter {
     this.counters.misses++;
     const context = this.trackingContext(plan);
     const value = await tracking.run(context, compute);
-    tracking.current()?.absorb(context.deps, this.refusal(plan, context));
+    this.parentContext()?.absorb(context.deps, this.refusal(plan, context));
     return value;
+  }
+
+  /**
+   * The computation this call runs inside, which takes on its dependencies. One of another cache
+   * that does not share this store and namespace could not check them: it is refused instead.
+   */
+  private parentContext(): TrackingContext | undefined {
+    const parent = tracking.current();
+    if (!parent || parent.owner === this || parent.policy.sharesVersions(this)) return parent;
+    parent.refuse("it used a value of another QueryCache whose store or namespace differs, so writes there could not invalidate it");
+    return undefined;
   }
 
   private trackingContext(plan: FetchPlan): TrackingContext {

@@ -1,9 +1,10 @@
 import { expect } from "chai";
 import { DataSource, In, Repository } from "typeorm";
-import { Cached, QueryCache } from "../lib";
+import { Cached, cached, MemoryStore, QueryCache } from "../lib";
 import { getServices } from "../example/services";
 import { Comment, Post, Tag } from "./support/entities";
 import { type App, dropNamespace, openApp, openDataSource, selectCount, uniqueNamespace } from "./support/fixture";
+import { PostRepository } from "./support/repositories";
 import { warm } from "./support/warm";
 
 let schema = "";
@@ -292,6 +293,24 @@ describe("tracking has no holes: a cached result depends on everything it was co
         await bare.getRepository(Post).delete({ title: "unseen" });
       } finally {
         await bare.destroy();
+      }
+    });
+
+    it("a cached call of another cache with another store, nested in this one's: the caller is not stored", async () => {
+      const separate = await openApp(`${ns}m`, { schema: otherSchema, cache: { store: new MemoryStore() } });
+      try {
+        const theirs = new PostRepository(Post, separate.dataSource.manager);
+        const service = { dataSource: app.dataSource, nested: cached(async function nested() {
+          return (await theirs.findAll()).map((p) => p.title);
+        }, 60) };
+        expect(await service.nested()).to.deep.equal(["over there"]);
+        expect(await hitsOver(app, 3, () => service.nested()), "never served from this cache").to.equal(0);
+        await separate.dataSource.getRepository(Post).save({ title: "via memory" });
+        expect(await service.nested()).to.deep.equal(["over there", "via memory"]);
+        expect(warnings.join("\n")).to.include("nested: result not cached because it used a value of another QueryCache");
+        await separate.dataSource.getRepository(Post).delete({ title: "via memory" });
+      } finally {
+        await separate.close();
       }
     });
 
