@@ -31,6 +31,38 @@ class DocRepository extends Repository<Doc> {
   }
 }
 
+/** A Date that knows its zone: as a plain Date it would lose `zone` and its methods. */
+class ZonedDate extends Date {
+  zone = "Europe/Paris";
+
+  label(): string {
+    return `${this.toISOString()} ${this.zone}`;
+  }
+}
+
+class Registry extends Map<string, number> {}
+
+const tag = Symbol("tag");
+
+class ShapedRepository extends Repository<Doc> {
+  @Cached(60)
+  async shaped(kind: string): Promise<unknown> {
+    const count = await this.count();
+    switch (kind) {
+      case "date subclass":
+        return new ZonedDate(count);
+      case "map subclass":
+        return new Registry([["count", count]]);
+      case "null prototype":
+        return Object.assign(Object.create(null), { count });
+      case "symbol key":
+        return { count, [tag]: "kept" };
+      default:
+        return { count };
+    }
+  }
+}
+
 function depthOf(value: unknown): number {
   let depth = 0;
   for (let v = value; Array.isArray(v); v = v[0]) depth++;
@@ -94,6 +126,29 @@ describe("values the cache cannot keep are returned, not broken or thrown", () =
     }
     expect(warnings).to.have.lengthOf(1);
     expect(warnings[0]).to.include("DocRepository<Doc>.byId").and.to.include("nested too deeply");
+  });
+
+  for (const [kind, check] of [
+    ["date subclass", (v: unknown) => expect((v as ZonedDate).label()).to.match(/Europe\/Paris$/)],
+    ["map subclass", (v: unknown) => expect(v).to.be.instanceOf(Registry)],
+    ["null prototype", (v: unknown) => expect(Object.getPrototypeOf(v)).to.equal(null)],
+    ["symbol key", (v: unknown) => expect((v as Record<symbol, string>)[tag]).to.equal("kept")],
+  ] as const) {
+    it(`a ${kind} comes back from every call as it was computed: it is not stored as something else`, async () => {
+      const shaped = new ShapedRepository(Doc, app.dataSource.manager);
+      for (let i = 0; i < 3; i++) check(await shaped.shaped(kind));
+      expect(warnings).to.have.lengthOf(1);
+      expect(warnings[0]).to.include("ShapedRepository<Doc>.shaped: result not cached");
+    });
+  }
+
+  it("plain values of those kinds are still cached", async () => {
+    const shaped = new ShapedRepository(Doc, app.dataSource.manager);
+    await shaped.shaped("plain");
+    await shaped.shaped("plain");
+    const hits = app.cache.stats().hits;
+    expect(await shaped.shaped("plain")).to.deep.equal({ count: 1 });
+    expect(app.cache.stats().hits).to.equal(hits + 1);
   });
 
   it("a value whose getter throws is returned as it is, not turned into the getter's error", async () => {

@@ -78,31 +78,42 @@ class Encoder {
     }
   }
 
+  // Built-in types are matched by their exact prototype: a subclass of Array, Date, Map or Set
+  // would come back as its parent, so it is left to entity(), which refuses classes it does not know.
   private object(object: object): unknown {
-    if (Array.isArray(object)) {
-      const out = new Array(object.length);
-      for (let i = 0; i < object.length; i++) out[i] = this.child(i, object[i]);
+    const proto = Object.getPrototypeOf(object);
+    if (proto === Array.prototype) {
+      const array = object as unknown[];
+      const out = new Array(array.length);
+      for (let i = 0; i < array.length; i++) out[i] = this.child(i, array[i]);
       return isMarked(out[0]) ? [ESCAPED, ...out] : out;
     }
-    const proto = Object.getPrototypeOf(object);
-    if (proto === Object.prototype || proto === null) {
+    if (proto === Object.prototype) {
+      this.checkSymbols(object);
       const out: Record<string, unknown> = {};
       for (const key of Object.keys(object)) define(out, key, this.child(key, (object as Record<string, unknown>)[key]));
       return out;
     }
-    if (object instanceof Date) return [DATE, Number.isNaN(object.getTime()) ? null : object.getTime()];
+    if (proto === null) throw this.error("an object without a prototype would come back with Object's");
+    if (proto === Date.prototype) {
+      const time = (object as Date).getTime();
+      return [DATE, Number.isNaN(time) ? null : time];
+    }
     if (Buffer.isBuffer(object)) return [BUFFER, object.toString("base64")];
-    if (object instanceof Uint8Array) return [BYTES, Buffer.from(object.buffer, object.byteOffset, object.byteLength).toString("base64")];
-    if (object instanceof Map) {
+    if (proto === Uint8Array.prototype) {
+      const bytes = object as Uint8Array;
+      return [BYTES, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64")];
+    }
+    if (proto === Map.prototype) {
       const out: unknown[] = [MAP];
       let i = 0;
-      for (const [k, v] of object) out.push(this.child(`<key ${i}>`, k), this.child(`<${i++}>`, v));
+      for (const [k, v] of object as Map<unknown, unknown>) out.push(this.child(`<key ${i}>`, k), this.child(`<${i++}>`, v));
       return out;
     }
-    if (object instanceof Set) {
+    if (proto === Set.prototype) {
       const out: unknown[] = [SET];
       let i = 0;
-      for (const v of object) out.push(this.child(`<${i++}>`, v));
+      for (const v of object as Set<unknown>) out.push(this.child(`<${i++}>`, v));
       return out;
     }
     return this.entity(object);
@@ -115,6 +126,7 @@ class Encoder {
       const name = (type as { name?: string } | undefined)?.name || "an unnamed class";
       throw this.error(`${name} is neither an entity nor embedded class of this DataSource`);
     }
+    this.checkSymbols(object);
     const keys = Object.keys(object);
     const out: unknown[] = [SHAPE_BASE - this.shapeOf(type, tag, keys)];
     for (const key of keys) out.push(this.child(key, (object as Record<string, unknown>)[key]));
@@ -134,6 +146,14 @@ class Encoder {
     this.shapes.push([tag, keys]);
     known.push({ keys, index });
     return index;
+  }
+
+  /** Fields under symbol keys are not stored, so an object that has them would come back without. */
+  private checkSymbols(object: object): void {
+    const symbols = Object.getOwnPropertySymbols(object);
+    if (symbols.length > 0 && symbols.some((symbol) => Object.prototype.propertyIsEnumerable.call(object, symbol))) {
+      throw this.error("it has fields under symbol keys, which would come back without them");
+    }
   }
 
   private child(step: string | number, value: unknown): unknown {
