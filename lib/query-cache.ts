@@ -183,6 +183,7 @@ export class QueryCache extends EventEmitter {
       label,
       ttl: options.ttl,
       dependsOn: options.dependsOn,
+      cacheFallback: options.cacheFallback === true,
       replacedBy: (keys) => keyVersion(keys, key),
     };
     plan.earlyRefreshBeta = earlyRefreshBeta(label, options.earlyRefresh);

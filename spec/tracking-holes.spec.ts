@@ -340,6 +340,20 @@ describe("tracking has no holes: a cached result depends on everything it was co
       expect(warnings.join("\n")).to.include("cacheFallback: true");
     });
 
+    it("wrap() follows the same rule, and its cacheFallback option", async () => {
+      const read = (key: string, options = {}) =>
+        app.cache.wrap(key, async () => {
+          try {
+            return (await app.dataSource.query(`SELECT label FROM "${ns}"."latest"`)).length;
+          } catch {
+            return -1;
+          }
+        }, options);
+      expect(await read("latest-count")).to.equal(-1);
+      expect(await hitsOver(app, 2, () => read("latest-count"))).to.equal(0);
+      expect(await warm(app, () => read("latest-count-or-fallback", { cacheFallback: true }))).to.equal(-1);
+    });
+
     it("is stored when the method opts in with cacheFallback: true", async () => {
       const selects = selectCount(app.dataSource);
       expect(await warm(app, () => repo.lateLabelsOrFallback())).to.deep.equal(["fallback"]);
