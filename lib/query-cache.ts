@@ -137,10 +137,10 @@ export class QueryCache extends EventEmitter {
   /** The cached value, or undefined on a miss. A cached null is returned as null. */
   async get<T = unknown>(key: string): Promise<T | undefined> {
     const ready = await this.use();
-    if (this.guard.down && !(await this.trusted(ready))) return this.count("misses", key, undefined);
     const context = this.parentContext();
     // A cached computation that reads a key depends on its replacement (set, delete) too, hit or miss.
     context?.addDeps([keyVersion(ready.keys, key)]);
+    if (this.guard.down && !(await this.trusted(ready))) return this.count("misses", key, undefined);
     const found = await this.guard.call((store) => store.lookup(ready.keys.user(key), ready.keys.clockKey));
     const value = found?.hit && !this.invalidator.blocks(found.deps) ? this.decodeOrUndefined(ready, splitFreshness(found.value).json, key) : undefined;
     if (!value) return this.count("misses", key, undefined);
