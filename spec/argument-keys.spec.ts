@@ -10,6 +10,28 @@ import { type App, dropNamespace, openApp, selectCount, uniqueNamespace } from "
 import { freshAndHit } from "./support/result-checks";
 import { warm } from "./support/warm";
 
+/** A Date that carries a zone: its time alone does not say which call it is. */
+class ZonedDate extends Date {
+  constructor(
+    time: number,
+    readonly zone: string,
+  ) {
+    super(time);
+  }
+
+  describe(): string {
+    return `${this.toISOString()} ${this.zone}`;
+  }
+}
+
+class SerialDate extends ZonedDate {
+  override toJSON(): string {
+    return this.describe();
+  }
+}
+
+class IdList extends Array<number> {}
+
 class ArgumentRepository extends Repository<Post> {
   /** Returns what it saw of its argument, so a result served for another argument shows. */
   @Cached(60)
@@ -186,6 +208,13 @@ describe("arguments are keyed by their whole value (invariant 8)", () => {
       await expectApart(new Boolean(false), new Boolean(true));
       await expectApart(new String("ab"), new String("ac"));
       await expectApart(new String("ab"), "ab");
+    });
+
+    it("subclasses of built-in types: by their own toJSON(), or refused, never by the built-in's value alone", async () => {
+      await expectRefused(new ZonedDate(0, "Europe/Paris"), /ZonedDate, a subclass of a built-in type/);
+      await expectRefused(IdList.from([1, 2]), /IdList, a subclass of a built-in type/);
+      await expectApart(new SerialDate(0, "Europe/Paris"), new SerialDate(0, "Asia/Tokyo"));
+      await expectApart(new SerialDate(0, "Europe/Paris"), new Date(0));
     });
 
     it("Map and Set: by their entries in order, since a method iterating them sees the order", async () => {

@@ -72,9 +72,10 @@ class Canonical {
   }
 
   private object(object: object): string {
-    if (Array.isArray(object)) return `[${object.map((v) => this.of(v)).join(",")}]`;
     const proto = Object.getPrototypeOf(object);
+    if (proto === Array.prototype) return `[${(object as unknown[]).map((v) => this.of(v)).join(",")}]`;
     if (proto === Object.prototype || proto === null) return `{${this.fields(object, "an object")}}`;
+    if (!BUILT_IN_PROTOTYPES.has(proto) && isBuiltIn(object)) return this.builtInSubclass(object, proto);
     const typeorm = typeormKind(object);
     if (typeorm) return this.typeorm(typeorm, object);
     if (object instanceof Repository) {
@@ -96,6 +97,17 @@ class Canonical {
     }
     if (object instanceof Promise) throw new UnkeyableValue("a Promise");
     return this.instance(object, proto);
+  }
+
+  /**
+   * A subclass of a built-in value type (a Date that carries a zone, an Array with methods):
+   * keyed by its own toJSON(), else refused, since what it adds is not in the built-in's value.
+   */
+  private builtInSubclass(object: object, proto: object): string {
+    const name = (proto as { constructor?: { name?: string } }).constructor?.name || "an unnamed class";
+    const toJSON = (object as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === "function" && !BUILT_IN_TO_JSON.has(toJSON)) return `${name}(${this.of(toJSON.call(object, ""))})`;
+    throw new UnkeyableValue(`an instance of ${name}, a subclass of a built-in type whose added state the key cannot see; give ${name} a toJSON()`);
   }
 
   private instance(object: object, proto: object): string {
@@ -146,6 +158,30 @@ class Canonical {
     }
     throw new UnkeyableValue(`a TypeORM ${kind}`);
   }
+}
+
+const TYPED_ARRAYS = [
+  Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array,
+  BigInt64Array, BigUint64Array,
+];
+
+/** The built-in value types keyed by their value, matched by exact prototype. */
+const BUILT_IN_PROTOTYPES = new Set<object>(
+  [
+    Array, Date, RegExp, Map, Set, URL, URLSearchParams, Number, String, Boolean, BigInt, Promise, ArrayBuffer, SharedArrayBuffer,
+    DataView, Buffer, ...TYPED_ARRAYS,
+  ].map((type) => type.prototype),
+);
+
+const BUILT_IN_TO_JSON = new Set<unknown>([Date.prototype.toJSON, URL.prototype.toJSON, Buffer.prototype.toJSON]);
+
+function isBuiltIn(object: object): boolean {
+  return (
+    Array.isArray(object) || ArrayBuffer.isView(object) || object instanceof Date || object instanceof RegExp || object instanceof Map ||
+    object instanceof Set || object instanceof URL || object instanceof URLSearchParams || object instanceof ArrayBuffer ||
+    object instanceof SharedArrayBuffer || object instanceof Number || object instanceof String || object instanceof Boolean ||
+    object instanceof BigInt || object instanceof Promise
+  );
 }
 
 /** The name TypeORM tags its objects with ("FindOperator", "EntityManager"...), or undefined. */
