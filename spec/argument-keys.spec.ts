@@ -32,6 +32,25 @@ class SerialDate extends ZonedDate {
 
 class IdList extends Array<number> {}
 
+/** What `tsc --target ES2020` emits for a class with a #private field: the state lives in a WeakMap. */
+const DownLevelledPage = new Function(
+  "__classPrivateFieldGet",
+  "__classPrivateFieldSet",
+  `var _DownLevelledPage_number;
+   class DownLevelledPage {
+     constructor(number) {
+       _DownLevelledPage_number.set(this, void 0);
+       __classPrivateFieldSet(this, _DownLevelledPage_number, number, "f");
+     }
+     describe() { return "DownLevelledPage(" + __classPrivateFieldGet(this, _DownLevelledPage_number, "f") + ")"; }
+   }
+   _DownLevelledPage_number = new WeakMap();
+   return DownLevelledPage;`,
+)(
+  (receiver: object, state: WeakMap<object, unknown>) => state.get(receiver),
+  (receiver: object, state: WeakMap<object, unknown>, value: unknown) => state.set(receiver, value),
+) as new (number: number) => object;
+
 class ArgumentRepository extends Repository<Post> {
   /** Returns what it saw of its argument, so a result served for another argument shows. */
   @Cached(60)
@@ -147,6 +166,10 @@ describe("arguments are keyed by their whole value (invariant 8)", () => {
 
     it("a #private field in a parent class is found as well", async () => {
       await expectRefused(new TitlePaging("one").resize(5), /Paging.*#private/);
+    });
+
+    it("#private fields as TypeScript emits them for targets before ES2022 (WeakMaps) are found too", async () => {
+      await expectRefused(new DownLevelledPage(2), /DownLevelledPage.*#private/);
     });
 
     it("a class with toJSON() is keyed by it: page(new Page(3)) is not served page(new Page(1))'s rows", async () => {
