@@ -45,6 +45,8 @@ export interface EntryOptions {
   ttl?: number;
   /** Dependencies beyond the tables the computation is seen to read. */
   dependsOn?: readonly Dependency[];
+  /** wrap(): stores the result even when a query of the computation failed (a fallback). Off by default. */
+  cacheFallback?: boolean;
   /**
    * Refreshes a hot entry shortly before its ttl ends, one caller at a time, instead of letting
    * every caller miss together when it expires (XFetch). `true` means beta 1; a larger beta

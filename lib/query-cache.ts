@@ -6,7 +6,6 @@ import { readIdentity } from "./catalog/database-identity";
 import { LiveCatalog } from "./catalog/live-catalog";
 import {
   CatalogUnavailableError, DataSourceNotInitializedError, InvalidOptionError, SubscriberMissingError, UnknownTableError,
-  UnserializableValueError,
 } from "./errors";
 import type { QueryCacheEvents } from "./events";
 import { Invalidator } from "./invalidation/invalidator";
@@ -64,6 +63,15 @@ export interface FetchPlan {
   earlyRefreshBeta?: number;
   /** Names the computation in warnings: "PostRepository.findPublished". */
   label: string;
+  /** The version that set() and delete() move when they replace the entry: callers depend on it too. */
+  replacedBy?(keys: KeyLayout): string;
+  /** Stores a result computed after a failed query (a fallback). */
+  cacheFallback?: boolean;
+  /**
+   * Refuses a result computed from no query and no dependency at all: for a database read that
+   * means another computation's query served it (DataLoader-style batching), unseen here.
+   */
+  requiresReads?: boolean;
 }
 
 interface Ready {
@@ -76,6 +84,8 @@ interface Ready {
 interface Computed {
   readonly value: unknown;
   readonly deps: readonly string[];
+  /** Why the computation could not be tracked, which its callers inherit. */
+  readonly refusal?: string;
   /** Settles once the store has answered (or at once when nothing was stored). */
   readonly stored: Promise<void>;
 }
@@ -158,10 +168,15 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
   async get<T = unknown>(key: string): Promise<T | undefined> {
     const ready = await this.usable();
     if (!ready) return this.count("misses", key, undefined);
+    const context = this.parentContext();
+    // A cached computation that reads a key depends on its replacement (set, delete) too, hit or miss.
+    context?.addDeps([keyVersion(ready.keys, key)]);
     if (this.guard.down && !(await this.trusted(ready))) return this.count("misses", key, undefined);
     const found = await this.guard.call((store) => store.lookup(ready.keys.user(key), ready.keys.clockKey));
     const value = found?.hit && !this.invalidator.blocks(found.deps) ? this.decodeOrUndefined(ready, splitFreshness(found.value).json, key) : undefined;
     if (!value) return this.count("misses", key, undefined);
+    // ...and on what the value depends on.
+    if (found?.hit) context?.addDeps(found.deps);
     return this.count("hits", key, value.value as T);
   }
 
@@ -182,13 +197,16 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     const encoded = withFreshness(encode(value, ready.classes), { expiresAt: Date.now() + ttl * 1000, computeMs: 0 });
     const stamp = await this.freshStamp(ready);
     if (stamp === undefined) return false;
-    return (await this.putEntry(ready, `set(${key})`, ready.keys.user(key), encoded, deps, stamp, ttl)) === true;
+    const stored = (await this.putEntry(ready, `set(${key})`, ready.keys.user(key), encoded, deps, stamp, ttl)) === true;
+    if (stored) await this.invalidator.invalidate([keyVersion(ready.keys, key)]);
+    return stored;
   }
 
   async delete(key: string): Promise<void> {
     const ready = await this.use();
     this.local?.forget(ready.keys.user(key));
     await this.guard.call((store) => store.delete(ready.keys.user(key)));
+    await this.invalidator.invalidate([keyVersion(ready.keys, key)]);
   }
 
   /**
@@ -197,7 +215,14 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
    */
   wrap<T>(key: string, compute: () => Promise<T> | T, options: EntryOptions = {}): Promise<T> {
     const label = `wrap(${key})`;
-    const plan: FetchPlan = { key: (keys) => keys.user(key), label, ttl: options.ttl, dependsOn: options.dependsOn };
+    const plan: FetchPlan = {
+      key: (keys) => keys.user(key),
+      label,
+      ttl: options.ttl,
+      dependsOn: options.dependsOn,
+      cacheFallback: options.cacheFallback === true,
+      replacedBy: (keys) => keyVersion(keys, key),
+    };
     try {
       plan.earlyRefreshBeta = earlyRefreshBeta(label, options.earlyRefresh);
     } catch (error) {
@@ -268,6 +293,21 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
   }
 
   /**
+   * What names this cache's database and schema, once read: a key of another cache's entry that
+   * takes this DataSource as an argument includes it.
+   * @internal
+   */
+  databaseScope(): string | undefined {
+    // The user-key prefix holds the identity's scope and nothing else that varies.
+    return this.loaded?.keys.user("");
+  }
+
+  /** Settles once the database identity and catalog are read. @internal */
+  async whenReady(): Promise<void> {
+    await this.use();
+  }
+
+  /**
    * The get-or-compute path behind @Cached, cached() and wrap(): a hit is one store round trip;
    * a miss runs compute once per key in this process, tracked, and stores its result if nothing
    * it read was written meanwhile.
@@ -278,7 +318,8 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     if (!this.dataSource.isInitialized) throw new DataSourceNotInitializedError();
     if (!ready) return this.computeAlone(plan, compute);
     const key = plan.key(ready.keys);
-    const parent = tracking.current();
+    const parent = this.parentContext();
+    if (parent && plan.replacedBy) parent.addDeps([plan.replacedBy(ready.keys)]);
     const held = this.local?.get(key);
     if (held) {
       parent?.addDeps(held.deps);
@@ -317,7 +358,7 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
       flight.then(land, land);
     }
     const computed = await run;
-    parent?.addDeps(computed.deps);
+    parent?.absorb(computed.deps, computed.refusal);
     return computed.value;
   }
 
@@ -328,7 +369,7 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     if (freshness && plan.earlyRefreshBeta !== undefined && refreshesEarly(freshness, plan.earlyRefreshBeta)) return undefined;
     const value = this.decodeOrUndefined(ready, json, key);
     if (!value) return undefined;
-    tracking.current()?.addDeps(found.deps);
+    this.parentContext()?.addDeps(found.deps);
     if (freshness) this.keepLocally(ready, key, json, found.deps, freshness.expiresAt, mark);
     this.count("hits", key, undefined);
     return value;
@@ -352,10 +393,42 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
   /** Runs a computation without the store, still tracked so that nested calls behave. */
   private async computeAlone(plan: FetchPlan, compute: () => unknown): Promise<unknown> {
     this.counters.misses++;
-    const context = new TrackingContext(this, (plan.dependsOn?.length ?? 0) > 0);
+    const context = this.trackingContext(plan);
     const value = await tracking.run(context, compute);
-    tracking.current()?.addDeps(context.deps);
+    this.parentContext()?.absorb(context.deps, this.refusal(plan, context));
     return value;
+  }
+
+  /**
+   * The computation this call runs inside, which takes on its dependencies. One of another cache
+   * that does not share this store and namespace could not check them: it is refused instead.
+   */
+  private parentContext(): TrackingContext | undefined {
+    const parent = tracking.current();
+    if (!parent || parent.owner === this || parent.policy.sharesVersions(this)) return parent;
+    parent.refuse("it used a value of another QueryCache whose store or namespace differs, so writes there could not invalidate it");
+    return undefined;
+  }
+
+  private trackingContext(plan: FetchPlan): TrackingContext {
+    return new TrackingContext(this, {
+      vouched: (plan.dependsOn?.length ?? 0) > 0,
+      cacheFallback: plan.cacheFallback === true,
+      sharesVersions: (cache) => cache === this || (cache instanceof QueryCache && cache.store === this.store && cache.options.namespace === this.options.namespace),
+    });
+  }
+
+  /** Why a tracked computation must not be stored (its callers inherit it), or undefined. */
+  private refusal(plan: FetchPlan, context: TrackingContext): string | undefined {
+    if (context.uncacheable) return context.uncacheable;
+    if (plan.requiresReads && !context.sawQuery && context.deps.size === 0 && plan.dependsOn === undefined) {
+      return (
+        "it ran no query and used no cached value, so nothing could invalidate it (when another call's query " +
+        "served it, as with DataLoader, that query was charged to that call); name what it reads with dependsOn, " +
+        "or dependsOn: [] when it reads nothing"
+      );
+    }
+    return undefined;
   }
 
   private freshStamp(ready: Ready): Promise<number | undefined> {
@@ -369,7 +442,8 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
   private keepLocally(ready: Ready, key: string, encoded: string, deps: readonly string[], expiresAt: number, mark: number): void {
     const ttlMs = expiresAt - Date.now();
     if (!this.local || ttlMs <= 0) return;
-    this.local.set(key, decode(encoded, ready.classes), deps, encoded.length, ttlMs, mark);
+    const decoded = this.decodeOrUndefined(ready, encoded, key);
+    if (decoded) this.local.set(key, decoded.value, deps, encoded.length, ttlMs, mark);
   }
 
   /**
@@ -380,23 +454,24 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
   private async compute(ready: Ready, plan: FetchPlan, key: string, compute: () => unknown, stamping: Promise<number | undefined>, mark: number): Promise<Computed> {
     // Taken before the query runs, whatever it reads: that is what makes a stale set impossible.
     const stamp = await stamping;
-    const context = new TrackingContext(this, (plan.dependsOn?.length ?? 0) > 0);
+    const context = this.trackingContext(plan);
     const started = performance.now();
     const value = await tracking.run(context, compute);
     const computeMs = performance.now() - started;
     const deps = [ready.keys.everything, ...context.deps, ...(await this.dependencyKeys(ready, plan.dependsOn, "read"))];
+    const refusal = this.refusal(plan, context);
     const skip = (why?: string): Computed => {
       if (why) this.warnOnce(`${plan.label}: result not cached because ${why}`);
       this.counters.skipped++;
-      return { value, deps, stored: Promise.resolve() };
+      return { value, deps, refusal, stored: Promise.resolve() };
     };
-    if (context.uncacheable) return skip(`${context.uncacheable}.`);
+    if (refusal) return skip(`${refusal}.`);
     let encoded: string;
     try {
       encoded = encode(value, ready.classes);
     } catch (error) {
-      if (!(error instanceof UnserializableValueError)) throw error;
-      return skip(error.message);
+      // encode() reports every value it cannot keep as UnserializableValueError; the value is returned all the same.
+      return skip((error as Error).message);
     }
     if (stamp === undefined || this.invalidator.blocks(deps)) return skip();
     const ttl = checkTtl(`${plan.label}: ttl`, plan.ttl ?? this.options.defaultTtl);
@@ -565,3 +640,7 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
   }
 }
 
+/** The version of a key of the low-level API, moved when set() or delete() replaces its entry. */
+function keyVersion(keys: KeyLayout, key: string): string {
+  return keys.version(`k:${key}`);
+}

@@ -489,7 +489,7 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
 
     async function storedEntry(): Promise<string> {
       await freshAndHit(app, () => posts.corruptible());
-      const keys = await entryKeys("FaithfulRepository<Post>.corruptible#");
+      const keys = await entryKeys(".corruptible#");
       expect(keys).to.have.length(1);
       return keys[0];
     }

@@ -4,7 +4,8 @@ import { registry } from "../typeorm/registry";
 
 /** The cache of the DataSource an object works with: its manager's (repositories), or its own. */
 export function findCache(self: unknown): QueryCache | undefined {
-  if (typeof self !== "object" || self === null) return undefined;
+  // A static method runs with its class as `this`, which may hold the DataSource as a static field.
+  if ((typeof self !== "object" && typeof self !== "function") || self === null) return undefined;
   const o = self as { manager?: { connection?: DataSource }; dataSource?: DataSource; connection?: DataSource };
   return cacheOf(o.manager?.connection) ?? cacheOf(o.dataSource) ?? cacheOf(o.connection) ?? cacheOf(self as DataSource);
 }

@@ -1,6 +1,7 @@
 import { UnserializableValueError } from "../errors";
 import type { ClassRegistry } from "./class-registry";
 import { sameKeys } from "../util/same-keys";
+import { hiddenStateOf } from "./hidden-state";
 
 /**
  * JSON with positional entities. The text is `[shapes, value]`: each shape names a class and the
@@ -24,10 +25,17 @@ const SHAPE_BASE = -10;
 
 type Shape = [tag: string, keys: string[]];
 
+/** Throws UnserializableValueError for any value it cannot store so that it comes back as it went in. */
 export function encode(value: unknown, classes: ClassRegistry): string {
   const encoder = new Encoder(classes);
-  const body = encoder.value(value);
-  return JSON.stringify([encoder.shapes, body]);
+  try {
+    return JSON.stringify([encoder.shapes, encoder.value(value)]);
+  } catch (error) {
+    if (error instanceof UnserializableValueError) throw error;
+    // A stack overflow (deeply nested jsonb) or a getter that throws: the caller still gets the value.
+    const reason = error instanceof RangeError ? "it is nested too deeply to encode" : `reading it failed (${(error as Error)?.message})`;
+    throw encoder.failure(reason);
+  }
 }
 
 export function decode(text: string, classes: ClassRegistry): unknown {
@@ -71,31 +79,42 @@ class Encoder {
     }
   }
 
+  // Built-in types are matched by their exact prototype: a subclass of Array, Date, Map or Set
+  // would come back as its parent, so it is left to entity(), which refuses classes it does not know.
   private object(object: object): unknown {
-    if (Array.isArray(object)) {
-      const out = new Array(object.length);
-      for (let i = 0; i < object.length; i++) out[i] = this.child(i, object[i]);
+    const proto = Object.getPrototypeOf(object);
+    if (proto === Array.prototype) {
+      const array = object as unknown[];
+      const out = new Array(array.length);
+      for (let i = 0; i < array.length; i++) out[i] = this.child(i, array[i]);
       return isMarked(out[0]) ? [ESCAPED, ...out] : out;
     }
-    const proto = Object.getPrototypeOf(object);
-    if (proto === Object.prototype || proto === null) {
+    if (proto === Object.prototype) {
+      this.checkSymbols(object);
       const out: Record<string, unknown> = {};
       for (const key of Object.keys(object)) define(out, key, this.child(key, (object as Record<string, unknown>)[key]));
       return out;
     }
-    if (object instanceof Date) return [DATE, Number.isNaN(object.getTime()) ? null : object.getTime()];
+    if (proto === null) throw this.error("an object without a prototype would come back with Object's");
+    if (proto === Date.prototype) {
+      const time = (object as Date).getTime();
+      return [DATE, Number.isNaN(time) ? null : time];
+    }
     if (Buffer.isBuffer(object)) return [BUFFER, object.toString("base64")];
-    if (object instanceof Uint8Array) return [BYTES, Buffer.from(object.buffer, object.byteOffset, object.byteLength).toString("base64")];
-    if (object instanceof Map) {
+    if (proto === Uint8Array.prototype) {
+      const bytes = object as Uint8Array;
+      return [BYTES, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64")];
+    }
+    if (proto === Map.prototype) {
       const out: unknown[] = [MAP];
       let i = 0;
-      for (const [k, v] of object) out.push(this.child(`<key ${i}>`, k), this.child(`<${i++}>`, v));
+      for (const [k, v] of object as Map<unknown, unknown>) out.push(this.child(`<key ${i}>`, k), this.child(`<${i++}>`, v));
       return out;
     }
-    if (object instanceof Set) {
+    if (proto === Set.prototype) {
       const out: unknown[] = [SET];
       let i = 0;
-      for (const v of object) out.push(this.child(`<${i++}>`, v));
+      for (const v of object as Set<unknown>) out.push(this.child(`<${i++}>`, v));
       return out;
     }
     return this.entity(object);
@@ -108,6 +127,7 @@ class Encoder {
       const name = (type as { name?: string } | undefined)?.name || "an unnamed class";
       throw this.error(`${name} is neither an entity nor embedded class of this DataSource`);
     }
+    this.checkSymbols(object);
     const keys = Object.keys(object);
     const out: unknown[] = [SHAPE_BASE - this.shapeOf(type, tag, keys)];
     for (const key of keys) out.push(this.child(key, (object as Record<string, unknown>)[key]));
@@ -116,7 +136,12 @@ class Encoder {
 
   private shapeOf(type: unknown, tag: string, keys: string[]): number {
     let known = this.byClass.get(type);
-    if (!known) this.byClass.set(type, (known = []));
+    if (!known) {
+      // Cached instances are rebuilt without their constructor, so state only it could set would be lost.
+      const hidden = hiddenStateOf(type as Function);
+      if (hidden) throw this.error(`${hidden}; a cached copy is built without its constructor and would lack them`);
+      this.byClass.set(type, (known = []));
+    }
     for (const shape of known) if (sameKeys(shape.keys, keys)) return shape.index;
     const index = this.shapes.length;
     this.shapes.push([tag, keys]);
@@ -124,11 +149,26 @@ class Encoder {
     return index;
   }
 
+  /** Fields under symbol keys are not stored, so an object that has them would come back without. */
+  private checkSymbols(object: object): void {
+    const symbols = Object.getOwnPropertySymbols(object);
+    if (symbols.length > 0 && symbols.some((symbol) => Object.prototype.propertyIsEnumerable.call(object, symbol))) {
+      throw this.error("it has fields under symbol keys, which would come back without them");
+    }
+  }
+
   private child(step: string | number, value: unknown): unknown {
     this.path.push(step);
     const out = this.value(value);
     this.path.pop();
     return out;
+  }
+
+  /** The error for the value being encoded when something failed below it; long paths are cut short. */
+  failure(reason: string): UnserializableValueError {
+    const steps = this.path.length;
+    if (steps > 20) this.path.splice(10, steps - 10, `<... ${steps - 10} more levels>`);
+    return this.error(reason);
   }
 
   private error(reason: string): UnserializableValueError {

@@ -40,11 +40,11 @@ export class QueryObserver {
     this.followSearchPath(runner, effects, succeeded);
     const after = this.paths.current(runner);
     const context = tracking.current();
-    if (context && context.owner === this.owner) {
+    if (context) {
       if (before !== null || after !== null) {
         context.refuse("it ran on a connection whose search_path was changed, where unqualified names may mean other tables than its key says");
       }
-      await this.track(context, effects, runner);
+      await this.track(context, effects, runner, succeeded);
     }
     if (succeeded && effects.changesCatalog) {
       this.unknownNames.clear();
@@ -133,7 +133,20 @@ export class QueryObserver {
     return deps.length > 0 && this.catalog.failed ? [...deps, this.keys.everything] : deps;
   }
 
-  private async track(context: TrackingContext, effects: StatementEffects, runner: QueryRunner): Promise<void> {
+  private async track(context: TrackingContext, effects: StatementEffects, runner: QueryRunner, succeeded: boolean): Promise<void> {
+    // A computation of another cache reads through this DataSource: what it read can be named only
+    // in version keys that cache checks, which holds when both share one store and namespace.
+    if (context.owner !== this.owner && !context.policy.sharesVersions(this.owner)) {
+      context.refuse(
+        "it ran a query through another DataSource whose QueryCache uses another store or namespace, so writes " +
+          "there could not invalidate it; give both caches one store and namespace",
+      );
+      return;
+    }
+    context.sawQuery = true;
+    if (!succeeded && !context.policy.cacheFallback) {
+      context.refuse("a query in it failed, so what it returned is a fallback; pass cacheFallback: true to cache fallbacks");
+    }
     if (runner.isTransactionActive || this.buffer.isOpen(runner)) context.refuse("it ran inside a transaction");
     const cteNames = new Set(effects.cteNames);
     const opaqueViews: string[] = [];

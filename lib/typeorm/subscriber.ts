@@ -1,4 +1,5 @@
 import { type DataSource, type EntitySubscriberInterface, EventSubscriber } from "typeorm";
+import { tracking } from "../tracking/tracking-context";
 import { registry } from "./registry";
 
 // TypeORM 0.3 declares AfterQueryEvent<Entity> generic without a default, 1.x not generic: this fits both.
@@ -15,7 +16,13 @@ export type QueryEvent = Parameters<NonNullable<EntitySubscriberInterface["after
 export class QueryCacheSubscriber implements EntitySubscriberInterface {
   afterQuery(event: QueryEvent): Promise<void> | void {
     const dataSource = (event as { dataSource?: DataSource }).dataSource ?? event.connection;
-    return registry.listenerOf(dataSource)?.afterQuery(event.query, event.queryRunner, event.success);
+    const listener = registry.listenerOf(dataSource);
+    if (!listener) {
+      // Nothing tracks this DataSource's reads, so a cached computation that made one cannot be kept fresh.
+      tracking.current()?.refuse("it ran a query through a DataSource that has no QueryCache; create one for it with the same store and namespace");
+      return;
+    }
+    return listener.afterQuery(event.query, event.queryRunner, event.success);
   }
 }
 
