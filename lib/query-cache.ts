@@ -487,10 +487,11 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
 
   /**
    * Resolves whether the store took the entry, or undefined when it could not be asked. Entries
-   * over maxValueBytes are not offered.
+   * whose result is over maxValueBytes are not offered: the limit is on the serialized result, not
+   * on the bookkeeping around it, whose length varies with the computation's duration.
    */
   private async putEntry(ready: Ready, label: string, key: string, value: string, deps: readonly string[], stamp: number, ttlSeconds: number): Promise<boolean | undefined> {
-    const tooLarge = Buffer.byteLength(value) > this.options.maxValueBytes;
+    const tooLarge = Buffer.byteLength(splitFreshness(value).json) > this.options.maxValueBytes;
     if (tooLarge) this.warnOnce(`${label}: result not cached because it is larger than maxValueBytes (${this.options.maxValueBytes}).`);
     const stored = tooLarge ? false : await this.guard.call((store) => store.set({ key, value, deps, stamp, ttlSeconds }, ready.keys.clockKey));
     if (stored) this.counters.sets++;

@@ -19,8 +19,6 @@ class Filter {
 describe("unit: stable key (equal arguments share a key, different ones never do)", () => {
   it("is the same for equal data however it was built", () => {
     expect(digest([{ a: 1, b: 2 }])).to.equal(digest([{ b: 2, a: 1 }]));
-    expect(digest([new Map([["x", 1], ["y", 2]])])).to.equal(digest([new Map([["y", 2], ["x", 1]])]));
-    expect(digest([new Set([1, 2])])).to.equal(digest([new Set([2, 1])]));
     expect(digest([new Date(5)])).to.equal(digest([new Date(5)]));
     expect(digest([new Filter("open", 2)])).to.equal(digest([new Filter("open", 2)]));
   });
@@ -30,6 +28,8 @@ describe("unit: stable key (equal arguments share a key, different ones never do
       [], [1], ["1"], [1n], [true], ["true"], [null], [undefined], [Number.NaN], [-0], [0],
       [[1, 2]], [[2, 1]], [{ a: 1 }], [{ a: "1" }], [new Date(1)], [new Date(2)], [Buffer.from("a")],
       [new Map([["a", 1]])], [new Set(["a"])], [{ a: undefined }], [{}],
+      // A method iterating a Map or Set sees its order, so the order is part of the key.
+      [new Map([["x", 1], ["y", 2]])], [new Map([["y", 2], ["x", 1]])], [new Set([1, 2])], [new Set([2, 1])],
       [new Filter("open", 1)], [new Filter("open", 2)], [{ status: "open", page: 1 }],
       [1, 2], [[1], 2], ["a,b"], ["a", "b"],
     ];
