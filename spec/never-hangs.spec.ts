@@ -141,12 +141,49 @@ describe("a cache that cannot open its own connection degrades: queries succeed,
     const redis = await openRedis();
     await dropNamespace(redis, ns);
     redis.disconnect();
+    await admin.query(`DROP SCHEMA IF EXISTS "${ns}_first" CASCADE`);
     await admin.query(`DROP OWNED BY "${role}"`);
     await admin.query(`DROP ROLE "${role}"`);
     await admin.destroy();
   });
 
+  it("when a catalog re-read fails, a write to a table it could not learn succeeds and invalidates every entry", async () => {
+    await admin.query(`ALTER ROLE "${role}" CONNECTION LIMIT 2`);
+    // Unqualified names resolve on this path; without the catalog, "made_later" could be in either schema.
+    await admin.query(`CREATE SCHEMA IF NOT EXISTS "${ns}_first"; GRANT USAGE ON SCHEMA "${ns}_first" TO "${role}"`);
+    const { pgUrl } = await getServices();
+    const url = new URL(pgUrl);
+    url.username = role;
+    const limited = await openPooled(ns, {
+      url: url.toString(),
+      extra: { max: 1, idleTimeoutMillis: 0, options: `-c search_path=${ns}_first,${ns}` },
+    });
+    const healthy = await openPooled(ns);
+    try {
+      await limited.dataSource.query(`SELECT 1`);
+      // The cache's own connection is the role's newest: end it, and leave it no room to come back.
+      await admin.query(`ALTER ROLE "${role}" CONNECTION LIMIT 1`);
+      await admin.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 ORDER BY backend_start DESC LIMIT 1`,
+        [role],
+      );
+      await admin.query(`CREATE TABLE "${ns}"."made_later" (id int); INSERT INTO "${ns}"."made_later" VALUES (1)`);
+      await admin.query(`GRANT ALL ON "${ns}"."made_later" TO "${role}"`);
+      const count = () => healthy.cache.wrap("made-later", () => healthy.dataSource.query(`SELECT count(*)::int AS n FROM "${ns}"."made_later"`));
+      for (let i = 0; i < 3; i++) await count();
+      expect(healthy.cache.stats().hits, "the healthy process caches the new table").to.be.greaterThan(0);
+
+      await within(BOUND_MS, limited.dataSource.query(`INSERT INTO made_later VALUES (2)`), "a write whose catalog read fails");
+      expect(await count(), "the write invalidated what read the table").to.deep.equal([{ n: 2 }]);
+      expect(limited.warnings.join("\n")).to.match(/could not read the database catalog/);
+    } finally {
+      await limited.close();
+      await healthy.close();
+    }
+  });
+
   it("serves fresh results uncached with a warning, and once it can connect, invalidates what the other processes cached", async () => {
+    await admin.query(`ALTER ROLE "${role}" CONNECTION LIMIT 1`);
     const { pgUrl } = await getServices();
     const url = new URL(pgUrl);
     url.username = role;

@@ -16,7 +16,7 @@ interface PgClient {
   connect(): Promise<void>;
   query(sql: string): Promise<{ rows: any[] }>;
   end(): Promise<void>;
-  on(event: "error", listener: (error: Error) => void): void;
+  on(event: "error" | "end", listener: (error?: Error) => void): void;
   ref?(): void;
   unref?(): void;
 }
@@ -73,7 +73,14 @@ export class CatalogConnection implements SqlReader {
       const client = new Client({ ...connectionConfig(this.dataSource), connectionTimeoutMillis: this.timeoutMs });
       // A connection the server or the network closed is opened again by the next query.
       client.on("error", () => this.drop(opening));
-      await bounded(client.connect(), this.timeoutMs, "opening the catalog connection");
+      client.on("end", () => this.drop(opening));
+      try {
+        await bounded(client.connect(), this.timeoutMs, "opening the catalog connection");
+      } catch (error) {
+        // One that connects after all must not stay open, holding a server slot and the process.
+        client.end().catch(() => undefined);
+        throw error;
+      }
       return client;
     })();
     this.client = opening;

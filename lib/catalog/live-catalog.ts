@@ -49,7 +49,8 @@ export class LiveCatalog {
     const tick = async () => {
       try {
         const earlier = await this.get();
-        if ((await fingerprint()) !== earlier.fingerprint) {
+        // A reload that failed is tried again here too: until one succeeds, every write invalidates everything.
+        if (this.failure || (await fingerprint()) !== earlier.fingerprint) {
           const now = await this.reload();
           if (!this.failure) await changed(earlier, now);
         }
