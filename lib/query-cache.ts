@@ -373,7 +373,8 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
    * over maxValueBytes are not offered.
    */
   private async putEntry(ready: Ready, label: string, key: string, value: string, deps: readonly string[], stamp: number, ttlSeconds: number): Promise<boolean | undefined> {
-    const tooLarge = Buffer.byteLength(value) > this.options.maxValueBytes;
+    // The serialized result counts, not the freshness header: its length varies with how long the computation took.
+    const tooLarge = Buffer.byteLength(splitFreshness(value).json) > this.options.maxValueBytes;
     if (tooLarge) this.warnOnce(`${label}: result not cached because it is larger than maxValueBytes (${this.options.maxValueBytes}).`);
     const stored = tooLarge ? false : await this.guard.call((store) => store.set({ key, value, deps, stamp, ttlSeconds }, ready.keys.clockKey));
     if (stored) this.counters.sets++;

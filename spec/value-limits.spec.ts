@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import type { CacheStats } from "../lib";
+import { splitFreshness } from "../lib/serialization/freshness";
 import { Post } from "./support/entities";
 import { type App, dropNamespace, openApp, selectCount, uniqueNamespace } from "./support/fixture";
 import { PostRepository } from "./support/repositories";
@@ -26,7 +27,10 @@ describe("maxValueBytes: a result too large to store is returned to its caller, 
     return { skipped: now.skipped - before.skipped, sets: now.sets - before.sets };
   }
 
-  /** The serialized value held in Redis by the entry whose text contains `marker`, once the calls made before have stored theirs. */
+  /**
+   * The serialized result held in Redis by the entry whose text contains `marker` (without the
+   * entry's header lines), once the calls made before have stored theirs.
+   */
   async function storedValue(marker: string): Promise<string | undefined> {
     await app.cache.settled();
     let cursor = "0";
@@ -35,7 +39,7 @@ describe("maxValueBytes: a result too large to store is returned to its caller, 
       cursor = next;
       for (const key of keys) {
         const text = await app.redis.get(key);
-        const value = text?.slice(text.indexOf("\n") + 1);
+        const value = text === null ? undefined : splitFreshness(text.slice(text.indexOf("\n") + 1)).json;
         if (value?.includes(marker)) return value;
       }
     } while (cursor !== "0");
