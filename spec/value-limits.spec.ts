@@ -27,7 +27,10 @@ describe("maxValueBytes: a result too large to store is returned to its caller, 
     return { skipped: now.skipped - before.skipped, sets: now.sets - before.sets };
   }
 
-  /** The serialized value held in Redis by the entry whose text contains `marker`, once the calls made before have stored theirs. */
+  /**
+   * The serialized result held in Redis by the entry whose text contains `marker` (without the
+   * entry's header lines), once the calls made before have stored theirs.
+   */
   async function storedValue(marker: string): Promise<string | undefined> {
     await app.cache.settled();
     let cursor = "0";
