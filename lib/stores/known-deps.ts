@@ -1,0 +1,25 @@
+/** How many keys' version lists a store remembers for one-round-trip hits. */
+const REMEMBERED_KEYS = 10_000;
+
+/**
+ * The version keys each recently read or written entry named, so that a lookup can read them in
+ * the same round trip as the entry; should the entry name others, a second read fetches those.
+ */
+export class KnownDeps {
+  private readonly deps = new Map<string, readonly string[]>();
+
+  get(key: string): readonly string[] {
+    return this.deps.get(key) ?? [];
+  }
+
+  remember(key: string, deps: readonly string[]): void {
+    if (this.deps.size >= REMEMBERED_KEYS && !this.deps.has(key)) this.deps.clear();
+    this.deps.set(key, deps);
+  }
+}
+
+export function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
