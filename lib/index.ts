@@ -7,6 +7,8 @@ export { NotReplicatedError, RedisStore, type RedisStoreOptions } from "./stores
 export { CircuitOpenError } from "./stores/circuit-breaker";
 export { StoreTimeoutError, StoreUnavailableError } from "./stores/store-guard";
 export { MemoryStore, type MemoryStoreOptions } from "./stores/memory-store";
+export { MemcachedStore, type MemcachedStoreOptions, type MemjsClient } from "./stores/memcached-store";
+export { PostgresStore, type PostgresStoreOptions } from "./stores/postgres-store";
 export type { CacheStore, KeySpace, Lookup, StoreEntry } from "./stores/store";
 export type { Dependency, EntryOptions, QueryCacheOptions } from "./options";
 export {
