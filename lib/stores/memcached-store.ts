@@ -182,7 +182,8 @@ function clearedKey(clockKey: string): string {
 }
 
 function isOptions(client: MemjsClient | MemcachedStoreOptions): client is MemcachedStoreOptions {
-  return "servers" in client;
+  // A memjs Client has a `servers` property too: what tells them apart is that it can send requests.
+  return typeof (client as Partial<MemjsClient>).perform !== "function";
 }
 
 function createClient(options: MemcachedStoreOptions): MemjsClient {
