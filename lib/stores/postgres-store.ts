@@ -80,6 +80,8 @@ export class PostgresStore implements CacheStore {
     if (!Number.isFinite(interval) || interval <= 0) throw new InvalidOptionError(`PostgresStore: cleanupInterval must be a positive number of milliseconds, got ${String(interval)}.`);
     this.timer = setInterval(() => void this.sweep().catch(() => undefined), interval);
     this.timer.unref();
+    // Started now, so the first cached call does not wait for the tables (it would time out).
+    this.setup().catch(() => undefined);
   }
 
   get available(): boolean {
