@@ -16,12 +16,6 @@ export interface MemcachedStoreOptions {
   timeout?: number;
 }
 
-/**
- * A version created because its predecessor was lost (a restart, an eviction) starts this far
- * above the creating instance's wall clock, so that it passes every stamp the lost one handed out
- * as long as the instances' clocks agree within half of it.
- */
-const LOST_CLOCK_MARGIN_US = 1_000_000n;
 /** A version update that keeps losing CAS races gives up and is retried by the Invalidator. */
 const MAX_CAS_ATTEMPTS = 50;
 /** Versions and the clock never expire; Memcached may still evict them, and missing means invalid. */
@@ -34,11 +28,12 @@ const NO_EXPIRY = 0;
  *
  * - The clock is a counter moved by INCREMENT (atomic, so every value it returns is above every
  *   stamp read before). When it is missing (never created, evicted, or the server restarted
- *   empty) INCREMENT creates it at this instance's time in µs plus a margin: Memcached cannot
- *   tell the time, so the client's clock stands in for Redis's server time. Since the counter
- *   moves by one per bump, far fewer than one bump per µs keeps it below real time plus the margin,
- *   so a recreated clock starts above every stamp the lost one handed out, provided the instances'
- *   clocks agree within the margin.
+ *   empty) INCREMENT creates it at this instance's wall-clock time in µs: Memcached has no clock
+ *   a client can read, so the client's stands in for Redis's server time. The counter then moves
+ *   by one per bump, so with fewer than one bump per µs it stays below its creation time plus its
+ *   age: a clock created again after a loss starts above every stamp the lost one handed out,
+ *   provided the instances' wall clocks disagree by less than half the time the lost clock lived
+ *   (NTP keeps them within milliseconds; a clock lives from one loss to the next).
  * - A version moves to a new clock value by a CAS loop (read it with its CAS token, then store the
  *   new value only if nobody changed it; ADD when it is absent), and only ever upwards: of two
  *   concurrent bumps the higher value stays. INCREMENT would need the current value to know by
@@ -140,8 +135,8 @@ export class MemcachedStore implements CacheStore {
   }
 
   private async nextVersion(clockKey: string): Promise<bigint> {
-    const lost = BigInt(Date.now()) * 1000n + LOST_CLOCK_MARGIN_US;
-    return this.memcached.increment(clockKey, 1n, lost);
+    const now = BigInt(Date.now()) * 1000n;
+    return this.memcached.increment(clockKey, 1n, now);
   }
 
   /** Sets a version to `version` unless it is there already or above; never moves it down. */
