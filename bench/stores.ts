@@ -160,7 +160,7 @@ interface RawMemjs {
 
 async function postgresBackend(url: string): Promise<Backend> {
   const schema = `benchstores_${randomUUID().slice(0, 6)}`;
-  const pool = new Pool({ connectionString: url, max: 4 });
+  const pool = new Pool({ connectionString: url, max: 4, options: "-c plan_cache_mode=force_generic_plan" });
   const store = new PostgresStore({ pool, schema });
   await pool.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
   await pool.query(`CREATE UNLOGGED TABLE "${schema}".floor (key text PRIMARY KEY, value text NOT NULL)`);

@@ -6,7 +6,8 @@ import type { CacheStore, KeySpace, Lookup, StoreEntry } from "./store";
 
 export interface PostgresStoreOptions {
   /**
-   * A pool of the store's own. Never the application's (TypeORM's) pool: a cached call looks up
+   * A pool of the store's own (tip: connect it with options "-c plan_cache_mode=force_generic_plan",
+   * as the store does for a pool it opens). Never the application's (TypeORM's) pool: a cached call looks up
    * its entry while the caller may hold a connection of that pool, and must not wait for another.
    */
   pool?: Pool;
@@ -68,6 +69,10 @@ export class PostgresStore implements CacheStore {
         max: options.poolSize ?? 8,
         allowExitOnIdle: true,
         application_name: "typeorm-autocache",
+        // Its statements are prepared once and always look up primary keys: planning them anew on
+        // each call (PostgreSQL's default for the first executions and whenever it hesitates)
+        // costs more than running them.
+        options: "-c plan_cache_mode=force_generic_plan",
       });
       // An idle connection the server drops must not crash the process; the next query reconnects.
       this.pool.on("error", () => undefined);

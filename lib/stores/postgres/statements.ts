@@ -72,11 +72,12 @@ export class Statements {
       END $$;`;
     // One statement, so the entry, the clock and the versions are read in one snapshot.
     this.lookup = `
-      SELECT (SELECT version FROM ${versions} WHERE key = $2) AS clock, e.stamp, e.deps, e.value,
-             e.expires_at <= now() AS expired,
+      SELECT c.version AS clock, e.stamp, e.deps, e.value, e.expires_at <= now() AS expired,
              ARRAY(SELECT v.version FROM unnest(e.deps) WITH ORDINALITY AS d(key, n)
                      LEFT JOIN ${versions} v ON v.key = d.key ORDER BY d.n) AS versions
-        FROM (SELECT 1) AS one LEFT JOIN ${entries} e ON e.key = $1`;
+        FROM (VALUES ($1::text, $2::text)) AS wanted(key, clock)
+        LEFT JOIN ${entries} e ON e.key = wanted.key
+        LEFT JOIN ${versions} c ON c.key = wanted.clock`;
     this.stamp = `SELECT version FROM ${versions} WHERE key = $1`;
     this.set = `
       INSERT INTO ${entries} (key, stamp, deps, value, expires_at)
