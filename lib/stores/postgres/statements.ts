@@ -70,11 +70,12 @@ export class Statements {
         END IF;
         RETURN NOT outdated;
       END $$;`;
-    // One statement, so the entry, the clock and the versions are read in one snapshot.
+    // One statement, so the entry, the clock and the versions are read in one snapshot; each
+    // version by its primary key (a join would scan the versions table, which grows with the tables).
     this.lookup = `
       SELECT c.version AS clock, e.stamp, e.deps, e.value, e.expires_at <= now() AS expired,
-             ARRAY(SELECT v.version FROM unnest(e.deps) WITH ORDINALITY AS d(key, n)
-                     LEFT JOIN ${versions} v ON v.key = d.key ORDER BY d.n) AS versions
+             ARRAY(SELECT (SELECT v.version FROM ${versions} v WHERE v.key = d.key)
+                     FROM unnest(e.deps) WITH ORDINALITY AS d(key, n) ORDER BY d.n) AS versions
         FROM (VALUES ($1::text, $2::text)) AS wanted(key, clock)
         LEFT JOIN ${entries} e ON e.key = wanted.key
         LEFT JOIN ${versions} c ON c.key = wanted.clock`;
