@@ -195,6 +195,20 @@ describe("MemcachedStore: the version protocol over Memcached, and what it keeps
       expect(await store.set({ key: k.entry("big"), value: "x".repeat(2 * 1024 * 1024), deps: [k.a], stamp, ttlSeconds: 60 }, k.clock)).to.equal(false);
     });
 
+    it("keeps answering past a client's 2^31st request, where memjs's own request numbers overflow", async () => {
+      const client = memjs.Client.create(server.address, { logger: { log: () => undefined } }) as MemjsClient;
+      client.seq = 2 ** 31 - 3;
+      const store = new MemcachedStore(client);
+      const k = keys();
+      try {
+        await stored(store, k.clock, k.entry(), [k.a]);
+        expect((await store.lookup(k.entry(), k.clock)).hit).to.equal(true);
+        expect(client.seq).to.be.below(2 ** 31);
+      } finally {
+        client.quit();
+      }
+    });
+
     it("refuses a memjs client that fails over to another server, and needs at least one server", () => {
       const client = memjs.Client.create(server.address, { failover: true }) as unknown as MemjsClient;
       expect(() => new MemcachedStore(client)).to.throw(InvalidOptionError, /failover: false/);

@@ -8,7 +8,6 @@ import { createHash } from "node:crypto";
  */
 export interface MemjsClient {
   seq: number;
-  incrSeq(): void;
   perform(key: string, request: Buffer, seq: number, callback: (error: Error | null, response: MemjsResponse | null) => void): void;
   readonly options: { failover?: boolean };
   quit(): void;
@@ -96,10 +95,19 @@ export class BinaryProtocol {
     if (reply.header.status !== STATUS.ok && reply.header.status !== STATUS.notFound) throw new MemcachedError(`DELETE ${key}`, reply.header.status);
   }
 
+  /**
+   * The request's opaque number, which memjs matches replies by. memjs's own incrSeq wraps it to a
+   * signed 32-bit value, which the header cannot hold after 2^31 requests; this stays in 1..2^31-1.
+   */
+  private nextSeq(): number {
+    const seq = (this.client.seq % 0x7fffffff) + 1;
+    this.client.seq = seq;
+    return seq;
+  }
+
   private send(key: string, opcode: number, extras: Buffer, value: Buffer, cas?: Buffer): Promise<MemjsResponse> {
     const wire = wireKey(key);
-    this.client.incrSeq();
-    const seq = this.client.seq;
+    const seq = this.nextSeq();
     const request = Buffer.alloc(24 + extras.length + wire.length + value.length);
     request.writeUInt8(0x80, 0);
     request.writeUInt8(opcode, 1);
