@@ -13,7 +13,7 @@ export interface PostgresStoreOptions {
   pool?: Pool;
   /** Where the store opens a pool of its own (closed by close()), when no pool is given. */
   connectionString?: string;
-  /** Connections of the pool the store opens. Default 8. */
+  /** Connections of the pool the store opens (a lookup holds one for a single short statement). Default 4. */
   poolSize?: number;
   /** The schema the store's tables live in, created on first use. Give the cache a schema of its own. */
   schema: string;
@@ -66,7 +66,7 @@ export class PostgresStore implements CacheStore {
       const { Pool } = loadPg();
       this.pool = new Pool({
         connectionString: options.connectionString,
-        max: options.poolSize ?? 8,
+        max: options.poolSize ?? 4,
         allowExitOnIdle: true,
         application_name: "typeorm-autocache",
         // Its statements are prepared once and always look up primary keys: planning them anew on

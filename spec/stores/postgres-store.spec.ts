@@ -33,8 +33,11 @@ describe("PostgresStore: the version protocol in UNLOGGED tables, and what it ke
     connectionString = (await getServices()).pgUrl;
     admin = new Pool({ connectionString, max: 2 });
   });
+  // Each test closes the pools it opened: the server's connections are shared with other suites.
+  afterEach(async () => {
+    for (const store of stores.splice(0)) await store.close();
+  });
   after(async () => {
-    for (const store of stores) await store.close();
     for (const schema of schemas) await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
     await admin.end();
   });
@@ -191,7 +194,8 @@ describe("PostgresStore: the version protocol in UNLOGGED tables, and what it ke
     });
   });
 
-  describeThroughQueryCache(async () => open(newSchema()));
+  // Not one of `stores`: the shared checks keep it across their tests and close it themselves.
+  describeThroughQueryCache(async () => new PostgresStore({ schema: newSchema(), connectionString }));
 
   describe("the freshness checker over two instances sharing one PostgresStore schema", () => {
     it("finds no stale and no dirty read in 600 concurrent reads and writes over every path", async () => {
