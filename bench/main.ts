@@ -7,6 +7,7 @@ import { buildRoster } from "./contenders";
 import { fillDependents, memory, profileHits, propagation, stampede } from "./figures";
 import { type Results, markdown, svg } from "./report";
 import { runRounds } from "./rounds";
+import { benchStores } from "./stores";
 import { type Bench, DEPENDENT_COUNTS, LOCAL_MAX_BYTES, NAMESPACE, SCHEMA, openBench } from "./setup";
 
 /**
@@ -67,6 +68,7 @@ async function main(): Promise<void> {
     const stale = await propagation(bench);
     say("  CPU profile of Redis hits...");
     const profile = await profileHits(bench);
+    await benchStores(bench.pgUrl, bench.redisUrl, say);
 
     const results: Results = {
       environment: await environment(bench),

@@ -7,6 +7,8 @@ export { QueryCacheSubscriber } from "./typeorm/subscriber";
 export { RedisStore, type RedisStoreOptions } from "./stores/redis-store";
 export type { CircuitBreakerOptions } from "./stores/circuit-breaker";
 export { MemoryStore, type MemoryStoreOptions } from "./stores/memory-store";
+export { MemcachedStore, type MemcachedStoreOptions, type MemjsClient } from "./stores/memcached-store";
+export { PostgresStore, type PostgresStoreOptions } from "./stores/postgres-store";
 export type { CacheStore, FollowHandlers, KeySpace, Lookup, StoreEntry } from "./stores/store";
 export type { Dependency, EntryOptions, QueryCacheOptions, SetOptions } from "./options";
 export {

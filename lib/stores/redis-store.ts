@@ -1,6 +1,8 @@
 import type { Cluster, Redis } from "ioredis";
 import { InvalidStoreClientError, NotReplicatedError } from "../errors";
 import type { CacheStore, FollowHandlers, KeySpace, Lookup, StoreEntry } from "./store";
+import { formatEntry, judge, type ParsedEntry, parseEntry } from "./entry-text";
+import { KnownDeps } from "./known-deps";
 import { InvalidationFeed } from "./redis/invalidation-feed";
 import { keySlot } from "./redis/key-slot";
 import { isNoScript, LuaScript } from "./redis/scripts";
@@ -11,10 +13,6 @@ const scripts = {
   admit: new LuaScript("admit"),
 };
 
-/** How many keys' version lists a store remembers for one-round-trip hits. */
-const REMEMBERED_KEYS = 10_000;
-
-const HEADER = "ac1 ";
 const SCAN_COUNT = 1000;
 
 export interface RedisStoreOptions {
@@ -56,8 +54,7 @@ export interface RedisStoreOptions {
  */
 export class RedisStore implements CacheStore {
   private readonly replicaTimeout: number;
-  /** The version keys each recently read or written entry named, to read them beside the entry. */
-  private readonly knownDeps = new Map<string, readonly string[]>();
+  private readonly knownDeps = new KnownDeps();
 
   constructor(
     readonly redis: Redis | Cluster,
@@ -74,12 +71,12 @@ export class RedisStore implements CacheStore {
 
   async lookup(key: string, clockKey: string): Promise<Lookup> {
     if (isCluster(this.redis)) return this.lookupInCluster(this.redis, key, clockKey);
-    const expected = this.knownDeps.get(key) ?? [];
+    const expected = this.knownDeps.get(key);
     // One MGET reads the entry, the clock and the versions at one instant.
     const [stored, clock, ...versions] = await this.redis.mget(key, clockKey, ...expected);
     const entry = stored === null ? undefined : parseEntry(stored);
     if (!entry) return { hit: false, stamp: Number(clock ?? 0) };
-    this.remember(key, entry.deps);
+    this.knownDeps.remember(key, entry.deps);
     if (!sameKeys(entry.deps, expected)) return this.checkVersions(this.redis, clockKey, entry);
     return judge(entry, clock, versions);
   }
@@ -89,9 +86,9 @@ export class RedisStore implements CacheStore {
   }
 
   async set(entry: StoreEntry, clockKey: string): Promise<boolean> {
-    const stored = `${HEADER}${entry.stamp} ${entry.deps.join(" ")}\n${entry.value}`;
+    const stored = formatEntry(entry.stamp, entry.deps, entry.value);
     const admit = () => scripts.admit.run(this.redis, [clockKey, ...entry.deps], [entry.stamp]);
-    this.remember(entry.key, entry.deps);
+    this.knownDeps.remember(entry.key, entry.deps);
     if (isCluster(this.redis)) {
       if (entry.deps.length > 0 && (await admit()) !== 1) return false;
       await this.redis.set(entry.key, stored, "EX", entry.ttlSeconds);
@@ -159,11 +156,6 @@ export class RedisStore implements CacheStore {
     return judge(entry, clock, versions);
   }
 
-  private remember(key: string, deps: readonly string[]): void {
-    if (this.knownDeps.size >= REMEMBERED_KEYS && !this.knownDeps.has(key)) this.knownDeps.clear();
-    this.knownDeps.set(key, deps);
-  }
-
   /**
    * How many replicas ioredis knows (from CLUSTER SLOTS) for the master that holds this key. A
    * replica attached since the client last refreshed its slots is not waited for until it does.
@@ -194,32 +186,6 @@ export class RedisStore implements CacheStore {
 
 function isCluster(redis: Redis | Cluster): redis is Cluster {
   return redis.isCluster;
-}
-
-/**
- * An entry is current while every version it names exists and is not newer than its stamp; the
- * versions were read after the entry, and only move forward, so that holds at the time they were
- * read. A missing version may have been bumped and lost, so it counts as newer.
- */
-function judge(entry: ParsedEntry, clock: string | null, versions: readonly (string | null)[]): Lookup {
-  const stamp = Number(entry.stamp);
-  for (const v of versions) if (v === null || Number(v) > stamp) return { hit: false, stamp: Number(clock ?? 0) };
-  return { hit: true, value: entry.value, deps: entry.deps };
-}
-
-interface ParsedEntry {
-  readonly stamp: string;
-  readonly deps: string[];
-  readonly value: string;
-}
-
-/** Splits "ac1 <stamp> <version key>...\n<payload>"; undefined when the text is not an entry. */
-function parseEntry(stored: string): ParsedEntry | undefined {
-  const nl = stored.indexOf("\n");
-  if (nl < 0 || !stored.startsWith(HEADER)) return undefined;
-  const [stamp, ...deps] = stored.slice(HEADER.length, nl).split(" ").filter((word) => word !== "");
-  if (stamp === undefined || !/^\d+$/.test(stamp)) return undefined;
-  return { stamp, deps, value: stored.slice(nl + 1) };
 }
 
 function commonPrefix(a: string, b: string): string {
