@@ -113,7 +113,10 @@ export class MemcachedStore implements CacheStore {
 
   async bump(versionKeys: readonly string[], clockKey: string): Promise<void> {
     if (versionKeys.length === 0) return;
-    await this.raise(versionKeys, clockKey);
+    // Every entry also depends on the namespace's cleared mark: a bump creates it where it is
+    // missing (never cleared, or evicted), above every stamp handed out, so that an entry stamped
+    // after this bump can be admitted.
+    await this.raise(versionKeys, clockKey, [clearedKey(clockKey)]);
   }
 
   async delete(key: string): Promise<void> {
@@ -129,10 +132,16 @@ export class MemcachedStore implements CacheStore {
     if (this.owned) this.memcached.client.quit();
   }
 
-  /** Moves the clock past every stamp handed out so far, then each version up to it. */
-  private async raise(versionKeys: readonly string[], clockKey: string): Promise<void> {
-    const [version, current] = await Promise.all([this.nextVersion(clockKey), this.memcached.getAll(versionKeys)]);
-    await Promise.all(versionKeys.map((key, i) => this.raiseTo(key, version, current[i])));
+  /**
+   * Moves the clock past every stamp handed out so far, then each version up to it; the `ensure`
+   * keys are only created at it, where they are missing.
+   */
+  private async raise(versionKeys: readonly string[], clockKey: string, ensure: readonly string[] = []): Promise<void> {
+    const [version, current] = await Promise.all([this.nextVersion(clockKey), this.memcached.getAll([...versionKeys, ...ensure])]);
+    await Promise.all([
+      ...versionKeys.map((key, i) => this.raiseTo(key, version, current[i])),
+      ...ensure.filter((_, i) => current[versionKeys.length + i] === null).map((key) => this.raiseTo(key, version, null)),
+    ]);
   }
 
   private async nextVersion(clockKey: string): Promise<bigint> {

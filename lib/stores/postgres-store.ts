@@ -100,7 +100,7 @@ export class PostgresStore implements CacheStore {
       void this.query("deleteExpired", [key]).catch(() => undefined);
       return { hit: false, stamp: Number(row.clock ?? 0) };
     }
-    return judge({ stamp: String(row.stamp), deps: row.deps, value: row.value }, row.clock, row.versions);
+    return judge({ stamp: String(row.stamp), deps: row.deps, value: (row.value as Buffer).toString("utf8") }, row.clock, row.versions);
   }
 
   async stamp(clockKey: string): Promise<number> {
@@ -109,7 +109,8 @@ export class PostgresStore implements CacheStore {
   }
 
   async set(entry: StoreEntry, clockKey: string): Promise<boolean> {
-    const result = await this.run("set", [entry.key, entry.stamp, entry.deps, entry.value, entry.ttlSeconds, clockKey]);
+    // bytea, not text: a store keeps any string, and PostgreSQL's text cannot hold U+0000.
+    const result = await this.run("set", [entry.key, entry.stamp, entry.deps, Buffer.from(entry.value, "utf8"), entry.ttlSeconds, clockKey]);
     return result.rowCount === 1;
   }
 

@@ -30,7 +30,7 @@ export class Statements {
       CREATE SCHEMA IF NOT EXISTS ${s};
       CREATE UNLOGGED TABLE IF NOT EXISTS ${versions} (key text PRIMARY KEY, version bigint NOT NULL);
       CREATE UNLOGGED TABLE IF NOT EXISTS ${entries} (
-        key text PRIMARY KEY, stamp bigint NOT NULL, deps text[] NOT NULL, value text NOT NULL, expires_at timestamptz NOT NULL);
+        key text PRIMARY KEY, stamp bigint NOT NULL, deps text[] NOT NULL, value bytea NOT NULL, expires_at timestamptz NOT NULL);
       CREATE INDEX IF NOT EXISTS autocache_entries_expiry ON ${entries} (expires_at);
 
       -- A version above every stamp handed out so far, recorded as the new clock; at least the
