@@ -12,6 +12,7 @@ export type { Dependency, EntryOptions, QueryCacheOptions } from "./options";
 export {
   AutocacheError,
   CacheNotFoundError,
+  ChangeFeedSetupError,
   DataSourceNotInitializedError,
   DuplicateCacheError,
   InvalidOptionError,
@@ -19,3 +20,6 @@ export {
   UnkeyableArgumentError,
   UnserializableValueError,
 } from "./errors";
+export { ChangeFeed, type ChangeFeedEvents, type Delivery } from "./change-feed/change-feed";
+export type { ChangeFeedOptions } from "./change-feed/feed-options";
+export type { SlotLag } from "./change-feed/slot-setup";
