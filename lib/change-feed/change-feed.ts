@@ -160,6 +160,9 @@ export class ChangeFeed extends EventEmitter {
   /** Sessions one after another: each ends when the connection breaks or the slot is held elsewhere. */
   private async run(): Promise<void> {
     while (!this.stopped) {
+      // Streaming more than can be delivered would only grow the backlog.
+      await this.delivering;
+      if (this.stopped) break;
       const failure = await this.session();
       if (this.stopped) break;
       if (failure && isSlotInUse(failure)) {
@@ -263,6 +266,16 @@ export class ChangeFeed extends EventEmitter {
         this.inFlight = false;
       }
       if (!delivered) {
+        if (retryIn === DELIVERY_RETRY_FIRST_MS) {
+          this.emit(
+            "feedError",
+            new Error(`ChangeFeed: the invalidations of ${batch.transactions} transaction(s) did not reach the store; retrying, with the stream paused and the slot not confirmed past them.`),
+          );
+          // A server shutting down waits for its logical consumers to confirm all it sent, and a
+          // delivery may wait on that server (the catalog): letting go of the stream ends the wait
+          // on both sides. The slot keeps everything; another instance may take it meanwhile.
+          void this.service?.stop();
+        }
         this.backlog.putBack(batch);
         await new Promise((resolve) => setTimeout(resolve, retryIn).unref());
         retryIn = Math.min(retryIn * 2, DELIVERY_RETRY_MAX_MS);
