@@ -23,6 +23,8 @@ export interface EnvironmentOptions {
    */
   connect?: () => Promise<Redis | Cluster>;
   cache?: Partial<Omit<QueryCacheOptions, "dataSource" | "store" | "namespace">>;
+  /** A PostgreSQL other than the shared test one (one with wal_level=logical, say). */
+  pgUrl?: string;
 }
 
 /**
@@ -42,7 +44,7 @@ export class Environment {
   ) {}
 
   static async open(options: EnvironmentOptions = {}): Promise<Environment> {
-    const { pgUrl } = await getServices();
+    const pgUrl = options.pgUrl ?? (await getServices()).pgUrl;
     const namespace = uniqueNamespace();
     const apps: FreshApp[] = [];
     const stores: ReturnType<StoreFactory>[] = [];
@@ -151,6 +153,7 @@ export interface FreshnessOptions {
   readonly progressEveryMs?: number;
   readonly connect?: EnvironmentOptions["connect"];
   readonly cache?: EnvironmentOptions["cache"];
+  readonly pgUrl?: string;
   /** Runs beside the workload (a fault injected mid-run, say); the run ends when both have. */
   readonly during?: (env: Environment) => Promise<void>;
 }
@@ -181,7 +184,7 @@ export interface FreshnessReport {
 export async function runFreshness(options: FreshnessOptions): Promise<FreshnessReport> {
   const profile = { ...DEFAULT_PROFILE, ...options.profile };
   const began = Date.now();
-  const env = await Environment.open({ store: options.store, profile, connect: options.connect, cache: options.cache });
+  const env = await Environment.open({ store: options.store, profile, connect: options.connect, cache: options.cache, pgUrl: options.pgUrl });
   try {
     // Both settle before anything is torn down, whichever fails first.
     const outcomes = await Promise.allSettled([
