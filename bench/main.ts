@@ -4,6 +4,7 @@ import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { buildRoster } from "./contenders";
+import { benchChangeFeed } from "./feed";
 import { fillDependents, memory, profileHits, propagation, stampede } from "./figures";
 import { type Results, markdown, svg } from "./report";
 import { runRounds } from "./rounds";
@@ -67,6 +68,7 @@ async function main(): Promise<void> {
     const stale = await propagation(bench);
     say("  CPU profile of Redis hits...");
     const profile = await profileHits(bench);
+    const changeFeed = await benchChangeFeed(say);
 
     const results: Results = {
       environment: await environment(bench),
@@ -86,7 +88,7 @@ async function main(): Promise<void> {
       localUnavailable: bench.localUnavailable,
       cacheErrors: bench.cacheErrors,
     };
-    const report = markdown(results);
+    const report = markdown(results) + changeFeed;
     mkdirSync(RESULTS, { recursive: true });
     writeFileSync(join(RESULTS, "latest.md"), report);
     writeFileSync(join(RESULTS, "latest.svg"), svg(results));
