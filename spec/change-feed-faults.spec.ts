@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import Redis from "ioredis";
+import { Client } from "pg";
 import { ChangeFeed } from "../lib";
 import { Post } from "./support/entities";
 import { DeliveryLog, nextEvent, openFeedApp, outsideWrite } from "./support/feed-fixture";
@@ -105,6 +106,49 @@ describe("change feed under faults: nothing committed is lost", function () {
       expect(titles(await posts.findAll())).to.deep.equal(["one", "two", "three", "four"]);
     } finally {
       redisServer.thaw();
+      await feed.dropSlot();
+      await holder.close();
+    }
+  });
+
+  it("confirms exactly a commit's end: a commit right after a delivered one is sent again after a restart", async () => {
+    const slot = nextSlot();
+    const holder = await openFeedApp(pg, ns, { redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }) });
+    let feed = new ChangeFeed({ cache: holder.cache, connection: pg.config, slot, retryInterval: 200 });
+    const first = new Client(pg.config);
+    const second = new Client(pg.config);
+    try {
+      await feed.start();
+      let log = new DeliveryLog(feed);
+      await Promise.all([first.connect(), second.connect()]);
+      expect(titles(await warm(reader, () => posts.findAll()))).to.deep.equal(["one", "two"]);
+      // Two transactions whose rows are written before either commits: the second's COMMIT
+      // record then directly follows the first's in the WAL.
+      for (const [client, title] of [[first, "three"], [second, "four"]] as const) {
+        await client.query("BEGIN");
+        await client.query(`INSERT INTO "${ns}".post (title, published) VALUES ('${title}', true)`);
+      }
+      const xidOf = async (client: Client) => Number((await client.query(`SELECT (pg_current_xact_id()::text::bigint % 4294967296)::int8 AS xid`)).rows[0].xid);
+      const xid1 = await xidOf(first);
+      const xid2 = await xidOf(second);
+      await first.query("COMMIT");
+      const { delivery } = await log.covering(xid1);
+      redisServer.freeze();
+      const failed = nextEvent(feed, "feedError");
+      const [{ at }] = (await second.query(`SELECT pg_current_wal_insert_lsn()::text AS at`)).rows;
+      await second.query("COMMIT");
+      expect(at, "the second COMMIT record starts where the first ended").to.equal(delivery.lsn);
+      await failed;
+      await feed.stop();
+      redisServer.thaw();
+      feed = new ChangeFeed({ cache: holder.cache, connection: pg.config, slot, retryInterval: 200 });
+      log = new DeliveryLog(feed);
+      await feed.start();
+      await log.covering(xid2);
+      expect(titles(await posts.findAll())).to.deep.equal(["one", "two", "three", "four"]);
+    } finally {
+      redisServer.thaw();
+      await Promise.all([first.end(), second.end()]);
       await feed.dropSlot();
       await holder.close();
     }
