@@ -79,6 +79,7 @@ export class ChangeFeed extends EventEmitter {
   private stopped = true;
   private standingBy = false;
   private firstOutcome?: { resolve(): void; reject(error: Error): void };
+  private starting?: Promise<void>;
   private wake?: () => void;
   private readonly timers: NodeJS.Timeout[] = [];
 
@@ -99,7 +100,14 @@ export class ChangeFeed extends EventEmitter {
    * the server or the role cannot feed it (the message says the SQL that fixes it); once started,
    * it retries on its own whatever breaks, until stop().
    */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.starting ??= this.begin().finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  private async begin(): Promise<void> {
     if (!this.stopped) return;
     try {
       this.replication = await import("pg-logical-replication");
@@ -116,6 +124,7 @@ export class ChangeFeed extends EventEmitter {
       await this.closeAdmin();
       throw error;
     }
+    if (this.stopped) return;
     this.every(STATUS_INTERVAL_MS, () => this.keepAlive());
     this.every(this.options.lagCheckInterval, () => this.checkLag());
   }
@@ -125,6 +134,8 @@ export class ChangeFeed extends EventEmitter {
    * delivered stays in the slot for the next start, here or in another instance.
    */
   async stop(): Promise<void> {
+    // A start under way settles first (as active, standing by, or failed), so it cannot outlive this stop.
+    await this.starting?.catch(() => undefined);
     if (this.stopped) return;
     this.stopped = true;
     for (const timer of this.timers.splice(0)) clearInterval(timer);
