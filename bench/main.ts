@@ -4,6 +4,7 @@ import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { buildRoster } from "./contenders";
+import { benchChangeFeed } from "./feed";
 import { fillDependents, memory, profileHits, propagation, stampede } from "./figures";
 import { type Results, markdown, svg } from "./report";
 import { runRounds } from "./rounds";
@@ -69,6 +70,7 @@ async function main(): Promise<void> {
     say("  CPU profile of Redis hits...");
     const profile = await profileHits(bench);
     await benchStores(bench.pgUrl, bench.redisUrl, say);
+    const changeFeed = await benchChangeFeed(say);
 
     const results: Results = {
       environment: await environment(bench),
@@ -88,7 +90,7 @@ async function main(): Promise<void> {
       localUnavailable: bench.localUnavailable,
       cacheErrors: bench.cacheErrors,
     };
-    const report = markdown(results);
+    const report = markdown(results) + changeFeed;
     mkdirSync(RESULTS, { recursive: true });
     writeFileSync(join(RESULTS, "latest.md"), report);
     writeFileSync(join(RESULTS, "latest.svg"), svg(results));

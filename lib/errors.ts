@@ -171,3 +171,17 @@ export class InvalidStoreClientError extends AutocacheError {
     );
   }
 }
+
+/**
+ * The change feed cannot run against this server as it is set up: wal_level is not logical, or
+ * the publication or slot is missing and this role may not create it. `sql` is what to run (or
+ * set) to fix it, also printed in the message.
+ */
+export class ChangeFeedSetupError extends AutocacheError {
+  constructor(
+    problem: string,
+    readonly sql: string,
+  ) {
+    super(`ChangeFeed: ${problem}. Fix it with:\n  ${sql}\n(see README, "Writes from outside the application").`);
+  }
+}

@@ -14,6 +14,7 @@ export type { Dependency, EntryOptions, QueryCacheOptions, SetOptions } from "./
 export {
   AutocacheError,
   CacheNotFoundError,
+  ChangeFeedSetupError,
   CircuitOpenError,
   DataSourceNotInitializedError,
   DuplicateCacheError,
@@ -25,3 +26,6 @@ export {
   UnkeyableArgumentError,
   UnserializableValueError,
 } from "./errors";
+export { ChangeFeed, type ChangeFeedEvents, type Delivery } from "./change-feed/change-feed";
+export type { ChangeFeedOptions } from "./change-feed/feed-options";
+export type { SlotLag } from "./change-feed/slot-setup";

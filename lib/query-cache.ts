@@ -17,6 +17,7 @@ import { type Dependency, type EntryOptions, type QueryCacheOptions, type Resolv
 import { ClassRegistry } from "./serialization/class-registry";
 import { decode, encode } from "./serialization/codec";
 import { SqlAnalyzer } from "./sql/analyzer";
+import type { RelationName } from "./sql/statement-effects";
 import { MemoryStore } from "./stores/memory-store";
 import type { CacheStore, Lookup } from "./stores/store";
 import { CircuitBreaker } from "./stores/circuit-breaker";
@@ -236,6 +237,24 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
   async invalidate(...targets: Dependency[]): Promise<void> {
     const ready = await this.use();
     await this.invalidator.invalidate(await this.dependencyKeys(ready, targets, "write"));
+  }
+
+  /**
+   * Invalidates what writes to these tables change, as the subscriber does for a write it sees,
+   * and resolves whether that reached the store (if not, it is retried like any other and blocks
+   * what it covers meanwhile). The catalog is read again first when `catalogChanged`, or when a
+   * table is new to it. The change feed's way in.
+   * @internal
+   */
+  async invalidateTables(tables: readonly RelationName[], catalogChanged: boolean): Promise<boolean> {
+    const ready = await this.use();
+    let catalog = await ready.catalog.get();
+    if (catalogChanged || tables.some((table) => !catalog.knows(table))) catalog = await ready.catalog.reload();
+    const keys = new Set<string>();
+    // "merge" covers every kind of row change; what the stream shows (cascaded rows, rows written
+    // by triggers) arrives as changes of their own, so unseen writes do not widen this to everything.
+    for (const table of tables) for (const t of catalog.writeDependencies(catalog.qualify(table), "merge")) keys.add(ready.keys.version(t));
+    return this.invalidator.invalidate(keys);
   }
 
   /**

@@ -23,6 +23,8 @@ export interface EnvironmentOptions {
    */
   connect?: () => Promise<Redis | Cluster>;
   cache?: Partial<Omit<QueryCacheOptions, "dataSource" | "store" | "namespace">>;
+  /** A PostgreSQL other than the shared test one (one with wal_level=logical, say). */
+  pgUrl?: string;
 }
 
 /**
@@ -42,7 +44,7 @@ export class Environment {
   ) {}
 
   static async open(options: EnvironmentOptions = {}): Promise<Environment> {
-    const { pgUrl } = await getServices();
+    const pgUrl = options.pgUrl ?? (await getServices()).pgUrl;
     const namespace = uniqueNamespace();
     const apps: FreshApp[] = [];
     const stores: ReturnType<StoreFactory>[] = [];
@@ -152,6 +154,7 @@ export interface FreshnessOptions {
   readonly progressEveryMs?: number;
   readonly connect?: EnvironmentOptions["connect"];
   readonly cache?: EnvironmentOptions["cache"];
+  readonly pgUrl?: string;
   /**
    * Runs beside the workload (a fault injected mid-run, say, in phases that wait for counts of
    * operations rather than for time). Once it resolves, the workload stops starting operations.
@@ -185,7 +188,7 @@ export interface FreshnessReport {
 export async function runFreshness(options: FreshnessOptions): Promise<FreshnessReport> {
   const profile = { ...DEFAULT_PROFILE, ...options.profile };
   const began = Date.now();
-  const env = await Environment.open({ store: options.store, profile, connect: options.connect, cache: options.cache });
+  const env = await Environment.open({ store: options.store, profile, connect: options.connect, cache: options.cache, pgUrl: options.pgUrl });
   try {
     // Both settle before anything is torn down, whichever fails first.
     let duringEnded = false;

@@ -33,15 +33,17 @@ const createdSchemas = new Set<string>();
  * A DataSource on the test database, in its own PostgreSQL schema (so spec files never touch each
  * other's tables); `fresh` drops and recreates the tables.
  */
-export async function openDataSource(options: { fresh?: boolean; schema?: string; extraEntities?: Function[] } = {}): Promise<DataSource> {
-  const { pgUrl } = await getServices();
+export async function openDataSource(options: { fresh?: boolean; schema?: string; extraEntities?: Function[]; pgUrl?: string } = {}): Promise<DataSource> {
+  // A server of the spec's own (pgUrl) is dropped whole when the spec stops it: its schemas need no cleanup.
+  const shared = options.pgUrl === undefined;
+  const pgUrl = options.pgUrl ?? (await getServices()).pgUrl;
   const schema = options.schema ?? "public";
-  if (!createdSchemas.has(schema)) {
+  if (!shared || !createdSchemas.has(schema)) {
     const setup = new DataSource({ type: "postgres", url: pgUrl });
     await setup.initialize();
     await setup.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
     await setup.destroy();
-    if (schema !== "public") createdSchemas.add(schema);
+    if (shared && schema !== "public") createdSchemas.add(schema);
   }
   const dataSource = new DataSource({
     type: "postgres",
@@ -115,6 +117,8 @@ export interface AppOptions<R extends Redis | Cluster> {
   setUp?: boolean;
   /** False leaves a lazyConnect client unconnected, for the cache to connect (or fail to). */
   connect?: false;
+  /** A PostgreSQL server of the spec's own; default the shared one. */
+  pgUrl?: string;
 }
 
 /** One application instance; its tables live in the schema named after the namespace unless told otherwise. */
