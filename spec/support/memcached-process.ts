@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import net from "node:net";
-import { freePort } from "./redis-process";
+import { answers, freePort } from "../../example/loopback";
 
 /** Every server started by this process, so none outlives it even when a test fails midway. */
 const running = new Set<MemcachedProcess>();
@@ -46,7 +45,7 @@ export class MemcachedProcess {
     this.child = child;
     running.add(this);
     const deadline = Date.now() + 10_000;
-    while (!(await answersVersion(this.port))) {
+    while (!(await answers(this.port, "version", "VERSION"))) {
       if (Date.now() > deadline || child.exitCode !== null) {
         await this.kill();
         throw new Error(`memcached on port ${this.port} did not start: ${stderr}`);
@@ -76,23 +75,4 @@ export class MemcachedProcess {
       // already gone
     }
   }
-}
-
-/** Whether a memcached on this port answers "version", by a raw socket so no client is left behind. */
-function answersVersion(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: "127.0.0.1", port });
-    let reply = "";
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(500, () => done(false));
-    socket.on("error", () => done(false));
-    socket.on("connect", () => socket.write("version\r\n"));
-    socket.on("data", (chunk) => {
-      reply += String(chunk);
-      if (reply.includes("\r\n")) done(reply.startsWith("VERSION"));
-    });
-  });
 }

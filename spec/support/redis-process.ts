@@ -1,9 +1,9 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { answers, freePort } from "../../example/loopback";
 import { requireRedisServer } from "../../example/services";
 import { sleep } from "./wait";
 
@@ -15,18 +15,6 @@ process.once("exit", () => {
   for (const server of running) server.killNow();
 });
 
-/** A port the kernel just handed out on loopback and nobody listens on now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * A throwaway redis-server on a loopback port of its own, without persistence (it restarts
@@ -79,7 +67,7 @@ export class RedisProcess {
     );
     exited.catch(() => undefined);
     const deadline = Date.now() + 10_000;
-    while (!(await answersPing(this.port))) {
+    while (!(await answers(this.port, "PING", "+PONG"))) {
       if (Date.now() > deadline) {
         await this.kill();
         throw new Error(`redis-server on port ${this.port} did not start: ${stderr}`);
@@ -135,23 +123,4 @@ export class RedisProcess {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
-}
-
-/** Whether a Redis on this port answers PING, by a raw socket so no client is left behind. */
-function answersPing(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: "127.0.0.1", port });
-    let reply = "";
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(500, () => done(false));
-    socket.on("error", () => done(false));
-    socket.on("connect", () => socket.write("PING\r\n"));
-    socket.on("data", (chunk) => {
-      reply += String(chunk);
-      if (reply.includes("\r\n")) done(reply.startsWith("+PONG"));
-    });
-  });
 }
