@@ -1,6 +1,7 @@
 import "reflect-metadata";
 
 export { QueryCache, type CacheStats } from "./query-cache";
+export type { DetailedStats, MethodStats } from "./metrics/cache-metrics";
 export { Cached, cached, type CachedOptions } from "./decorator/cached";
 export { QueryCacheSubscriber } from "./typeorm/subscriber";
 export { NotReplicatedError, RedisStore, type RedisStoreOptions } from "./stores/redis-store";

@@ -9,6 +9,7 @@ import { TransactionBuffer } from "./invalidation/transaction-buffer";
 import { refreshesEarly, splitFreshness, withFreshness } from "./cache/freshness";
 import { KeyLayout } from "./keys/key-space";
 import { LocalTier } from "./local/local-tier";
+import { CacheMetrics, type DetailedStats } from "./metrics/cache-metrics";
 import { type Dependency, type EntryOptions, type QueryCacheOptions, type ResolvedOptions, checkTtl, earlyRefreshBeta, resolveOptions } from "./options";
 import { ClassRegistry } from "./serialization/class-registry";
 import { decode, encode } from "./serialization/codec";
@@ -88,6 +89,8 @@ export class QueryCache extends EventEmitter {
   private readonly local?: LocalTier;
   private follower?: { close(): Promise<void> };
   private closed = false;
+  /** @internal */
+  readonly metrics: CacheMetrics;
 
   constructor(options: QueryCacheOptions) {
     super();
@@ -95,6 +98,7 @@ export class QueryCache extends EventEmitter {
     this.dataSource = this.options.dataSource;
     this.store = options.store ?? new MemoryStore();
     this.guard = new StoreGuard(this.store, this.options.storeTimeout, (error) => this.storeError(error));
+    this.metrics = new CacheMetrics(this.options.namespace, { breakerOpen: () => this.guard.breaker.isOpen, local: () => this.local?.size });
     if (this.options.localMaxBytes !== undefined) {
       if (typeof this.store.follow !== "function") {
         throw new InvalidOptionError("QueryCache: the local tier needs a store that can follow invalidations across processes, such as RedisStore.");
@@ -104,8 +108,9 @@ export class QueryCache extends EventEmitter {
     // Bumps are announced whether or not this process keeps a local tier: others may.
     this.invalidator = new Invalidator(this.guard, KeyLayout.clockKey(this.options.namespace), KeyLayout.channel(this.options.namespace), {
       settle: (keys) => this.local?.drop(keys),
-      delivered: (count) => {
-        this.counters.invalidations += count;
+      delivered: (keys) => {
+        this.counters.invalidations += keys.length;
+        this.metrics.invalidated(keys);
       },
       failed: (error) => this.storeError(error),
     });
@@ -178,8 +183,11 @@ export class QueryCache extends EventEmitter {
     await this.store.clear(ready.keys);
   }
 
-  stats(): CacheStats {
-    return { ...this.counters };
+  /** The counters; with `{ byMethod: true }`, also per method, per table, and the breaker and local tier. */
+  stats(options: { byMethod: true }): CacheStats & DetailedStats;
+  stats(): CacheStats;
+  stats(options?: { byMethod?: boolean }): CacheStats | (CacheStats & DetailedStats) {
+    return options?.byMethod ? { ...this.counters, ...this.metrics.detailed() } : { ...this.counters };
   }
 
   /** Detaches from the DataSource; the store (and its Redis client) stays open for its owner to close. */
@@ -191,6 +199,7 @@ export class QueryCache extends EventEmitter {
     this.invalidator.stop();
     await this.follower?.close();
     registry.unbind(this.dataSource, this);
+    this.metrics.close();
   }
 
   /**
@@ -200,6 +209,7 @@ export class QueryCache extends EventEmitter {
    * @internal
    */
   async fetch(plan: FetchPlan, compute: () => unknown): Promise<unknown> {
+    const started = performance.now();
     const ready = this.loaded ?? (await this.use());
     if (!this.dataSource.isInitialized) throw new DataSourceNotInitializedError();
     const key = plan.key(ready.keys);
@@ -207,14 +217,15 @@ export class QueryCache extends EventEmitter {
     const held = this.local?.get(key);
     if (held) {
       parent?.addDeps(held.deps);
+      this.metrics.hit(plan.label, started);
       return this.count("hits", key, held.value);
     }
     // Checked before awaiting, so a hit pays no extra turn of the microtask queue.
-    if (this.guard.down && !(await this.trusted(ready))) return this.computeAlone(plan, compute);
+    if (this.guard.down && !(await this.trusted(ready))) return this.computeAlone(plan, compute, started);
     let mark = this.local?.mark() ?? 0;
     let found = await this.guard.call((store) => store.lookup(key, ready.keys.clockKey));
     let hit = this.served(ready, plan, key, found, mark);
-    if (hit) return hit.value;
+    if (hit) return this.metrics.hit(plan.label, started), hit.value;
     // Concurrent misses on one key wait for one computation, then read the store again: a value
     // computed before a write that returned after they arrived must not reach them, and only the
     // store's version check knows. A cold key thus costs one computation, not one per caller.
@@ -226,7 +237,7 @@ export class QueryCache extends EventEmitter {
       found = await this.guard.call((store) => store.lookup(key, ready.keys.clockKey));
       // What a flight stored is fresh from the store's point of view: it is not refreshed early again.
       hit = this.served(ready, { ...plan, earlyRefreshBeta: undefined }, key, found, mark);
-      if (hit) return hit.value;
+      if (hit) return this.metrics.hit(plan.label, started), hit.value;
     }
     // An unreadable entry, or one refreshed early, was a hit to the store: a fresh stamp lets the
     // recomputed value replace it.
@@ -241,7 +252,11 @@ export class QueryCache extends EventEmitter {
       };
       flight.then(land, land);
     }
-    const computed = await run;
+    const computed = await run.catch((error: unknown) => {
+      this.metrics.failed(plan.label);
+      throw error;
+    });
+    this.metrics.miss(plan.label, started);
     parent?.addDeps(computed.deps);
     return computed.value;
   }
@@ -275,10 +290,11 @@ export class QueryCache extends EventEmitter {
   }
 
   /** Runs a computation without the store, still tracked so that nested calls behave. */
-  private async computeAlone(plan: FetchPlan, compute: () => unknown): Promise<unknown> {
+  private async computeAlone(plan: FetchPlan, compute: () => unknown, started: number): Promise<unknown> {
     this.counters.misses++;
     const context = new TrackingContext(this, (plan.dependsOn?.length ?? 0) > 0);
     const value = await tracking.run(context, compute);
+    this.metrics.miss(plan.label, started);
     tracking.current()?.addDeps(context.deps);
     return value;
   }
@@ -307,12 +323,13 @@ export class QueryCache extends EventEmitter {
     const stamp = await stamping;
     const context = new TrackingContext(this, (plan.dependsOn?.length ?? 0) > 0);
     const started = performance.now();
-    const value = await tracking.run(context, compute);
+    const value = await this.metrics.compute(plan.label, key, async () => tracking.run(context, compute), () => context.deps);
     const computeMs = performance.now() - started;
     const deps = [ready.keys.everything, ...context.deps, ...(await this.dependencyKeys(ready, plan.dependsOn, "read"))];
     const skip = (why?: string): Computed => {
       if (why) this.warnOnce(`${plan.label}: result not cached because ${why}`);
       this.counters.skipped++;
+      this.metrics.stored(plan.label, false);
       return { value, deps, stored: Promise.resolve() };
     };
     if (context.uncacheable) return skip(`${context.uncacheable}.`);
@@ -345,6 +362,7 @@ export class QueryCache extends EventEmitter {
     const stored = tooLarge ? false : await this.guard.call((store) => store.set({ key, value, deps, stamp, ttlSeconds }, ready.keys.clockKey));
     if (stored) this.counters.sets++;
     else this.counters.skipped++;
+    this.metrics.stored(label, stored === true);
     return stored;
   }
 
@@ -430,6 +448,7 @@ export class QueryCache extends EventEmitter {
 
   private storeError(error: Error): void {
     this.counters.errors++;
+    this.metrics.storeError(error);
     this.emit("storeError", error);
   }
 

@@ -24,7 +24,7 @@ export class Invalidator {
        * and whatever was read back from the store while delivery was under way goes too.
        */
       settle(keys: readonly string[]): void;
-      delivered(count: number): void;
+      delivered(keys: readonly string[]): void;
       failed(error: Error): void;
     },
   ) {}
@@ -37,7 +37,7 @@ export class Invalidator {
     try {
       await this.guard.strict((store) => store.bump(keys, this.clockKey, this.channel));
       this.hooks.settle(keys);
-      this.hooks.delivered(keys.length);
+      this.hooks.delivered(keys);
       return true;
     } catch (error) {
       for (const key of keys) this.pending.add(key);
@@ -66,7 +66,7 @@ export class Invalidator {
       await this.guard.strict((store) => store.bump(keys, this.clockKey, this.channel));
       for (const key of keys) this.pending.delete(key);
       this.hooks.settle(keys);
-      this.hooks.delivered(keys.length);
+      this.hooks.delivered(keys);
       this.retryDelay = RETRY_FIRST_MS;
       return this.pending.size === 0;
     } catch (error) {
