@@ -145,7 +145,7 @@ async function startNest(onFastify: boolean, options: HttpAppOptions, redis: Red
     providers: [PostsService],
   })
   class AppModule {}
-  const app = await NestFactory.create(AppModule, onFastify ? new FastifyAdapter() : new ExpressAdapter(), { logger: false });
+  const app = await NestFactory.create(AppModule, onFastify ? new FastifyAdapter() : new ExpressAdapter(), { logger: false, abortOnError: false });
   await app.listen(0, "127.0.0.1");
   return {
     url: (await app.getUrl()).replace("[::1]", "127.0.0.1"),
