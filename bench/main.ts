@@ -4,6 +4,7 @@ import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { buildRoster } from "./contenders";
+import { benchPages } from "./page";
 import { fillDependents, memory, profileHits, propagation, stampede } from "./figures";
 import { type Results, markdown, svg } from "./report";
 import { runRounds } from "./rounds";
@@ -67,6 +68,7 @@ async function main(): Promise<void> {
     const stale = await propagation(bench);
     say("  CPU profile of Redis hits...");
     const profile = await profileHits(bench);
+    const pages = await benchPages(bench);
 
     const results: Results = {
       environment: await environment(bench),
@@ -93,6 +95,7 @@ async function main(): Promise<void> {
     say("");
     say(report);
     say(`Written to bench/results/latest.md and latest.svg (${elapsed()}).`);
+    for (const line of pages) say(line);
   } finally {
     say(`Removing schema "${SCHEMA}" and the keys under "${NAMESPACE}:"...`);
     await bench.close();
