@@ -93,6 +93,15 @@ for (const kind of kinds) {
       expect(other.text).to.equal(hit.text);
     });
 
+    it("caches HEAD apart from GET, with no body and the GET's headers", async () => {
+      let head = await get(app, "/posts", {}, "HEAD");
+      for (let i = 0; i < 3 && (head.selects > 0 || i === 0); i++) head = await get(app, "/posts", {}, "HEAD");
+      expect(head.status).to.equal(200);
+      expect(head.selects, "a HEAD served from the cache").to.equal(0);
+      expect(head.text).to.equal("");
+      expect(head.headers.get("content-type")).to.match(/application\/json/);
+    });
+
     it("never caches a response that sets a cookie", async () => {
       for (let i = 0; i < 3; i++) {
         const answer = await get(app, "/session");

@@ -7,25 +7,28 @@ import { registry } from "../typeorm/registry";
  * one its injected repositories or managers use (services), or else the application's default.
  */
 export function findCache(self: unknown): QueryCache | undefined {
-  if (typeof self !== "object" || self === null) return fallback;
+  if (typeof self !== "object" || self === null) return fallbackCache();
   const o = self as { manager?: { connection?: DataSource }; dataSource?: DataSource; connection?: DataSource };
-  return cacheOf(o.manager?.connection) ?? cacheOf(o.dataSource) ?? cacheOf(o.connection) ?? cacheOf(self as DataSource) ?? cacheOf(fieldsDataSource(self)) ?? fallback;
+  return cacheOf(o.manager?.connection) ?? cacheOf(o.dataSource) ?? cacheOf(o.connection) ?? cacheOf(self as DataSource) ?? cacheOf(fieldsDataSource(self)) ?? fallbackCache();
 }
 
-let fallback: QueryCache | undefined;
+/** Registered fallbacks, the latest last: closing one application gives the fallback back to the one before. */
+const fallbacks: QueryCache[] = [];
 
 /**
- * Sets (or, with undefined, clears) the cache @Cached uses when the object leads to none, as
- * QueryCacheModule does for the application's DataSource.
+ * Registers (or, with `registered: false`, removes) a cache @Cached uses when the object leads to
+ * none, as QueryCacheModule does for the application's DataSource.
  * @internal
  */
-export function setFallbackCache(cache: QueryCache | undefined, previous?: QueryCache): void {
-  if (cache !== undefined || fallback === previous) fallback = cache;
+export function setFallbackCache(cache: QueryCache, registered: boolean): void {
+  const at = fallbacks.indexOf(cache);
+  if (at >= 0) fallbacks.splice(at, 1);
+  if (registered) fallbacks.push(cache);
 }
 
 /** @internal */
 export function fallbackCache(): QueryCache | undefined {
-  return fallback;
+  return fallbacks[fallbacks.length - 1];
 }
 
 const fieldSources = new WeakMap<object, DataSource | null>();

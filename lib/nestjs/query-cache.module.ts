@@ -58,7 +58,7 @@ export class QueryCacheModule implements OnApplicationShutdown {
 
   async onApplicationShutdown(): Promise<void> {
     const { cache, ownedRedis } = this.handle;
-    setFallbackCache(undefined, cache);
+    setFallbackCache(cache, false);
     try {
       await cache.close();
     } finally {
@@ -82,7 +82,7 @@ function open(options: QueryCacheModuleOptions, dataSource: DataSource, isDefaul
     ownedRedis?.disconnect();
     throw error;
   }
-  if (isDefault || !fallbackCache()) setFallbackCache(cache);
+  if (isDefault || !fallbackCache()) setFallbackCache(cache, true);
   return { cache, ownedRedis };
 }
 
