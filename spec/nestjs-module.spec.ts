@@ -5,9 +5,9 @@ import { NestFactory } from "@nestjs/core";
 import { getDataSourceToken, InjectRepository, TypeOrmModule } from "@nestjs/typeorm";
 import { expect } from "chai";
 import type Redis from "ioredis";
-import { type DataSource, Repository } from "typeorm";
+import { DataSource, Repository } from "typeorm";
 import { Cached, QueryCache, QueryCacheSubscriber } from "../lib";
-import { InjectQueryCache, QueryCacheModule } from "../lib/nestjs";
+import { attachSubscriber, InjectQueryCache, QueryCacheModule } from "../lib/nestjs";
 import { getServices } from "../example/services";
 import { entities, Post } from "./support/entities";
 import { openDataSource, openRedis, SelectCounter, selectCount, uniqueNamespace } from "./support/fixture";
@@ -147,6 +147,20 @@ describe("QueryCacheModule: the cache of a TypeOrmModule connection, injectable"
       expect(reports.cache.stats().misses, "the reports connection's cache ran the call").to.equal(before + 1);
     } finally {
       await app.close();
+    }
+  });
+
+  it("attachSubscriber on a DataSource not yet initialized keeps the subscriber through initialize()", async () => {
+    const { pgUrl } = await getServices();
+    const dataSource = new DataSource({ type: "postgres", url: pgUrl, schema: ns, entities, subscribers: [SelectCounter] });
+    attachSubscriber(dataSource);
+    attachSubscriber(dataSource);
+    await dataSource.initialize();
+    try {
+      expect(dataSource.subscribers.filter((s) => s instanceof QueryCacheSubscriber)).to.have.length(1);
+      expect(dataSource.subscribers.some((s) => s instanceof SelectCounter)).to.equal(true);
+    } finally {
+      await dataSource.destroy();
     }
   });
 
