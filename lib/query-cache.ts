@@ -225,7 +225,10 @@ export class QueryCache extends EventEmitter {
     let mark = this.local?.mark() ?? 0;
     let found = await this.guard.call((store) => store.lookup(key, ready.keys.clockKey));
     let hit = this.served(ready, plan, key, found, mark);
-    if (hit) return this.metrics.hit(plan.label, started), hit.value;
+    if (hit) {
+      this.metrics.hit(plan.label, started);
+      return hit.value;
+    }
     // Concurrent misses on one key wait for one computation, then read the store again: a value
     // computed before a write that returned after they arrived must not reach them, and only the
     // store's version check knows. A cold key thus costs one computation, not one per caller.
@@ -237,7 +240,10 @@ export class QueryCache extends EventEmitter {
       found = await this.guard.call((store) => store.lookup(key, ready.keys.clockKey));
       // What a flight stored is fresh from the store's point of view: it is not refreshed early again.
       hit = this.served(ready, { ...plan, earlyRefreshBeta: undefined }, key, found, mark);
-      if (hit) return this.metrics.hit(plan.label, started), hit.value;
+      if (hit) {
+        this.metrics.hit(plan.label, started);
+        return hit.value;
+      }
     }
     // An unreadable entry, or one refreshed early, was a hit to the store: a fresh stamp lets the
     // recomputed value replace it.

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { applyDecorators, type CallHandler, type ExecutionContext, Injectable, type NestInterceptor, SetMetadata, UseInterceptors } from "@nestjs/common";
 import { HttpAdapterHost, ModuleRef, Reflector } from "@nestjs/core";
 import { lastValueFrom, type Observable, of } from "rxjs";
+import { InvalidOptionError } from "../errors";
 import type { QueryCache } from "../query-cache";
 import { type CacheResponseOptions, type RequestLike, ResponseCache, type ResponseHeaders } from "../http/response-cache";
 import { getQueryCacheToken } from "./tokens";
@@ -85,7 +86,13 @@ export class ResponseCacheInterceptor implements NestInterceptor {
     if (!responses) {
       const options = this.reflector.getAllAndOverride<CacheResponseDecoratorOptions>(OPTIONS, [handler, context.getClass()]) ?? {};
       const { dataSource, ...rest } = options;
-      const cache = this.moduleRef.get<QueryCache>(getQueryCacheToken(dataSource) as string, { strict: false });
+      let cache: QueryCache;
+      try {
+        cache = this.moduleRef.get<QueryCache>(getQueryCacheToken(dataSource) as string, { strict: false });
+      } catch {
+        const forRoot = dataSource === undefined ? "QueryCacheModule.forRoot({ ... })" : `QueryCacheModule.forRoot({ dataSource: "${dataSource}", ... })`;
+        throw new InvalidOptionError(`@CacheResponse on ${context.getClass().name}.${handler.name}: no QueryCache is provided. Import ${forRoot} in the application module.`);
+      }
       this.caches.set(handler, (responses = new ResponseCache(cache, rest)));
     }
     return responses;
