@@ -139,6 +139,17 @@ for (const kind of kinds) {
       expect(french.headers.get("cache-control")).to.equal("public, max-age=30");
     });
 
+    if (kind.startsWith("nestjs")) {
+      it("does not cache, and never leaves hanging, a handler that answers through @Res() itself", async () => {
+        for (let i = 0; i < 3; i++) {
+          const answer = await get(app, "/raw");
+          expect(answer.status).to.equal(200);
+          expect(JSON.parse(answer.text).posts).to.be.a("number");
+          expect(answer.selects).to.be.greaterThan(0);
+        }
+      });
+    }
+
     it("does not cache a 404", async () => {
       for (let i = 0; i < 2; i++) {
         const answer = await get(app, "/posts/999999");

@@ -37,6 +37,10 @@ interface StoredValue {
 interface PlatformResponse {
   statusCode: number;
   getHeaders(): ResponseHeaders;
+  /** Express's. */
+  headersSent?: boolean;
+  /** Fastify's. */
+  sent?: boolean;
 }
 
 @Injectable()
@@ -60,6 +64,8 @@ export class ResponseCacheInterceptor implements NestInterceptor {
     let produced: unknown;
     const { value: stored, ran } = await responses.fetch<StoredValue>(planned, async () => {
       produced = await lastValueFrom(next.handle(), { defaultValue: undefined });
+      // With @Res() (no passthrough) Nest sends nothing itself: there is no value to replay.
+      if (response.headersSent || response.sent) return { refused: "the handler sent the response itself (@Res() without passthrough)" };
       const refused = responses.refusal(response.statusCode, response.getHeaders());
       if (refused) return { refused };
       return { status: response.statusCode, headers: keptHeaders(response.getHeaders()), value: produced, etag: etagOf(response.statusCode, produced) };

@@ -41,6 +41,7 @@ export interface HttpAppOptions {
  *   GET /session            cached, but it sets a cookie (so it is not)
  *   GET /mine               cached per user: the key rule reads X-User, so Authorization may come along
  *   GET /count              not cached: the number of posts
+ *   GET /raw                (NestJS only) @CacheResponse on a handler that answers through @Res()
  *   POST /posts             { title } inserts a published post
  */
 export async function startHttpApp(kind: HttpAppKind, options: HttpAppOptions): Promise<HttpApp> {
@@ -118,6 +119,15 @@ class PostsController {
   @CacheResponse({ ttl: 60, key: (request: { headers: Record<string, unknown> }) => (typeof request.headers["x-user"] === "string" ? request.headers["x-user"] : undefined) })
   async mine(@Headers("x-user") user: string): Promise<{ user: string; posts: number }> {
     return { user, posts: await this.posts.count() };
+  }
+
+  // Answers through the platform's response itself: nothing for the interceptor to replay.
+  @Get("raw")
+  @CacheResponse({ ttl: 60 })
+  async raw(@Res() response: { json?: (body: unknown) => void; send: (body: unknown) => void }): Promise<void> {
+    const body = { posts: await this.posts.count() };
+    if (response.json) response.json(body);
+    else response.send(body);
   }
 
   @Get("count")
