@@ -1,7 +1,12 @@
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { gzipSync } from "node:zlib";
 import { expect } from "chai";
+import express from "express";
 import type Redis from "ioredis";
+import { cacheResponses } from "../lib/http";
 import { Post } from "./support/entities";
-import { openDataSource, openRedis, selectCount, uniqueNamespace } from "./support/fixture";
+import { type App, openApp, openDataSource, openRedis, selectCount, uniqueNamespace } from "./support/fixture";
 import { type HttpApp, type HttpAppKind, startHttpApp } from "./support/http-apps";
 
 interface Answer {
@@ -174,3 +179,58 @@ for (const kind of kinds) {
     });
   });
 }
+
+describe("whole responses on Express behind a compressing layer", function () {
+  this.timeout(60_000);
+  const ns = uniqueNamespace();
+  let app: App;
+  let server: Server;
+  let url: string;
+
+  /** What compression() does: gzip what the handler writes, and say so when the head goes out. */
+  function gzipLayer(req: IncomingMessage, res: ServerResponse, next: () => void): void {
+    if (!/gzip/.test(String(req.headers["accept-encoding"] ?? ""))) return next();
+    const chunks: Buffer[] = [];
+    const { writeHead, end } = res;
+    res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+      this.setHeader("content-encoding", "gzip");
+      this.removeHeader("content-length");
+      return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
+    } as typeof writeHead;
+    res.write = ((chunk: string | Buffer) => chunks.push(Buffer.from(chunk)) > 0) as typeof res.write;
+    res.end = function (this: ServerResponse, chunk?: unknown) {
+      if (chunk && typeof chunk !== "function") chunks.push(Buffer.from(chunk as string));
+      const body = gzipSync(Buffer.concat(chunks));
+      if (!this.headersSent) this.writeHead(this.statusCode);
+      return (end as (b: Buffer) => ServerResponse).call(this, body);
+    } as typeof res.end;
+    next();
+  }
+
+  before(async () => {
+    app = await openApp(ns, { fresh: true });
+    await app.dataSource.getRepository(Post).insert({ title: "compressed", published: true });
+    const posts = app.dataSource.getRepository(Post);
+    const site = express();
+    site.use(gzipLayer);
+    site.get("/posts", cacheResponses(app.cache, { ttl: 60 }), async (_req, res) => void res.json(await posts.find({ order: { id: "ASC" } })));
+    server = await new Promise<Server>((resolve) => {
+      const s = site.listen(0, "127.0.0.1", () => resolve(s));
+    });
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  after(async () => {
+    await new Promise((resolve) => server?.close(resolve));
+    await app?.close();
+  });
+
+  it("stores what the handler wrote, so a hit is compressed anew for a client that accepts gzip and plain for one that does not", async () => {
+    for (const encoding of ["gzip", "gzip", "gzip", "identity", "gzip"]) {
+      const response = await fetch(`${url}/posts`, { headers: { "accept-encoding": encoding } });
+      expect(response.headers.get("content-encoding") ?? "identity").to.equal(encoding);
+      expect(((await response.json()) as Post[]).map((p) => p.title)).to.deep.equal(["compressed"]);
+    }
+    expect(app.cache.stats({ byMethod: true }).byMethod["GET /posts"].hits).to.be.at.least(2);
+  });
+});

@@ -53,6 +53,10 @@ function capture(
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let refused: string | undefined;
+    // A layer mounted before this one (compression, say) has wrapped the response already: what
+    // is recorded here is its input, so the headers that describe its output are not stored, and
+    // on a hit it runs again and sets them anew.
+    const layered = Object.hasOwn(response, "write") || Object.hasOwn(response, "end");
     const collect = (chunk: unknown, encoding: unknown) => {
       if (chunk === undefined || chunk === null || typeof chunk === "function") return;
       chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string, typeof encoding === "string" ? (encoding as BufferEncoding) : "utf8"));
@@ -74,7 +78,10 @@ function capture(
     } as typeof end;
     response.once("finish", () => {
       refused ??= responses.refusal(response.statusCode, response.getHeaders());
-      resolve(refused ? { refused } : ResponseCache.store(response.statusCode, response.getHeaders(), Buffer.concat(chunks)));
+      if (refused) return resolve({ refused });
+      const headers = response.getHeaders();
+      if (layered) for (const name of ["content-encoding", "content-length"]) delete headers[name];
+      resolve(ResponseCache.store(response.statusCode, headers, Buffer.concat(chunks)));
     });
     // A client that went away before the end: what was sent is not the whole response.
     response.once("close", () => resolve({ refused: "the client closed the connection before the response ended" }));

@@ -4,18 +4,22 @@ import { type RequestLike, ResponseCache, type StoredResponse } from "./response
 /** Sends a stored response on a Node.js response: 304 when the client holds its ETag already. */
 export function sendStored(request: RequestLike, response: ServerResponse, stored: StoredResponse, cacheHeaders: Record<string, string>): void {
   const headers = { ...stored.headers, ...cacheHeaders };
+  // Headers set one by one and sent with the body, as a handler does: a layer in front (a
+  // compressor, say) sees them and may still change them.
   if (ResponseCache.notModified(request, stored.etag)) {
-    response.writeHead(304, notModifiedHeaders(headers));
+    response.statusCode = 304;
+    for (const [name, value] of Object.entries(notModifiedHeaders(headers))) response.setHeader(name, value);
     response.end();
     return;
   }
+  response.statusCode = stored.status;
+  for (const [name, value] of Object.entries(headers)) response.setHeader(name, value);
   // A HEAD entry has no body: its stored Content-Length is the one of the GET it stands for.
   if (request.method === "HEAD") {
-    response.writeHead(stored.status, headers);
     response.end();
     return;
   }
-  response.writeHead(stored.status, { ...headers, "content-length": String(Buffer.byteLength(stored.body)) });
+  response.setHeader("content-length", Buffer.byteLength(stored.body));
   response.end(stored.body);
 }
 
