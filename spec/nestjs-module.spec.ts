@@ -6,11 +6,12 @@ import { getDataSourceToken, InjectRepository, TypeOrmModule } from "@nestjs/typ
 import { expect } from "chai";
 import type Redis from "ioredis";
 import { DataSource, Repository } from "typeorm";
-import { Cached, QueryCache, QueryCacheSubscriber } from "../lib";
+import { Cached, QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
 import { attachSubscriber, InjectQueryCache, QueryCacheModule } from "../lib/nestjs";
 import { getServices } from "../example/services";
 import { entities, Post } from "./support/entities";
-import { openDataSource, openRedis, SelectCounter, selectCount, uniqueNamespace } from "./support/fixture";
+import { openApp, openDataSource, openRedis, SelectCounter, selectCount, uniqueNamespace } from "./support/fixture";
+import { warm } from "./support/warm";
 
 class PostRepository extends Repository<Post> {
   @Cached(60)
@@ -161,6 +162,44 @@ describe("QueryCacheModule: the cache of a TypeOrmModule connection, injectable"
       expect(dataSource.subscribers.some((s) => s instanceof SelectCounter)).to.equal(true);
     } finally {
       await dataSource.destroy();
+    }
+  });
+
+  it("app.close() delivers an invalidation still pending when the app shuts down", async () => {
+    const { pgUrl } = await getServices();
+    const other = await openApp(ns);
+    // Refuses every invalidation until the cache is being closed: only the flush on shutdown can deliver it.
+    let closing = false;
+    const store = new Proxy(new RedisStore(redis), {
+      get(target, property) {
+        if (property === "bump" && !closing) return () => Promise.reject(Object.assign(new Error("bump refused by the spec"), { storeAnswered: true }));
+        const value = Reflect.get(target, property) as unknown;
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    @Module({
+      imports: [
+        TypeOrmModule.forRoot({ type: "postgres", url: pgUrl, schema: ns, entities, logging: false }),
+        QueryCacheModule.forRoot({ store, namespace: ns }),
+      ],
+    })
+    class AppModule {}
+    const app = await NestFactory.createApplicationContext(AppModule, { logger: false, abortOnError: false });
+    try {
+      const cache = app.get(QueryCache);
+      const close = cache.close.bind(cache);
+      cache.close = () => {
+        closing = true;
+        return close();
+      };
+      const theirs = new PostRepository(Post, other.dataSource.manager);
+      const before = (await warm(other, () => theirs.titles())).map((p) => p.title);
+      await app.get<DataSource>(getDataSourceToken()).getRepository(Post).insert({ title: "written before shutdown" });
+      expect((await theirs.titles()).map((p) => p.title), "the invalidation is still pending").to.deep.equal(before);
+      await app.close();
+      expect((await theirs.titles()).map((p) => p.title), "delivered by app.close()").to.include("written before shutdown");
+    } finally {
+      await other.close();
     }
   });
 
