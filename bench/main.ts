@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { buildRoster } from "./contenders";
 import { benchChangeFeed } from "./feed";
+import { benchPages } from "./page";
 import { fillDependents, memory, profileHits, propagation, stampede } from "./figures";
 import { type Results, markdown, svg } from "./report";
 import { runRounds } from "./rounds";
@@ -71,6 +72,7 @@ async function main(): Promise<void> {
     const profile = await profileHits(bench);
     await benchStores(bench.pgUrl, bench.redisUrl, say);
     const changeFeed = await benchChangeFeed(say);
+    const pages = await benchPages(bench);
 
     const results: Results = {
       environment: await environment(bench),
@@ -97,6 +99,7 @@ async function main(): Promise<void> {
     say("");
     say(report);
     say(`Written to bench/results/latest.md and latest.svg (${elapsed()}).`);
+    for (const line of pages) say(line);
   } finally {
     say(`Removing schema "${SCHEMA}" and the keys under "${NAMESPACE}:"...`);
     await bench.close();

@@ -2,6 +2,7 @@ import "reflect-metadata";
 
 export { QueryCache, type CacheHealth, type CacheStats } from "./query-cache";
 export type { QueryCacheEvents } from "./events";
+export type { DetailedStats, MethodStats } from "./metrics/cache-metrics";
 export { Cached, cached, type CachedOptions } from "./decorator/cached";
 export { QueryCacheSubscriber } from "./typeorm/subscriber";
 export { RedisStore, type RedisStoreOptions } from "./stores/redis-store";

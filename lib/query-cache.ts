@@ -14,6 +14,7 @@ import { refreshesEarly, splitFreshness, withFreshness } from "./serialization/f
 import { KeyLayout } from "./keys/key-layout";
 import { LocalTier } from "./local/local-tier";
 import { type Dependency, type EntryOptions, type QueryCacheOptions, type ResolvedOptions, type SetOptions, checkTtl, earlyRefreshBeta, resolveOptions } from "./options";
+import { CacheMetrics, type DetailedStats } from "./metrics/cache-metrics";
 import { ClassRegistry } from "./serialization/class-registry";
 import { decode, encode } from "./serialization/codec";
 import { SqlAnalyzer } from "./sql/analyzer";
@@ -129,6 +130,8 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
    * entry of the database is invalidated as soon as the setup succeeds, before anything is served.
    */
   private blind = false;
+  /** @internal */
+  readonly metrics: CacheMetrics;
 
   constructor(options: QueryCacheOptions) {
     super();
@@ -138,6 +141,7 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     if (hasSubscriber(this.dataSource) === false) throw new SubscriberMissingError();
     this.store = options.store ?? new MemoryStore();
     this.guard = new StoreGuard(this.store, this.options.storeTimeout, (error) => this.storeError(error), new CircuitBreaker(options.circuitBreaker));
+    this.metrics = new CacheMetrics(this.options.namespace, { breakerOpen: () => this.guard.breaker.isOpen, local: () => this.local?.size });
     if (this.options.localMaxBytes !== undefined) {
       if (typeof this.store.follow !== "function") {
         throw new InvalidOptionError("QueryCache: the local tier needs a store that can follow invalidations across processes, such as RedisStore.");
@@ -147,8 +151,9 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     // Bumps are announced whether or not this process keeps a local tier: others may.
     this.invalidator = new Invalidator(this.guard, KeyLayout.clockKey(this.options.namespace), KeyLayout.channel(this.options.namespace), {
       settle: (keys) => this.local?.drop(keys),
-      delivered: (count) => {
-        this.counters.invalidations += count;
+      delivered: (keys) => {
+        this.counters.invalidations += keys.length;
+        this.metrics.invalidated(keys);
       },
       failed: (error) => this.storeError(error),
     });
@@ -271,8 +276,11 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     if (failed) throw failed;
   }
 
-  stats(): CacheStats {
-    return { ...this.counters };
+  /** The counters; with `{ byMethod: true }`, also per method, per table, and the breaker and local tier. */
+  stats(options: { byMethod: true }): CacheStats & DetailedStats;
+  stats(): CacheStats;
+  stats(options?: { byMethod?: boolean }): CacheStats | (CacheStats & DetailedStats) {
+    return options?.byMethod ? { ...this.counters, ...this.metrics.detailed() } : { ...this.counters };
   }
 
   health(): CacheHealth {
@@ -299,6 +307,7 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     registry.unbind(this.dataSource, this);
     this.loaded?.catalog.stop();
     await this.connection.close();
+    this.metrics.close();
   }
 
   /**
@@ -333,23 +342,28 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
    * @internal
    */
   async fetch(plan: FetchPlan, compute: () => unknown): Promise<unknown> {
+    const started = performance.now();
     const ready = this.loaded ?? (await this.usable());
     if (!this.dataSource.isInitialized) throw new DataSourceNotInitializedError();
-    if (!ready) return this.computeAlone(plan, compute);
+    if (!ready) return this.computeAlone(plan, compute, started);
     const key = plan.key(ready.keys);
     const parent = this.parentContext();
     if (parent && plan.replacedBy) parent.addDeps([plan.replacedBy(ready.keys)]);
     const held = this.local?.get(key);
     if (held) {
       parent?.addDeps(held.deps);
+      this.metrics.hit(plan.label, started);
       return this.count("hits", key, held.value);
     }
     // Checked before awaiting, so a hit pays no extra turn of the microtask queue.
-    if (this.guard.down && !(await this.trusted(ready))) return this.computeAlone(plan, compute);
+    if (this.guard.down && !(await this.trusted(ready))) return this.computeAlone(plan, compute, started);
     let mark = this.local?.mark() ?? 0;
     let found = await this.guard.call((store) => store.lookup(key, ready.keys.clockKey));
     let hit = this.served(ready, plan, key, found, mark);
-    if (hit) return hit.value;
+    if (hit) {
+      this.metrics.hit(plan.label, started);
+      return hit.value;
+    }
     // Concurrent misses on one key wait for one computation, then read the store again: a value
     // computed before a write that returned after they arrived must not reach them, and only the
     // store's version check knows. A cold key thus costs one computation, not one per caller.
@@ -361,7 +375,10 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
       found = await this.guard.call((store) => store.lookup(key, ready.keys.clockKey));
       // What a flight stored is fresh from the store's point of view: it is not refreshed early again.
       hit = this.served(ready, { ...plan, earlyRefreshBeta: undefined }, key, found, mark);
-      if (hit) return hit.value;
+      if (hit) {
+        this.metrics.hit(plan.label, started);
+        return hit.value;
+      }
     }
     // An unreadable entry, or one refreshed early, was a hit to the store: a fresh stamp lets the
     // recomputed value replace it.
@@ -376,7 +393,11 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
       };
       flight.then(land, land);
     }
-    const computed = await run;
+    const computed = await run.catch((error: unknown) => {
+      this.metrics.failed(plan.label);
+      throw error;
+    });
+    this.metrics.miss(plan.label, started);
     parent?.absorb(computed.deps, computed.refusal);
     return computed.value;
   }
@@ -410,10 +431,11 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
   }
 
   /** Runs a computation without the store, still tracked so that nested calls behave. */
-  private async computeAlone(plan: FetchPlan, compute: () => unknown): Promise<unknown> {
+  private async computeAlone(plan: FetchPlan, compute: () => unknown, started: number): Promise<unknown> {
     this.counters.misses++;
     const context = this.trackingContext(plan);
     const value = await tracking.run(context, compute);
+    this.metrics.miss(plan.label, started);
     this.parentContext()?.absorb(context.deps, this.refusal(plan, context));
     return value;
   }
@@ -475,13 +497,14 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     const stamp = await stamping;
     const context = this.trackingContext(plan);
     const started = performance.now();
-    const value = await tracking.run(context, compute);
+    const value = await this.metrics.compute(plan.label, key, async () => tracking.run(context, compute), () => context.deps);
     const computeMs = performance.now() - started;
     const deps = [ready.keys.everything, ...context.deps, ...(await this.dependencyKeys(ready, plan.dependsOn, "read"))];
     const refusal = this.refusal(plan, context);
     const skip = (why?: string): Computed => {
       if (why) this.warnOnce(`${plan.label}: result not cached because ${why}`);
       this.counters.skipped++;
+      this.metrics.stored(plan.label, false);
       return { value, deps, refusal, stored: Promise.resolve() };
     };
     if (refusal) return skip(`${refusal}.`);
@@ -515,6 +538,7 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     const stored = tooLarge ? false : await this.guard.call((store) => store.set({ key, value, deps, stamp, ttlSeconds }, ready.keys.clockKey));
     if (stored) this.counters.sets++;
     else this.counters.skipped++;
+    this.metrics.stored(label, stored === true);
     return stored;
   }
 
@@ -650,6 +674,7 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
 
   private storeError(error: Error): void {
     this.counters.errors++;
+    this.metrics.storeError(error);
     this.emit("storeError", error);
   }
 

@@ -24,7 +24,7 @@ export class Invalidator {
        * and whatever was read back from the store while delivery was under way goes too.
        */
       settle(keys: readonly string[]): void;
-      delivered(count: number): void;
+      delivered(keys: readonly string[]): void;
       failed(error: Error): void;
     },
   ) {}
@@ -75,7 +75,7 @@ export class Invalidator {
       return false;
     }
     this.hooks.settle(keys);
-    this.hooks.delivered(keys.length);
+    this.hooks.delivered(keys);
     return true;
   }
 

@@ -11,6 +11,13 @@ export interface KeyContext {
   connection(dataSource: DataSource): string;
 }
 
+/** For keys made of plain data only (a request's URL and headers): a DataSource there is a bug. */
+export const PLAIN_DATA: KeyContext = {
+  connection() {
+    throw new UnkeyableValue("a DataSource, where only plain data is expected");
+  },
+};
+
 // Short argument lists stay readable in keys (and skip hashing); longer ones are digested.
 const VERBATIM_LIMIT = 64;
 

@@ -35,6 +35,11 @@ export class LocalTier {
     return this.generation;
   }
 
+  /** What the tier holds: entries, and their serialized bytes. */
+  get size(): { entries: number; bytes: number } {
+    return { entries: this.entries.size, bytes: this.entries.calculatedSize };
+  }
+
   get(key: string): LocalEntry | undefined {
     return this.live ? this.entries.get(key) : undefined;
   }

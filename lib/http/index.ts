@@ -1,0 +1,3 @@
+export { type CacheResponseOptions, type RequestLike, ResponseCache, type StoredResponse } from "./response-cache";
+export { cacheResponses, type ExpressRequestLike } from "./express";
+export { cacheResponseHooks, type FastifyResponseHooks } from "./fastify";
