@@ -124,7 +124,7 @@ describe("values the cache cannot keep are returned, not broken or thrown", () =
       expect(doc).to.be.instanceOf(Doc);
       expect(depthOf(doc?.body), `call ${i + 1}`).to.equal(DEPTH);
     }
-    expect(warnings).to.have.lengthOf(1);
+    expect(warnings, warnings.join("\n")).to.have.lengthOf(1);
     expect(warnings[0]).to.include("DocRepository<Doc>.byId").and.to.include("nested too deeply");
   });
 
