@@ -5,6 +5,7 @@ import { readIdentity } from "./catalog/database-identity";
 import { LiveCatalog } from "./catalog/live-catalog";
 import { DataSourceNotInitializedError, InvalidOptionError, SubscriberMissingError, UnserializableValueError } from "./errors";
 import { Invalidator } from "./invalidation/invalidator";
+import { rowPrecisionOf } from "./invalidation/row-precision";
 import { TransactionBuffer } from "./invalidation/transaction-buffer";
 import { refreshesEarly, splitFreshness, withFreshness } from "./cache/freshness";
 import { KeyLayout } from "./keys/key-space";
@@ -110,7 +111,7 @@ export class QueryCache extends EventEmitter {
       failed: (error) => this.storeError(error),
     });
     this.listener = {
-      afterQuery: async (sql, runner, succeeded) => (await this.setup()).observer.afterQuery(sql, runner, succeeded),
+      afterQuery: async (sql, runner, succeeded, detail) => (await this.setup()).observer.afterQuery(sql, runner, succeeded, detail),
     };
     registry.bind(this.dataSource, this, this.listener);
     void SqlAnalyzer.load();
@@ -366,8 +367,8 @@ export class QueryCache extends EventEmitter {
       const path = typeof target === "string" ? target : this.dataSource.getMetadata(target as EntityTarget<unknown>).tablePath;
       const dot = path.indexOf(".");
       const table = catalog.qualify(dot < 0 ? { name: path } : { schema: path.slice(0, dot), name: path.slice(dot + 1) });
-      const tables = use === "read" ? catalog.readDependencies(table) : catalog.writeDependencies(table, "merge");
-      for (const t of tables) keys.push(ready.keys.version(t));
+      if (use === "read") for (const t of catalog.readDependencies(table)) keys.push(ready.keys.version(t));
+      else for (const t of catalog.writeDependencies(table, "merge")) keys.push(...ready.keys.tableWide(t));
     }
     return keys;
   }
@@ -397,6 +398,9 @@ export class QueryCache extends EventEmitter {
       const schema = (this.dataSource.options as { schema?: string }).schema;
       const identity = await readIdentity(runner, schema, this.options.databaseId);
       const keys = new KeyLayout(this.options.namespace, identity);
+      // Queued before any stamp is read on the same connection, so a fresh namespace has its clock
+      // for the first computation. Only an optimization: a failure costs that one entry, not freshness.
+      void this.store.open?.(keys.clockKey).catch(() => undefined);
       const warn = (message: string) => this.warnOnce(message);
       const catalog = new LiveCatalog(await Catalog.load(runner), () => this.loadCatalog(), (error) =>
         warn(`the database catalog could not be re-read (${error.message}); names it lacks resolve to the current schema until it can.`),
@@ -405,7 +409,7 @@ export class QueryCache extends EventEmitter {
         keys,
         catalog,
         classes: ClassRegistry.of(this.dataSource),
-        observer: new QueryObserver(this, this.analyzer, catalog, keys, this.buffer, this.invalidator, warn),
+        observer: new QueryObserver(this, this.analyzer, catalog, keys, this.buffer, this.invalidator, warn, rowPrecisionOf(this.dataSource, keys, this.options.precision)),
       };
     } finally {
       await runner.release();

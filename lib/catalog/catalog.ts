@@ -256,6 +256,19 @@ export class Catalog {
   }
 
   /**
+   * Whether a write of this kind to `name` changes only the rows its statement names (row
+   * precision): a plain table with no trigger or rule of its own, no inheritance or partition
+   * relatives, and no foreign-key rule (or trigger it fires) that carries the write back into it.
+   */
+  changesOnlyNamedRows(name: QualifiedName, kind: ChangeKind): boolean {
+    if (this.kinds.get(name) !== "r" || this.triggers.has(name) || this.family.has(name)) return false;
+    for (const edges of this.cascadesOf(kind)) {
+      for (const change of edges.get(name) ?? []) if (this.writeDependencies(change.table, change.kind).includes(name)) return false;
+    }
+    return true;
+  }
+
+  /**
    * Whether a function name (bare or qualified) is one of PostgreSQL's own that reads no tables.
    * The *_to_xml family runs SQL given as text, so it may read anything.
    */

@@ -1,3 +1,5 @@
+import type { ReadScope, WriteScope } from "./conditions";
+
 /** A relation named in SQL, as written: the schema is absent when the name was unqualified. */
 export interface RelationName {
   readonly schema?: string;
@@ -39,4 +41,8 @@ export interface StatementEffects {
   readonly changesCatalog: boolean;
   /** Transaction control statements, in order. */
   readonly control: readonly TransactionControl[];
+  /** A single SELECT: the relations of its FROM clause, with the conditions that bound their rows. */
+  readonly readScopes: readonly ReadScope[];
+  /** A single INSERT ... VALUES, UPDATE or DELETE: the rows it changes, as far as its text says. */
+  readonly writeScope?: WriteScope;
 }

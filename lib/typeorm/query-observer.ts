@@ -1,11 +1,15 @@
 import type { QueryRunner } from "typeorm";
 import type { Catalog } from "../catalog/catalog";
 import type { Invalidator } from "../invalidation/invalidator";
+import type { RowPrecision } from "../invalidation/row-precision";
 import type { TransactionBuffer } from "../invalidation/transaction-buffer";
 import type { KeyLayout } from "../keys/key-space";
 import type { SqlAnalyzer } from "../sql/analyzer";
+import type { ReadScope } from "../sql/conditions";
 import type { RelationName, StatementEffects } from "../sql/statement-effects";
+import type { ChangeKind } from "../catalog/trigger-writes";
 import { type TrackingContext, tracking } from "../tracking/tracking-context";
+import type { QueryDetail } from "./registry";
 
 /** The catalog as last read, and a way to read it again after DDL or for a name it lacks. */
 export interface CatalogSource {
@@ -28,17 +32,19 @@ export class QueryObserver {
     private readonly buffer: TransactionBuffer,
     private readonly invalidator: Invalidator,
     private readonly warn: (message: string) => void,
+    /** Row precision for the catalog as read; undefined with `precision: "table"`. */
+    private readonly rows?: (catalog: Catalog) => RowPrecision,
   ) {}
 
-  async afterQuery(sql: string, runner: QueryRunner, succeeded: boolean): Promise<void> {
+  async afterQuery(sql: string, runner: QueryRunner, succeeded: boolean, detail: QueryDetail = {}): Promise<void> {
     const effects = this.analyzer.analyze(sql);
     const context = tracking.current();
-    if (context && context.owner === this.owner) await this.track(context, effects, runner);
+    if (context && context.owner === this.owner) await this.track(context, effects, runner, detail);
     if (succeeded && effects.changesCatalog) {
       this.unknownNames.clear();
       void this.catalog.reload();
     }
-    const written = succeeded ? await this.writtenDeps(effects) : [];
+    const written = succeeded ? await this.writtenDeps(effects, detail) : [];
     const opening = effects.control.filter((c) => c.kind === "begin" || c.kind === "savepoint");
     const closing = effects.control.filter((c) => c.kind !== "begin" && c.kind !== "savepoint");
     for (const control of opening) this.buffer.apply(runner, control, succeeded);
@@ -48,16 +54,17 @@ export class QueryObserver {
     if (due.size > 0) await this.invalidator.invalidate(due);
   }
 
-  private async track(context: TrackingContext, effects: StatementEffects, runner: QueryRunner): Promise<void> {
+  private async track(context: TrackingContext, effects: StatementEffects, runner: QueryRunner, detail: QueryDetail): Promise<void> {
     if (runner.isTransactionActive || this.buffer.isOpen(runner)) context.refuse("it ran inside a transaction");
     const cteNames = new Set(effects.cteNames);
     const opaqueViews: string[] = [];
+    const bounded = await this.boundedReads(effects, detail);
     for (const ref of effects.reads) {
       if (!ref.schema && cteNames.has(ref.name) && !(await this.catalog.get()).knows(ref)) continue;
       const catalog = await this.catalogFor(ref);
       const name = catalog.qualify(ref);
       if (catalog.callsFunctions(name)) opaqueViews.push(name);
-      for (const table of catalog.readDependencies(name)) context.deps.add(this.keys.version(table));
+      for (const table of catalog.readDependencies(name)) context.addDeps(bounded.get(table) ?? [this.keys.version(table)]);
     }
     if (context.vouched) return;
     const catalog = await this.catalog.get();
@@ -76,8 +83,35 @@ export class QueryObserver {
     }
   }
 
-  private async writtenDeps(effects: StatementEffects): Promise<string[]> {
-    const tables = new Set<string>();
+  /**
+   * The versions each table a SELECT reads depends on, for the tables every read of which is
+   * bounded by conditions (row precision); the others are left out, to depend on the whole table.
+   */
+  private async boundedReads(effects: StatementEffects, detail: QueryDetail): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    if (!this.rows || effects.readScopes.length === 0) return out;
+    const catalog = await this.catalog.get();
+    const rows = this.rows(catalog);
+    const scopes = new Map<string, ReadScope[]>();
+    for (const scope of effects.readScopes) {
+      const name = catalog.qualify(scope.relation);
+      scopes.set(name, [...(scopes.get(name) ?? []), scope]);
+    }
+    // A table read anywhere else too (a subquery, through a view) depends on all of its rows.
+    const reads = new Map<string, number>();
+    for (const ref of effects.reads) {
+      for (const table of catalog.readDependencies(catalog.qualify(ref))) reads.set(table, (reads.get(table) ?? 0) + 1);
+    }
+    for (const [table, own] of scopes) {
+      if (reads.get(table) !== own.length) continue;
+      const keys = rows.readKeys(table, own, detail.parameters, detail.result);
+      if (keys) out.set(table, keys);
+    }
+    return out;
+  }
+
+  private async writtenDeps(effects: StatementEffects, detail: QueryDetail): Promise<string[]> {
+    const deps = new Set<string>();
     let triggered: string | undefined;
     const written = [
       ...effects.writes,
@@ -85,11 +119,12 @@ export class QueryObserver {
     ];
     for (const ref of written) {
       const catalog = await this.catalogFor(ref);
-      const changed = catalog.writeEffects(catalog.qualify(ref), ref.kind);
-      for (const t of changed.tables) tables.add(t);
+      const name = catalog.qualify(ref);
+      const changed = catalog.writeEffects(name, ref.kind);
+      const rows = this.rowWrite(catalog, name, ref.kind, effects, detail);
+      for (const t of changed.tables) for (const key of t === name && rows ? rows : this.keys.tableWide(t)) deps.add(key);
       triggered ??= changed.unseen;
     }
-    const deps = [...tables].map((t) => this.keys.version(t));
     const catalog = await this.catalog.get();
     const unseen =
       effects.opaqueWrite ??
@@ -97,9 +132,20 @@ export class QueryObserver {
       triggered;
     if (unseen) {
       this.warn(`a statement invalidates every cached result of this database: ${unseen}. Writes the library sees precisely invalidate less.`);
-      deps.push(this.keys.everything);
+      deps.add(this.keys.everything);
     }
-    return deps;
+    return [...deps];
+  }
+
+  /**
+   * The row versions a write bumps when its statement names the rows it changes and nothing else
+   * (a trigger, a cascade back into the table) changes others; undefined for the whole table.
+   */
+  private rowWrite(catalog: Catalog, name: string, kind: ChangeKind, effects: StatementEffects, detail: QueryDetail): string[] | undefined {
+    const scope = effects.writeScope;
+    if (!this.rows || !scope || scope.kind !== kind || catalog.qualify(scope.relation) !== name) return undefined;
+    if (effects.writes.length !== 1 || effects.truncates.length > 0 || !catalog.changesOnlyNamedRows(name, kind)) return undefined;
+    return this.rows(catalog).writeKeys(name, scope, detail.parameters, detail.result);
   }
 
   private async catalogFor(ref: RelationName): Promise<Catalog> {

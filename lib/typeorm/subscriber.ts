@@ -17,6 +17,9 @@ export class QueryCacheSubscriber implements EntitySubscriberInterface {
     const dataSource = (event as { dataSource?: DataSource }).dataSource ?? event.connection;
     const listener = registry.listenerOf(dataSource);
     if (!listener || registry.isInternal(event.queryRunner)) return;
-    return listener.afterQuery(event.query, event.queryRunner, event.success);
+    return listener.afterQuery(event.query, event.queryRunner, event.success, {
+      parameters: Array.isArray(event.parameters) ? event.parameters : undefined,
+      result: (event as { rawResults?: unknown }).rawResults,
+    });
   }
 }
