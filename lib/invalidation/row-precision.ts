@@ -95,9 +95,14 @@ export class RowPrecision {
    * The versions a write bumps, from what its statement says of the rows it changed; undefined
    * when that is not enough to bound them (the whole table then).
    */
-  writeKeys(table: QualifiedName, scope: WriteScope, params: readonly unknown[] | undefined, result: unknown): string[] | undefined {
+  writeKeys(table: QualifiedName, scope: WriteScope, params: readonly unknown[] | undefined, result: unknown, triggered: readonly string[] = []): string[] | undefined {
     const rows = this.tables.get(table);
     if (!rows) return undefined;
+    // Columns BEFORE ROW triggers may set take values the statement does not show.
+    if (triggered.length > 0 && scope.kind !== "delete") {
+      const unknown = (values: ReadonlyMap<string, Operand | undefined>) => new Map([...values, ...triggered.map((c): [string, undefined] => [c, undefined])]);
+      scope = { ...scope, set: scope.kind === "update" ? unknown(scope.set) : scope.set, rows: scope.rows.map(unknown) };
+    }
     if (scope.kind === "insert") {
       const returned = returnedValues(result);
       const changes = scope.rows.map((row) => {

@@ -144,8 +144,9 @@ export class QueryObserver {
   private rowWrite(catalog: Catalog, name: string, kind: ChangeKind, effects: StatementEffects, detail: QueryDetail): string[] | undefined {
     const scope = effects.writeScope;
     if (!this.rows || !scope || scope.kind !== kind || catalog.qualify(scope.relation) !== name) return undefined;
-    if (effects.writes.length !== 1 || effects.truncates.length > 0 || !catalog.changesOnlyNamedRows(name, kind)) return undefined;
-    return this.rows(catalog).writeKeys(name, scope, detail.parameters, detail.result);
+    const triggered = effects.writes.length === 1 && effects.truncates.length === 0 ? catalog.rowWriteColumns(name, kind) : undefined;
+    if (!triggered) return undefined;
+    return this.rows(catalog).writeKeys(name, scope, detail.parameters, detail.result, triggered);
   }
 
   private async catalogFor(ref: RelationName): Promise<Catalog> {
