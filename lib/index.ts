@@ -9,6 +9,7 @@ export { StoreTimeoutError, StoreUnavailableError } from "./stores/store-guard";
 export { MemoryStore, type MemoryStoreOptions } from "./stores/memory-store";
 export type { CacheStore, KeySpace, Lookup, StoreEntry } from "./stores/store";
 export type { Dependency, EntryOptions, QueryCacheOptions } from "./options";
+export type { RowChange, RowImage } from "./invalidation/row-precision";
 export {
   AutocacheError,
   CacheNotFoundError,

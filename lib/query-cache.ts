@@ -5,7 +5,7 @@ import { readIdentity } from "./catalog/database-identity";
 import { LiveCatalog } from "./catalog/live-catalog";
 import { DataSourceNotInitializedError, InvalidOptionError, SubscriberMissingError, UnserializableValueError } from "./errors";
 import { Invalidator } from "./invalidation/invalidator";
-import { rowPrecisionOf } from "./invalidation/row-precision";
+import { type RowChange, rowPrecisionOf } from "./invalidation/row-precision";
 import { TransactionBuffer } from "./invalidation/transaction-buffer";
 import { refreshesEarly, splitFreshness, withFreshness } from "./cache/freshness";
 import { KeyLayout } from "./keys/key-space";
@@ -169,6 +169,16 @@ export class QueryCache extends EventEmitter {
   async invalidate(...targets: Dependency[]): Promise<void> {
     const ready = await this.use();
     await this.invalidator.invalidate(await this.dependencyKeys(ready, targets, "write"));
+  }
+
+  /**
+   * Invalidates what changed rows could affect, for changes the DataSource does not run (a change
+   * feed): each names its schema-qualified table and the row's values before and after, leaving
+   * out columns whose values are unknown. Resolves whether the invalidation was delivered.
+   */
+  async invalidateRows(changes: readonly RowChange[]): Promise<boolean> {
+    const ready = await this.use();
+    return this.invalidator.invalidate(await ready.observer.rowChangeKeys(changes));
   }
 
   /** Deletes this namespace's entries (and only them: never FLUSHDB) and invalidates what is in flight. */

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { In, Repository } from "typeorm";
+import { DataSource, In, Repository } from "typeorm";
 import { Cached } from "../lib";
 import { Author, Comment, Post, Tag } from "./support/entities";
 import { type App, dropNamespace, openApp, selectCount, uniqueNamespace } from "./support/fixture";
@@ -256,6 +256,27 @@ describe("precision: a write invalidates the results of the rows it changed, and
         await dropNamespace(other.redis, `${ns}-table`);
         await other.close();
       }
+    });
+  });
+
+  describe("row changes reported from outside the DataSource (a change feed)", () => {
+    it("invalidateRows() refreshes the rows' old and new values, and keeps the others", async () => {
+      const carol = await app.dataSource.getRepository(Author).save({ name: "Carol" });
+      const [p1, p2] = posts;
+      await warmAll(() => reads.byAuthor(ann.id), () => reads.byAuthor(bob.id), () => reads.byAuthor(carol.id), () => reads.byId(p2.id));
+      // Written by another process: the cache cannot see it, and still serves what it has.
+      const outside = new DataSource({ type: "postgres", url: (app.dataSource.options as { url: string }).url });
+      await outside.initialize();
+      try {
+        await outside.query(`UPDATE "${ns}"."post" SET "authorId" = $1 WHERE id = $2`, [bob.id, p1.id]);
+      } finally {
+        await outside.destroy();
+      }
+      expect(titles(await reads.byAuthor(ann.id)), "not reported yet").to.deep.equal(["a1", "a2"]);
+      expect(await app.cache.invalidateRows([{ table: `${ns}.post`, before: { id: p1.id, authorId: ann.id }, after: { id: p1.id, authorId: bob.id } }])).to.equal(true);
+      expect(titles(await reads.byAuthor(ann.id))).to.deep.equal(["a2"]);
+      expect(titles(await reads.byAuthor(bob.id))).to.deep.equal(["a1", "b1", "b2"]);
+      expect(await missed(() => reads.byAuthor(carol.id), () => reads.byId(p2.id)), "rows the change did not touch").to.equal(0);
     });
   });
 

@@ -1,7 +1,7 @@
 import type { QueryRunner } from "typeorm";
 import type { Catalog } from "../catalog/catalog";
 import type { Invalidator } from "../invalidation/invalidator";
-import type { RowPrecision } from "../invalidation/row-precision";
+import type { RowChange, RowPrecision } from "../invalidation/row-precision";
 import type { TransactionBuffer } from "../invalidation/transaction-buffer";
 import type { KeyLayout } from "../keys/key-space";
 import type { SqlAnalyzer } from "../sql/analyzer";
@@ -147,6 +147,21 @@ export class QueryObserver {
     const triggered = effects.writes.length === 1 && effects.truncates.length === 0 ? catalog.rowWriteColumns(name, kind) : undefined;
     if (!triggered) return undefined;
     return this.rows(catalog).writeKeys(name, scope, detail.parameters, detail.result, triggered);
+  }
+
+  /**
+   * The versions row changes reported from outside the DataSource bump (a change feed such as
+   * logical replication): each change is final, cascades and trigger effects arriving as changes
+   * of their own.
+   */
+  async rowChangeKeys(changes: readonly RowChange[]): Promise<string[]> {
+    const catalog = await this.catalog.get();
+    const rows = this.rows?.(catalog);
+    const keys = new Set<string>();
+    for (const change of changes) {
+      for (const key of rows?.covers(change.table) ? rows.changeKeys(change) : this.keys.tableWide(change.table)) keys.add(key);
+    }
+    return [...keys];
   }
 
   private async catalogFor(ref: RelationName): Promise<Catalog> {
