@@ -40,6 +40,20 @@ class PostReads extends Repository<Post> {
     return this.query(`SELECT "postId", "tagId" FROM "${this.metadata.schema}"."post_tags_tag" WHERE "postId" = $1 AND "tagId" = $2`, [postId, tagId]);
   }
 
+  /** The ON condition of a LEFT JOIN does not bound its preserved side: every post is returned. */
+  @Cached(60)
+  preservedSide(id: number): Promise<{ id: number; name: string | null }[]> {
+    const s = this.metadata.schema;
+    return this.query(`SELECT p.id, a.name FROM "${s}"."post" p LEFT JOIN "${s}"."author" a ON a.id = p."authorId" AND p.id = $1 ORDER BY p.id`, [id]);
+  }
+
+  /** A table read in a subquery depends on all of its rows. */
+  @Cached(60)
+  inSubquery(id: number): Promise<{ id: number }[]> {
+    const s = this.metadata.schema;
+    return this.query(`SELECT id FROM "${s}"."author" WHERE id IN (SELECT "authorId" FROM "${s}"."post" WHERE id = $1)`, [id]);
+  }
+
   @Cached(60)
   titled(title: string): Promise<Post[]> {
     return this.find({ where: { title }, order: { id: "ASC" } });
@@ -233,6 +247,14 @@ describe("precision: a write invalidates the results of the rows it changed, and
       await warmAll(() => reads.byId(posts[0].id), () => reads.byAuthor(bob.id));
       await app.dataSource.query(`UPDATE "${ns}"."post" SET views = views + 1 WHERE title LIKE $1`, ["b%"]);
       expect(await missed(() => reads.byId(posts[0].id), () => reads.byAuthor(bob.id))).to.equal(2);
+    });
+
+    it("a LEFT JOIN's preserved side is not bounded by the ON clause, nor a table in a subquery", async () => {
+      await warmAll(() => reads.preservedSide(posts[0].id), () => reads.inSubquery(posts[0].id));
+      await repo().update({ id: posts[3].id }, { title: "elsewhere" });
+      expect(await missed(() => reads.preservedSide(posts[0].id)), "the preserved side").to.equal(1);
+      await repo().update({ id: posts[0].id }, { author: { id: bob.id } });
+      expect(await reads.inSubquery(posts[0].id)).to.deep.equal([{ id: bob.id }]);
     });
 
     it("a read bounded by no key column depends on the whole table", async () => {

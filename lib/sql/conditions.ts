@@ -67,7 +67,7 @@ export function readScopes(stmt: Node, cteNames: readonly string[]): ReadScope[]
   const occurrences: Occurrence[] = [];
   let opaqueItems = false;
   const ons: Node[] = [];
-  for (const item of from) if (!collectFrom(item, occurrences, ons, from.length === 1, true)) opaqueItems = true;
+  for (const item of from) if (!collectFrom(item, occurrences, ons, from.length === 1)) opaqueItems = true;
   const resolve = resolver(occurrences, opaqueItems);
   const where = conjuncts(select.whereClause as Node | undefined);
   const equalities = [...where, ...ons.flatMap((on) => conjuncts(on))].flatMap((c) => columnEquality(c, resolve));
@@ -159,12 +159,12 @@ export function writeScope(stmt: Node): WriteScope | undefined {
  * Walks a FROM item, recording RangeVars and the ON conditions that bound each; false when it
  * holds something else (a subquery, a function, a join with USING), whose columns cannot be told apart.
  */
-function collectFrom(item: Node, out: Occurrence[], ons: Node[], preserved: boolean, bounded: boolean, on: Node[] = []): boolean {
+function collectFrom(item: Node, out: Occurrence[], ons: Node[], preserved: boolean, on: Node[] = []): boolean {
   if (item.RangeVar) {
     const rv = item.RangeVar as Node;
     const relation = relationOf(rv);
     const alias = ((rv.alias as Node | undefined)?.aliasname as string | undefined) ?? relation.name;
-    out.push({ relation, alias, on: bounded ? on : [], preserved });
+    out.push({ relation, alias, on, preserved });
     return true;
   }
   const join = item.JoinExpr as Node | undefined;
@@ -175,8 +175,8 @@ function collectFrom(item: Node, out: Occurrence[], ons: Node[], preserved: bool
   const conds = quals ? conjuncts(quals) : [];
   // ON conditions bound an inner join's sides and an outer join's nullable side, which they
   // decide the rows of; a preserved side keeps its rows whatever they say.
-  const left = collectFrom(join.larg as Node, out, ons, preserved && type === "JOIN_LEFT", true, type === "JOIN_INNER" || type === "JOIN_RIGHT" ? conds : []);
-  const right = collectFrom(join.rarg as Node, out, ons, false, true, type === "JOIN_INNER" || type === "JOIN_LEFT" ? conds : []);
+  const left = collectFrom(join.larg as Node, out, ons, preserved && type === "JOIN_LEFT", type === "JOIN_INNER" || type === "JOIN_RIGHT" ? conds : []);
+  const right = collectFrom(join.rarg as Node, out, ons, false, type === "JOIN_INNER" || type === "JOIN_LEFT" ? conds : []);
   return left && right && !join.usingClause && !join.isNatural;
 }
 
