@@ -26,6 +26,12 @@ class PostReads extends Repository<Post> {
   }
 
   @Cached(60)
+  async withAuthor(id: number): Promise<Post | null> {
+    // findOne with a relation adds a DISTINCT subquery for its LIMIT: that reads the tables whole.
+    return (await this.find({ where: { id }, relations: { author: true } }))[0] ?? null;
+  }
+
+  @Cached(60)
   withRelations(id: number): Promise<Post[]> {
     return this.find({ where: { id }, relations: { author: true, comments: true }, relationLoadStrategy: "query" });
   }
@@ -217,6 +223,19 @@ describe("precision: a write invalidates the results of the rows it changed, and
   });
 
   describe("relation loading and composite keys", () => {
+    it("a post with its author depends on that author's row, whichever author the post names", async () => {
+      const [a1, , b1] = posts;
+      await warmAll(() => reads.withAuthor(a1.id), () => reads.withAuthor(b1.id));
+      await app.dataSource.getRepository(Author).update({ id: bob.id }, { name: "Robert" });
+      expect(await missed(() => reads.withAuthor(a1.id)), "another author renamed").to.equal(0);
+      expect((await reads.withAuthor(b1.id))?.author?.name).to.equal("Robert");
+      await repo().update({ id: a1.id }, { author: { id: bob.id } });
+      expect((await reads.withAuthor(a1.id))?.author?.name, "the post now names another author").to.equal("Robert");
+      await warmAll(() => reads.withAuthor(a1.id));
+      await app.dataSource.getRepository(Author).update({ id: bob.id }, { name: "Bobby" });
+      expect((await reads.withAuthor(a1.id))?.author?.name).to.equal("Bobby");
+    });
+
     it('relationLoadStrategy "query" and loadRelationIds read bounded rows of each table', async () => {
       const [p1, p2] = posts;
       const tag = await app.dataSource.getRepository(Tag).save({ name: "t" });

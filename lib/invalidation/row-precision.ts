@@ -75,7 +75,7 @@ export class RowPrecision {
     if (!rows || scopes.length === 0) return undefined;
     const out = new Set([this.keys.rowsUnknown(table)]);
     for (const scope of scopes) {
-      const chosen = this.choose(rows, scope, params);
+      const chosen = this.choose(rows, scope, params) ?? this.followed(rows, scope, result);
       if (!chosen) return undefined;
       const { column, values } = chosen;
       for (const value of values) out.add(this.keys.rowValue(table, column, value));
@@ -190,6 +190,21 @@ export class RowPrecision {
     }
     usable.sort((a, b) => a.rank - b.rank || a.values.length - b.values.length);
     return usable[0];
+  }
+
+  /** The bound of a LEFT-JOINed relation: the values the result shows where it is joined. */
+  private followed(rows: TableRows, scope: ReadScope, result: unknown): { column: string; values: string[] } | undefined {
+    const kind = scope.follows && rows.columns.get(scope.follows.column);
+    const records = (result as { rows?: unknown } | undefined)?.rows;
+    if (!scope.follows || !kind || !Array.isArray(records)) return undefined;
+    const values = new Set<string>();
+    for (const record of records) {
+      // NULL joins no row.
+      const value = canonical(kind, (record as Record<string, unknown>)[scope.follows.output]);
+      if (value === undefined) return undefined;
+      if (value !== null) values.add(value);
+    }
+    return values.size > MAX_VALUES ? undefined : { column: scope.follows.column, values: [...values] };
   }
 
   /** A write's bound: the identity when its WHERE names it, else any condition column. */

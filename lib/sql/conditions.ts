@@ -26,6 +26,12 @@ export interface ReadScope {
   readonly exact: ReadonlyMap<string, readonly string[]>;
   /** Columns of the relation the result returns as they are, by output name. */
   readonly outputs: ReadonlyMap<string, string>;
+  /**
+   * A LEFT-JOINed relation that nothing but its ON clause tests, joined by `column` = a column of
+   * a row the result returns (under the output name `output`): the rows it can contribute are
+   * those whose `column` holds one of the values the result shows there.
+   */
+  readonly follows?: { readonly column: string; readonly output: string };
 }
 
 /** The rows one INSERT, UPDATE or DELETE changes, as far as its text says. */
@@ -51,6 +57,8 @@ interface Occurrence {
   readonly on: Node[];
   /** Whether every join above it keeps all of its rows (it is the root of a chain of LEFT JOINs). */
   readonly preserved: boolean;
+  /** Whether it is the nullable side of a LEFT JOIN whose other side is preserved (a relation loaded with its owner). */
+  readonly joined: boolean;
 }
 
 /** A column reference resolved against the FROM clause: an occurrence (by alias) and a column. */
@@ -87,9 +95,11 @@ export function readScopes(stmt: Node, cteNames: readonly string[]): ReadScope[]
     }
     const bounds = mergeBounds([direct, inferred]);
     const exact = new Map<string, readonly string[]>();
-    if (!aggregate && occurrence.preserved && !opaqueItems) {
+    if (!aggregate && !opaqueItems && (occurrence.preserved || occurrence.joined)) {
       for (const column of bounds.keys()) {
-        const filters = exactFilters(column, occurrence.alias, where, ons, equalities, resolve);
+        const filters = occurrence.preserved
+          ? exactFilters(column, occurrence.alias, where, ons, equalities, resolve)
+          : joinedFilters(column, occurrence, where, ons, resolve);
         if (filters) exact.set(column, filters);
       }
     }
@@ -98,6 +108,7 @@ export function readScopes(stmt: Node, cteNames: readonly string[]): ReadScope[]
       bounds: [...bounds].map(([column, values]) => ({ column, values })),
       exact,
       outputs: new Map(outputs.filter(([, ref]) => ref.alias === occurrence.alias).map(([name, ref]) => [name, ref.column])),
+      follows: aggregate || opaqueItems || !occurrence.joined ? undefined : follows(occurrence, where, ons, outputs, resolve),
     });
   }
   return scopes;
@@ -159,12 +170,12 @@ export function writeScope(stmt: Node): WriteScope | undefined {
  * Walks a FROM item, recording RangeVars and the ON conditions that bound each; false when it
  * holds something else (a subquery, a function, a join with USING), whose columns cannot be told apart.
  */
-function collectFrom(item: Node, out: Occurrence[], ons: Node[], preserved: boolean, on: Node[] = []): boolean {
+function collectFrom(item: Node, out: Occurrence[], ons: Node[], preserved: boolean, on: Node[] = [], joined = false): boolean {
   if (item.RangeVar) {
     const rv = item.RangeVar as Node;
     const relation = relationOf(rv);
     const alias = ((rv.alias as Node | undefined)?.aliasname as string | undefined) ?? relation.name;
-    out.push({ relation, alias, on, preserved });
+    out.push({ relation, alias, on, preserved, joined });
     return true;
   }
   const join = item.JoinExpr as Node | undefined;
@@ -176,7 +187,7 @@ function collectFrom(item: Node, out: Occurrence[], ons: Node[], preserved: bool
   // ON conditions bound an inner join's sides and an outer join's nullable side, which they
   // decide the rows of; a preserved side keeps its rows whatever they say.
   const left = collectFrom(join.larg as Node, out, ons, preserved && type === "JOIN_LEFT", type === "JOIN_INNER" || type === "JOIN_RIGHT" ? conds : []);
-  const right = collectFrom(join.rarg as Node, out, ons, false, type === "JOIN_INNER" || type === "JOIN_LEFT" ? conds : []);
+  const right = collectFrom(join.rarg as Node, out, ons, false, type === "JOIN_INNER" || type === "JOIN_LEFT" ? conds : [], preserved && type === "JOIN_LEFT");
   return left && right && !join.usingClause && !join.isNatural;
 }
 
@@ -306,6 +317,84 @@ function exactFilters(
     }
   }
   return [...filters];
+}
+
+/**
+ * The filter columns when the result holds every row of a LEFT-JOINed relation whose `column`
+ * the query bounds: it is joined by `column` = a column of another relation that the WHERE bounds
+ * (so every row with a bound value meets the same rows there, or none), and otherwise only its
+ * own columns are tested, in its ON clause or the WHERE. Undefined otherwise.
+ */
+function joinedFilters(column: string, occurrence: Occurrence, where: readonly Node[], ons: readonly Node[], resolve: (ref: Node) => Resolved | undefined): string[] | undefined {
+  const filters = new Set<string>();
+  const alias = occurrence.alias;
+  const own = (conjunct: Node): boolean | undefined => {
+    const refs = columnRefs(conjunct)?.map(resolve);
+    if (!refs || refs.some((r) => r === undefined)) return undefined;
+    if (!refs.some((r) => r?.alias === alias)) return false;
+    if (!refs.every((r) => r?.alias === alias)) return undefined;
+    if (!boundsOf(conjunct, alias, resolve).has(column) || refs.some((r) => r?.column !== column)) {
+      for (const r of refs) if (r && r.column !== column) filters.add(r.column);
+    }
+    return true;
+  };
+  for (const conjunct of where) if (own(conjunct) === undefined) return undefined;
+  let joinedBy = false;
+  for (const on of ons) {
+    const conds = conjuncts(on);
+    const mine = conds.some((c) => occurrence.on.includes(c));
+    for (const conjunct of conds) {
+      const equality = columnEquality(conjunct, resolve).find(([a]) => a === alias);
+      if (mine && equality && equality[1] === column) {
+        const [, , other] = equality;
+        const bound = where.some((c) => boundsOf(c, other.alias, resolve).has(other.column));
+        if (!bound) return undefined;
+        joinedBy = true;
+        continue;
+      }
+      const about = own(conjunct);
+      if (about === undefined || (about && !mine)) return undefined;
+    }
+  }
+  return joinedBy ? [...filters] : undefined;
+}
+
+/**
+ * How a LEFT-JOINed relation follows the rows it is joined to (see ReadScope.follows): its ON
+ * clause joins it by one equality to a column the result returns, and tests nothing else but its
+ * own columns; no other condition of the query mentions it, so every row it is joined to is in
+ * the result whatever its own rows hold.
+ */
+function follows(
+  occurrence: Occurrence,
+  where: readonly Node[],
+  ons: readonly Node[],
+  outputs: readonly [string, Resolved][],
+  resolve: (ref: Node) => Resolved | undefined,
+): { column: string; output: string } | undefined {
+  const alias = occurrence.alias;
+  const mentions = (conjunct: Node): boolean | undefined => {
+    const refs = columnRefs(conjunct)?.map(resolve);
+    if (!refs || refs.some((r) => r === undefined)) return undefined;
+    return refs.some((r) => r?.alias === alias);
+  };
+  if (where.some((c) => mentions(c) !== false)) return undefined;
+  for (const on of ons) {
+    const conds = conjuncts(on);
+    if (!conds.some((c) => occurrence.on.includes(c)) && conds.some((c) => mentions(c) !== false)) return undefined;
+  }
+  let found: { column: string; output: string } | undefined;
+  for (const conjunct of occurrence.on) {
+    const equality = columnEquality(conjunct, resolve).find(([a]) => a === alias);
+    const output = equality && outputs.find(([, ref]) => ref.alias === equality[2].alias && ref.column === equality[2].column)?.[0];
+    if (equality && output !== undefined && !found) {
+      found = { column: equality[1], output };
+      continue;
+    }
+    const refs = columnRefs(conjunct)?.map(resolve);
+    if (!refs || refs.some((r) => r === undefined || (r.alias !== alias && mentions(conjunct)))) return undefined;
+  }
+  return found;
 }
 
 /** Every ColumnRef in an expression, or undefined when it holds a subquery. */
