@@ -251,7 +251,7 @@ function boundValues(rows: TableRows, bound: ColumnBound, params: readonly unkno
 
 function resolve(operand: Operand, params: readonly unknown[] | undefined): unknown {
   if ("literal" in operand) return operand.literal;
-  // A parameter that was not passed is unknown; undefined is what canonical() cannot tell.
+  // A parameter that was not passed is unknown: a symbol has no canonical text.
   if (!params || operand.param > params.length) return Symbol.for("unknown");
   return params[operand.param - 1];
 }
