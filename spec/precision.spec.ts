@@ -1,8 +1,10 @@
 import { expect } from "chai";
 import { DataSource, In, Repository } from "typeorm";
-import { Cached } from "../lib";
+import { Cached, RedisStore } from "../lib";
+import type { FollowHandlers } from "../lib/stores/store";
+import { countCommands } from "./support/command-counter";
 import { Author, Comment, Post, Tag } from "./support/entities";
-import { type App, dropNamespace, openApp, selectCount, uniqueNamespace } from "./support/fixture";
+import { type App, dropNamespace, openApp, openRedis, selectCount, uniqueNamespace } from "./support/fixture";
 
 class PostReads extends Repository<Post> {
   @Cached(60)
@@ -318,6 +320,60 @@ describe("precision: a write invalidates the results of the rows it changed, and
       expect(titles(await reads.byAuthor(ann.id))).to.deep.equal(["a2"]);
       expect(titles(await reads.byAuthor(bob.id))).to.deep.equal(["a1", "b1", "b2"]);
       expect(await missed(() => reads.byAuthor(carol.id), () => reads.byId(p2.id)), "rows the change did not touch").to.equal(0);
+    });
+  });
+
+  describe("the in-process tier", () => {
+    /** A RedisStore that reports each invalidation its feed delivers to the tier. */
+    class WatchedStore extends RedisStore {
+      readonly delivered: string[][] = [];
+      override follow(channel: string, handlers: FollowHandlers): { close(): Promise<void> } {
+        return super.follow(channel, {
+          invalidated: (keys) => {
+            handlers.invalidated(keys);
+            this.delivered.push(keys);
+          },
+          state: (live) => handlers.state(live),
+        });
+      }
+    }
+
+    it("drops the entries of the row another process wrote, and keeps the others", async () => {
+      const local = { maxBytes: 1024 * 1024 };
+      const redis = await openRedis();
+      const store = new WatchedStore(redis);
+      const one = await openApp(ns, { redis, cache: { store, local, namespace: `${ns}-local` } });
+      const two = await openApp(ns, { cache: { local, namespace: `${ns}-local` } });
+      try {
+        const tierReads = new PostReads(Post, one.dataSource.manager);
+        const commands = countCommands(one.redis);
+        /** Reads until the tier serves it: no Redis command, no SQL. */
+        const fromTier = async (read: () => Promise<unknown>) => {
+          for (let i = 0; i < 200; i++) {
+            const sent = commands();
+            const selects = selectCount(one.dataSource);
+            const value = await read();
+            if (commands() === sent && selectCount(one.dataSource) === selects) return value;
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+          throw new Error("the tier never served the read");
+        };
+        const [p1, p2] = posts;
+        await fromTier(() => tierReads.byId(p1.id));
+        await fromTier(() => tierReads.byId(p2.id));
+        await two.dataSource.getRepository(Post).update({ id: p2.id }, { title: "from two" });
+        const arrived = () => store.delivered.some((keys) => keys.some((k) => k.endsWith(`#id=${p2.id}`)));
+        for (let i = 0; i < 500 && !arrived(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+        expect(arrived(), "the feed carried the row version to this process").to.equal(true);
+        const sent = commands();
+        expect(titles((await tierReads.byId(p1.id)) as Post), "the other row, still from the tier").to.deep.equal(["a1"]);
+        expect(commands(), "no Redis command for the row no one wrote").to.equal(sent);
+        expect(titles((await tierReads.byId(p2.id)) as Post)).to.deep.equal(["from two"]);
+      } finally {
+        await dropNamespace(one.redis, `${ns}-local`);
+        await two.close();
+        await one.close();
+      }
     });
   });
 
