@@ -8,6 +8,7 @@ import { benchChangeFeed } from "./feed";
 import { benchPages } from "./page";
 import { fillDependents, memory, profileHits, propagation, stampede } from "./figures";
 import { type Results, markdown, svg } from "./report";
+import { precisionMarkdown, runPrecision } from "./precision";
 import { runRounds } from "./rounds";
 import { benchStores } from "./stores";
 import { type Bench, DEPENDENT_COUNTS, LOCAL_MAX_BYTES, NAMESPACE, SCHEMA, openBench } from "./setup";
@@ -99,6 +100,10 @@ async function main(): Promise<void> {
     say("");
     say(report);
     say(`Written to bench/results/latest.md and latest.svg (${elapsed()}).`);
+    const precision = precisionMarkdown(await runPrecision(bench.pgUrl, bench.redisUrl, say));
+    writeFileSync(join(RESULTS, "precision.md"), precision);
+    say(`\n${precision}`);
+    say(`Written to bench/results/precision.md (${elapsed()}).`);
     for (const line of pages) say(line);
   } finally {
     say(`Removing schema "${SCHEMA}" and the keys under "${NAMESPACE}:"...`);

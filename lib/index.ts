@@ -12,6 +12,7 @@ export { MemcachedStore, type MemcachedStoreOptions, type MemjsClient } from "./
 export { PostgresStore, type PostgresStoreOptions } from "./stores/postgres-store";
 export type { CacheStore, FollowHandlers, KeySpace, Lookup, StoreEntry } from "./stores/store";
 export type { Dependency, EntryOptions, QueryCacheOptions, SetOptions } from "./options";
+export type { RowChange, RowImage } from "./invalidation/row-precision";
 export {
   AutocacheError,
   CacheNotFoundError,

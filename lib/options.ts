@@ -38,6 +38,13 @@ export interface QueryCacheOptions {
    * how long to skip it. Default { failureThreshold: 5, coolDownMs: 1000 }.
    */
   circuitBreaker?: CircuitBreakerOptions;
+  /**
+   * How finely writes invalidate. "row" (the default): a read bounded by equality conditions
+   * (`id = $1`, `authorId IN (...)`) on an entity's key, foreign-key, unique or indexed columns
+   * depends on those rows only, and a write invalidates what the rows it changed could affect
+   * (see README, Precision). "table": any write to a table invalidates every result that read it.
+   */
+  precision?: "row" | "table";
 }
 
 export interface EntryOptions {
@@ -76,6 +83,7 @@ export interface ResolvedOptions {
   readonly maxValueBytes: number;
   readonly databaseId?: string;
   readonly localMaxBytes?: number;
+  readonly precision: "row" | "table";
 }
 
 export function resolveOptions(options: QueryCacheOptions): ResolvedOptions {
@@ -105,6 +113,7 @@ export function resolveOptions(options: QueryCacheOptions): ResolvedOptions {
     maxValueBytes: checkPositive("QueryCache: maxValueBytes", options.maxValueBytes ?? 4 * 1024 * 1024),
     databaseId: options.databaseId,
     localMaxBytes: options.local === undefined ? undefined : checkPositive("QueryCache: local.maxBytes", options.local?.maxBytes),
+    precision: checkPrecision(options.precision ?? "row"),
   };
 }
 
@@ -114,6 +123,13 @@ export function checkTtl(what: string, ttl: unknown): number {
     throw new InvalidOptionError(`${what} must be a positive whole number of seconds, got ${String(ttl)}.`);
   }
   return ttl;
+}
+
+function checkPrecision(value: unknown): "row" | "table" {
+  if (value !== "row" && value !== "table") {
+    throw new InvalidOptionError(`QueryCache: precision must be "row" or "table", got ${JSON.stringify(value)}.`);
+  }
+  return value;
 }
 
 function checkPositive(what: string, value: unknown): number {

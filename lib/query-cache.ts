@@ -9,6 +9,7 @@ import {
 } from "./errors";
 import type { QueryCacheEvents } from "./events";
 import { Invalidator } from "./invalidation/invalidator";
+import { type RowChange, rowPrecisionOf } from "./invalidation/row-precision";
 import { TransactionBuffer } from "./invalidation/transaction-buffer";
 import { refreshesEarly, splitFreshness, withFreshness } from "./serialization/freshness";
 import { KeyLayout } from "./keys/key-layout";
@@ -26,7 +27,7 @@ import { StoreGuard } from "./stores/store-guard";
 import { TrackingContext, tracking } from "./tracking/tracking-context";
 import { QueryObserver } from "./typeorm/query-observer";
 import { SearchPaths } from "./typeorm/search-paths";
-import { type QueryListener, registry } from "./typeorm/registry";
+import { type QueryDetail, type QueryListener, registry } from "./typeorm/registry";
 import { hasSubscriber } from "./typeorm/subscriber";
 
 export interface CacheStats {
@@ -158,7 +159,7 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
       failed: (error) => this.storeError(error),
     });
     this.connection = new CatalogConnection(this.dataSource);
-    this.listener = { afterQuery: (sql, runner, succeeded) => this.observe(sql, runner, succeeded) };
+    this.listener = { afterQuery: (sql, runner, succeeded, detail) => this.observe(sql, runner, succeeded, detail) };
     registry.bind(this.dataSource, this, this.listener);
     void SqlAnalyzer.load();
     if (this.local) {
@@ -258,8 +259,18 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     const keys = new Set<string>();
     // "merge" covers every kind of row change; what the stream shows (cascaded rows, rows written
     // by triggers) arrives as changes of their own, so unseen writes do not widen this to everything.
-    for (const table of tables) for (const t of catalog.writeDependencies(catalog.qualify(table), "merge")) keys.add(ready.keys.version(t));
+    for (const table of tables) for (const t of catalog.writeDependencies(catalog.qualify(table), "merge")) for (const key of ready.keys.tableWide(t)) keys.add(key);
     return this.invalidator.invalidate(keys);
+  }
+
+  /**
+   * Invalidates what changed rows could affect, for changes the DataSource does not run (a change
+   * feed): each names its schema-qualified table and the row's values before and after, leaving
+   * out columns whose values are unknown. Resolves whether the invalidation was delivered.
+   */
+  async invalidateRows(changes: readonly RowChange[]): Promise<boolean> {
+    const ready = await this.use();
+    return this.invalidator.invalidate(await ready.observer.rowChangeKeys(changes));
   }
 
   /**
@@ -568,7 +579,7 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
       if (!catalog.knows(ref, schemas) && !ready.catalog.failed) throw new UnknownTableError(use === "read" ? "dependsOn" : "invalidate()", path);
       const table = catalog.qualify(ref, schemas);
       const tables = use === "read" ? catalog.readDependencies(table) : catalog.writeDependencies(table, "merge");
-      for (const t of tables) keys.push(ready.keys.version(t));
+      for (const t of tables) keys.push(...(use === "read" ? [ready.keys.version(t)] : ready.keys.tableWide(t)));
     }
     return keys;
   }
@@ -593,7 +604,7 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
    * TypeORM's afterQuery, awaited before the query returns to its caller: it never rejects, since
    * an error here would turn the caller's successful query into a failed one.
    */
-  private async observe(sql: string, runner: QueryRunner, succeeded: boolean): Promise<void> {
+  private async observe(sql: string, runner: QueryRunner, succeeded: boolean, detail?: QueryDetail): Promise<void> {
     let ready: Ready;
     try {
       ready = this.loaded ?? (await this.setup());
@@ -603,7 +614,7 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
       return;
     }
     try {
-      await ready.observer.afterQuery(sql, runner, succeeded);
+      await ready.observer.afterQuery(sql, runner, succeeded, detail);
     } catch (error) {
       this.untracked(error as Error);
       await this.invalidator.invalidate([ready.keys.everything]);
@@ -649,6 +660,9 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     const schema = (this.dataSource.options as { schema?: string }).schema;
     const identity = await readIdentity(this.connection, schema, this.options.databaseId);
     const keys = new KeyLayout(this.options.namespace, identity);
+    // Queued before any stamp is read, so a fresh namespace has its clock for the first
+    // computation. Only an optimization: a failure costs that one entry, not freshness.
+    void this.store.open?.(keys.clockKey).catch(() => undefined);
     const warn = (message: string) => this.warnOnce(message);
     const catalog = new LiveCatalog(await Catalog.load(this.connection), () => Catalog.load(this.connection), (error) =>
       warn(`${error.message} Until it can, writes to tables it does not know invalidate every entry of the database.`),
@@ -662,7 +676,7 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
       keys,
       catalog,
       classes: ClassRegistry.of(this.dataSource),
-      observer: new QueryObserver(this, this.analyzer, catalog, keys, this.buffer, this.paths, this.invalidator, warn),
+      observer: new QueryObserver(this, this.analyzer, catalog, keys, this.buffer, this.paths, this.invalidator, warn, rowPrecisionOf(this.dataSource, keys, this.options.precision)),
     };
   }
 

@@ -16,7 +16,13 @@ export interface TableChange {
 
 /** What a trigger or rule changes when the events it fires on happen, or why that cannot be known. */
 export type TriggerEffect =
-  | { readonly events: readonly TriggerEvent[]; readonly changes: readonly TableChange[]; readonly opaque?: undefined }
+  | {
+      readonly events: readonly TriggerEvent[];
+      readonly changes: readonly TableChange[];
+      /** A BEFORE ROW trigger: the columns of the row it may set ("any" when that cannot be read). */
+      readonly sets?: readonly string[] | "any";
+      readonly opaque?: undefined;
+    }
   | { readonly events: readonly TriggerEvent[]; readonly opaque: string };
 
 /** The relations a write changes, and, if it may also change relations no one can name, why. */
@@ -316,6 +322,29 @@ export class Catalog {
   }
 
   /**
+   * Whether a write of this kind to `name` changes only the rows its statement names (row
+   * precision): a plain table without rules, inheritance or partition relatives, whose triggers
+   * can be read and write no row of it but the one they fire for, and no foreign-key rule (or
+   * trigger it fires) that carries the write back into it. Resolves the columns its BEFORE ROW
+   * triggers may set besides the statement's, or undefined when it does not.
+   */
+  rowWriteColumns(name: QualifiedName, kind: ChangeKind): readonly string[] | undefined {
+    if (this.kinds.get(name) !== "r" || this.family.has(name)) return undefined;
+    const fired = firedEvents(kind);
+    const sets = new Set<string>();
+    for (const trigger of this.triggers.get(name) ?? []) {
+      if (!trigger.events.some((e) => fired.includes(e))) continue;
+      if (trigger.opaque !== undefined || trigger.sets === "any") return undefined;
+      if (trigger.changes.some((change) => this.writeDependencies(change.table, change.kind).includes(name))) return undefined;
+      for (const column of trigger.sets ?? []) sets.add(column);
+    }
+    for (const edges of this.cascadesOf(kind)) {
+      for (const change of edges.get(name) ?? []) if (this.writeDependencies(change.table, change.kind).includes(name)) return undefined;
+    }
+    return [...sets];
+  }
+
+  /**
    * Whether a function name (bare or qualified) is one of PostgreSQL's own that reads no tables.
    * The *_to_xml family runs SQL given as text, so it may read anything.
    */
@@ -410,7 +439,9 @@ function triggerEffects(triggers: readonly TriggerRow[], rules: readonly RuleRow
     if (unknown !== undefined) {
       add(row.schema, row.name, { events, opaque: `${label} writes ${unknown}, which the library does not know, so it may write any table` });
     } else {
-      add(row.schema, row.name, { events, changes });
+      // pg_trigger.tgtype: 1 ROW, 2 BEFORE. Only a BEFORE ROW trigger may change the row being written.
+      const beforeRow = (row.type & 3) === 3;
+      add(row.schema, row.name, { events, changes, sets: beforeRow ? (writes.assigns ?? "any") : undefined });
     }
   }
   for (const row of rules) {

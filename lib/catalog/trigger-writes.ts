@@ -19,7 +19,16 @@ export interface NamedChange {
  * the functions it calls: unless they are PostgreSQL's own, they may write anything.
  */
 export type FunctionWrites =
-  | { readonly changes: readonly NamedChange[]; readonly functions: readonly string[]; readonly opaque?: undefined }
+  | {
+      readonly changes: readonly NamedChange[];
+      readonly functions: readonly string[];
+      /**
+       * The columns of NEW it may set, run as a BEFORE ROW trigger (row precision needs them);
+       * undefined when it may set any (it assigns NEW as a whole, or returns another row).
+       */
+      readonly assigns?: readonly string[];
+      readonly opaque?: undefined;
+    }
   | { readonly opaque: string };
 
 // Bits of pg_trigger.tgtype (PostgreSQL's TRIGGER_TYPE_*).
@@ -82,7 +91,7 @@ export function functionWrites(
   fn: { schema: string; name: string; language: string; definition: string | null },
   analyzer: SqlAnalyzer,
 ): FunctionWrites {
-  if (fn.schema === "pg_catalog" && ROW_ONLY_BUILTINS.has(fn.name)) return { changes: [], functions: [] };
+  if (fn.schema === "pg_catalog" && ROW_ONLY_BUILTINS.has(fn.name)) return { changes: [], functions: [], assigns: undefined };
   if (fn.language !== "plpgsql" || fn.definition === null) {
     return { opaque: `runs ${fn.schema}.${fn.name}(), written in ${fn.language}, which the library cannot read, so it may write any table` };
   }
@@ -94,7 +103,44 @@ export function functionWrites(
   }
   const out: Collector = { changes: [], functions: [] };
   walk(tree, out, analyzer);
-  return out.opaque ? { opaque: out.opaque } : { changes: out.changes, functions: out.functions };
+  return out.opaque ? { opaque: out.opaque } : { changes: out.changes, functions: out.functions, assigns: assignedColumns(tree) };
+}
+
+/**
+ * The fields of NEW a PL/pgSQL trigger function assigns: PL/pgSQL creates a record-field datum for
+ * each field it assigns (by := or INTO), and none for fields it only reads. Undefined when NEW is
+ * assigned as a whole, used as a loop or INTO target, or another record than NEW or OLD is returned.
+ */
+function assignedColumns(tree: unknown): string[] | undefined {
+  const fn = (tree as { plpgsql_funcs?: { PLpgSQL_function?: Record<string, unknown> }[] }).plpgsql_funcs?.[0]?.PLpgSQL_function;
+  const datums = (fn?.datums as Record<string, Record<string, unknown>>[] | undefined) ?? [];
+  const recordNo = (name: string) => datums.findIndex((d) => d.PLpgSQL_rec?.refname === name);
+  const newNo = recordNo("new");
+  const oldNo = recordNo("old");
+  if (newNo < 0) return [];
+  const columns: string[] = [];
+  for (const datum of datums) {
+    const field = datum.PLpgSQL_recfield;
+    if (field && ((field.recparentno as number | undefined) ?? 0) === newNo) columns.push(field.fieldname as string);
+  }
+  let whole = false;
+  const visit = (node: unknown, key?: string): void => {
+    if (Array.isArray(node)) return node.forEach((item) => visit(item, key));
+    if (typeof node !== "object" || node === null) return;
+    for (const [k, value] of Object.entries(node as Record<string, unknown>)) {
+      if (k === "datums") continue;
+      if (k === "PLpgSQL_stmt_return") {
+        const returned = (value as { retvarno?: number; expr?: unknown }).retvarno;
+        if ((value as { expr?: unknown }).expr !== undefined || (returned !== undefined && returned !== newNo && returned !== oldNo)) whole = true;
+        continue;
+      }
+      if (k === "varno" && value === newNo) whole = true;
+      if ((k === "target" || k === "var") && JSON.stringify(value).includes('"refname":"new"')) whole = true;
+      visit(value, k);
+    }
+  };
+  visit(fn?.action);
+  return whole ? undefined : columns;
 }
 
 interface Collector {

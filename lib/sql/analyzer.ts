@@ -1,4 +1,6 @@
 import { loadModule, parseSync } from "libpg-query";
+import { readScopes, writeScope } from "./conditions";
+import type { ReadScope, WriteScope } from "./conditions";
 import type { RelationName, RelationWrite, SearchPathChange, StatementEffects, TransactionControl, WriteKind } from "./statement-effects";
 
 const MEMO_LIMIT = 5000;
@@ -65,12 +67,14 @@ interface Collector {
   control: TransactionControl[];
   statements: number;
   searchPath: SearchPathChange[];
+  readScopes: ReadScope[];
+  writeScope?: WriteScope;
 }
 
 function analyzeText(sql: string): StatementEffects {
   const out: Collector = {
     reads: [], writes: [], truncates: [], truncateCascades: false, functions: [], cteNames: [],
-    changesCatalog: false, control: [], statements: 0, searchPath: [],
+    changesCatalog: false, control: [], statements: 0, searchPath: [], readScopes: [],
   };
   let tree: { stmts?: { stmt: Record<string, unknown> }[] };
   try {
@@ -95,6 +99,12 @@ function analyzeText(sql: string): StatementEffects {
     const control = transactionControl(kind, stmt[kind] as Record<string, unknown>);
     if (control) out.control.push(control);
     walk(stmt, out);
+  }
+  // Conditions are read with the statement's parameters, which belong to a text of one statement.
+  const only = tree.stmts?.length === 1 ? tree.stmts[0].stmt : undefined;
+  if (only) {
+    out.readScopes = readScopes(only, out.cteNames);
+    out.writeScope = writeScope(only);
   }
   return out;
 }

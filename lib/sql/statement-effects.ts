@@ -1,3 +1,5 @@
+import type { ReadScope, WriteScope } from "./conditions";
+
 /** A relation named in SQL, as written: the schema is absent when the name was unqualified. */
 export interface RelationName {
   readonly schema?: string;
@@ -54,4 +56,8 @@ export interface StatementEffects {
   readonly statements: number;
   /** Changes to the search_path, in order. */
   readonly searchPath: readonly SearchPathChange[];
+  /** A single SELECT: the relations of its FROM clause, with the conditions that bound their rows. */
+  readonly readScopes: readonly ReadScope[];
+  /** A single INSERT ... VALUES, UPDATE or DELETE: the rows it changes, as far as its text says. */
+  readonly writeScope?: WriteScope;
 }

@@ -11,7 +11,14 @@ import { sameKeys } from "../util/same-keys";
 const scripts = {
   bump: new LuaScript("bump"),
   admit: new LuaScript("admit"),
+  open: new LuaScript("open"),
 };
+
+/**
+ * Seconds a bumped row version lives: long enough that computations started after the bump find
+ * it while other rows of its table are written; entries that depend on it extend it to their ttl.
+ */
+const ROW_VERSION_TTL = 300;
 
 const SCAN_COUNT = 1000;
 
@@ -31,7 +38,7 @@ export interface RedisStoreOptions {
  *
  * On a single Redis, a hit is one MGET, no script: the entry, the clock and the versions this
  * process saw the entry name last time; should it name others, a second MGET reads those. A set is one pipelined round trip
- * too: admit.lua checks (and creates) the versions, then a plain SET writes the entry, which is
+ * too: admit.lua checks (and, where it can prove their value, creates) the versions, then a plain SET writes the entry, which is
  * never served should admit have refused it, since every read checks the versions again.
  * Outdated entries are left to be overwritten by the next computation or to expire: deleting
  * one on sight could delete the fresh entry that replaced it meanwhile.
@@ -85,18 +92,22 @@ export class RedisStore implements CacheStore {
     return Number((await this.redis.get(clockKey)) ?? 0);
   }
 
+  async open(clockKey: string): Promise<void> {
+    await scripts.open.run(this.redis, [clockKey, floorKey(clockKey)], []);
+  }
+
   async set(entry: StoreEntry, clockKey: string): Promise<boolean> {
     const stored = formatEntry(entry.stamp, entry.deps, entry.value);
-    const admit = () => scripts.admit.run(this.redis, [clockKey, ...entry.deps], [entry.stamp]);
+    const keys = [clockKey, floorKey(clockKey), ...entry.deps];
+    const admit = () => scripts.admit.run(this.redis, keys, [entry.stamp, entry.ttlSeconds]);
     this.knownDeps.remember(entry.key, entry.deps);
     if (isCluster(this.redis)) {
       if (entry.deps.length > 0 && (await admit()) !== 1) return false;
       await this.redis.set(entry.key, stored, "EX", entry.ttlSeconds);
       return true;
     }
-    const keys = [clockKey, ...entry.deps];
     const [admitted, written] =
-      (await this.redis.pipeline().evalsha(scripts.admit.sha, keys.length, ...keys, entry.stamp).set(entry.key, stored, "EX", entry.ttlSeconds).exec()) ?? [];
+      (await this.redis.pipeline().evalsha(scripts.admit.sha, keys.length, ...keys, entry.stamp, entry.ttlSeconds).set(entry.key, stored, "EX", entry.ttlSeconds).exec()) ?? [];
     if (written?.[0]) throw written[0];
     if (isNoScript(admitted?.[0])) return (await admit()) === 1;
     if (admitted?.[0]) throw admitted[0];
@@ -109,7 +120,7 @@ export class RedisStore implements CacheStore {
     const replicas = isCluster(this.redis) ? this.replicasOf(this.redis, clockKey) : 0;
     if (isCluster(this.redis) && replicas > 0) {
       const cluster = this.redis;
-      const { acknowledged } = await scripts.bump.runAndWait(cluster, keys, [channel], replicas, this.replicaTimeout).catch((error: Error) => {
+      const { acknowledged } = await scripts.bump.runAndWait(cluster, keys, [channel, ROW_VERSION_TTL], replicas, this.replicaTimeout).catch((error: Error) => {
         // ioredis does not follow MOVED inside a pipeline: after a failover, learn the new owner
         // so that the retry reaches it.
         if (error.message.startsWith("MOVED")) cluster.refreshSlotsCache();
@@ -117,7 +128,7 @@ export class RedisStore implements CacheStore {
       });
       if (acknowledged < replicas) throw new NotReplicatedError(acknowledged, replicas, this.replicaTimeout);
     } else {
-      await scripts.bump.run(this.redis, keys, [channel]);
+      await scripts.bump.run(this.redis, keys, [channel, ROW_VERSION_TTL]);
     }
   }
 
@@ -135,7 +146,7 @@ export class RedisStore implements CacheStore {
   async clear(space: KeySpace): Promise<void> {
     await this.scan(commonPrefix(space.entryPrefix, space.versionPrefix), async (keys) => {
       const entries = keys.filter((k) => k.startsWith(space.entryPrefix));
-      const versions = keys.filter((k) => k.startsWith(space.versionPrefix) && k !== space.clockKey);
+      const versions = keys.filter((k) => k.startsWith(space.versionPrefix) && k !== space.clockKey && k !== floorKey(space.clockKey));
       // One key per UNLINK on Redis Cluster, where a command may not name keys of two slots.
       if (isCluster(this.redis)) await Promise.all(entries.map((key) => this.redis.unlink(key)));
       else if (entries.length > 0) await this.redis.unlink(...entries);
@@ -182,6 +193,11 @@ export class RedisStore implements CacheStore {
   private get prefix(): string {
     return this.redis.options.keyPrefix ?? "";
   }
+}
+
+/** The clock's value when it was last created (see clock.lua); in the clock's slot. */
+function floorKey(clockKey: string): string {
+  return `${clockKey}:floor`;
 }
 
 function isCluster(redis: Redis | Cluster): redis is Cluster {

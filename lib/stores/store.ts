@@ -13,13 +13,20 @@ export interface CacheStore {
   /** The stamp a value computed from now on carries. */
   stamp(clockKey: string): Promise<number>;
   /**
-   * Stores an entry unless one of its dependencies changed after `stamp` or has no version yet.
-   * Resolves whether the entry was stored.
+   * Creates the namespace's clock when it has none, so that the first computation's versions can
+   * be proven and its entry admitted. Optional: a store whose clock starts with it needs none.
+   */
+  open?(clockKey: string): Promise<void>;
+  /**
+   * Stores an entry unless one of its dependencies changed after `stamp`, or has no version and
+   * the store cannot prove it was not bumped after `stamp` (it then creates it, so a computation
+   * stamped after can be admitted). Resolves whether the entry was stored.
    */
   set(entry: StoreEntry, clockKey: string): Promise<boolean>;
   /**
-   * Moves every named version past every stamp handed out so far, and when `channel` is given,
-   * announces them there for follow().
+   * Moves every named version past every stamp handed out so far, with the table version that
+   * guards each finer one ("<table>#..."; see KeyLayout), and when `channel` is given, announces
+   * them there for follow(). Row versions ("<table>#<column>=<value>") expire; the others stay.
    */
   bump(versionKeys: readonly string[], clockKey: string, channel?: string): Promise<void>;
   delete(key: string): Promise<void>;

@@ -1,12 +1,16 @@
 import type { QueryRunner } from "typeorm";
 import type { Catalog } from "../catalog/catalog";
 import type { Invalidator } from "../invalidation/invalidator";
+import type { RowChange, RowPrecision } from "../invalidation/row-precision";
 import type { Ended, TransactionBuffer } from "../invalidation/transaction-buffer";
 import type { KeyLayout } from "../keys/key-layout";
 import type { SqlAnalyzer } from "../sql/analyzer";
+import type { ReadScope } from "../sql/conditions";
 import type { RelationName, StatementEffects } from "../sql/statement-effects";
+import type { ChangeKind } from "../catalog/trigger-writes";
 import { type TrackingContext, tracking } from "../tracking/tracking-context";
 import { type SearchPath, type SearchPaths, schemasOf } from "./search-paths";
+import type { QueryDetail } from "./registry";
 
 /** The catalog as last read, and a way to read it again after DDL or for a name it lacks. */
 export interface CatalogSource {
@@ -32,9 +36,11 @@ export class QueryObserver {
     private readonly paths: SearchPaths,
     private readonly invalidator: Invalidator,
     private readonly warn: (message: string) => void,
+    /** Row precision for the catalog as read; undefined with `precision: "table"`. */
+    private readonly rows?: (catalog: Catalog) => RowPrecision,
   ) {}
 
-  async afterQuery(sql: string, runner: QueryRunner, succeeded: boolean): Promise<void> {
+  async afterQuery(sql: string, runner: QueryRunner, succeeded: boolean, detail: QueryDetail = {}): Promise<void> {
     const effects = this.analyzer.analyze(sql);
     const before = this.paths.current(runner);
     this.followSearchPath(runner, effects, succeeded);
@@ -44,7 +50,7 @@ export class QueryObserver {
       if (before !== null || after !== null) {
         context.refuse("it ran on a connection whose search_path was changed, where unqualified names may mean other tables than its key says");
       }
-      await this.track(context, effects, runner, succeeded);
+      await this.track(context, effects, runner, succeeded, detail);
     }
     if (succeeded && effects.changesCatalog) {
       this.unknownNames.clear();
@@ -53,7 +59,7 @@ export class QueryObserver {
     // A text of several statements that failed may have committed some of them first
     // (BEGIN; UPDATE ...; COMMIT; <error>): what it may have written counts.
     const partial = !succeeded && effects.statements > 1;
-    const written = succeeded || partial ? await this.writtenUnder([before, after], effects) : [];
+    const written = succeeded || partial ? await this.writtenUnder([before, after], effects, detail) : [];
     const due = new Set<string>();
     const ended: Ended[] = [];
     if (succeeded) {
@@ -112,18 +118,18 @@ export class QueryObserver {
    * run under (the session's before and after it, when it changed it). Under an unknown path, the
    * written table could be any of that name: every entry of the database is invalidated.
    */
-  private async writtenUnder(paths: readonly SearchPath[], effects: StatementEffects): Promise<string[]> {
+  private async writtenUnder(paths: readonly SearchPath[], effects: StatementEffects, detail: QueryDetail): Promise<string[]> {
     const unqualified = [...effects.writes, ...effects.truncates].some((ref) => !ref.schema);
     const distinct = [...new Set(paths.map((path) => (path === null || path === "unknown" ? path : JSON.stringify(path))))];
-    if (!unqualified || (distinct.length === 1 && distinct[0] === null)) return this.withUnsureCatalog(await this.writtenDeps(effects));
-    if (distinct.includes("unknown")) return [...(await this.writtenDeps(effects)), this.keys.everything];
+    if (!unqualified || (distinct.length === 1 && distinct[0] === null)) return this.withUnsureCatalog(await this.writtenDeps(effects, detail));
+    if (distinct.includes("unknown")) return [...(await this.writtenDeps(effects, detail)), this.keys.everything];
     const catalog = await this.catalog.get();
     const resolved = new Set<string>();
     for (const path of distinct) {
       const schemas = path === null ? undefined : schemasOf(JSON.parse(path) as string[], catalog.role);
       const qualify = <R extends RelationName>(ref: R): R => (ref.schema ? ref : { ...ref, schema: catalog.schemaOf(ref, schemas) });
       const under = { ...effects, writes: effects.writes.map(qualify), truncates: effects.truncates.map(qualify) };
-      for (const dep of await this.writtenDeps(under)) resolved.add(dep);
+      for (const dep of await this.writtenDeps(under, detail)) resolved.add(dep);
     }
     return this.withUnsureCatalog([...resolved]);
   }
@@ -133,7 +139,7 @@ export class QueryObserver {
     return deps.length > 0 && this.catalog.failed ? [...deps, this.keys.everything] : deps;
   }
 
-  private async track(context: TrackingContext, effects: StatementEffects, runner: QueryRunner, succeeded: boolean): Promise<void> {
+  private async track(context: TrackingContext, effects: StatementEffects, runner: QueryRunner, succeeded: boolean, detail: QueryDetail): Promise<void> {
     // A computation of another cache reads through this DataSource: what it read can be named only
     // in version keys that cache checks, which holds when both share one store and namespace.
     if (context.owner !== this.owner && !context.policy.sharesVersions(this.owner)) {
@@ -150,12 +156,13 @@ export class QueryObserver {
     if (runner.isTransactionActive || this.buffer.isOpen(runner)) context.refuse("it ran inside a transaction");
     const cteNames = new Set(effects.cteNames);
     const opaqueViews: string[] = [];
+    const bounded = await this.boundedReads(effects, detail);
     for (const ref of effects.reads) {
       if (!ref.schema && cteNames.has(ref.name) && !(await this.catalog.get()).knows(ref)) continue;
       const catalog = await this.catalogFor(ref);
       const name = catalog.qualify(ref);
       if (catalog.callsFunctions(name)) opaqueViews.push(name);
-      for (const table of catalog.readDependencies(name)) context.deps.add(this.keys.version(table));
+      for (const table of catalog.readDependencies(name)) context.addDeps(bounded.get(table) ?? [this.keys.version(table)]);
     }
     if (context.vouched) return;
     const catalog = await this.catalog.get();
@@ -174,8 +181,35 @@ export class QueryObserver {
     }
   }
 
-  private async writtenDeps(effects: StatementEffects): Promise<string[]> {
-    const tables = new Set<string>();
+  /**
+   * The versions each table a SELECT reads depends on, for the tables every read of which is
+   * bounded by conditions (row precision); the others are left out, to depend on the whole table.
+   */
+  private async boundedReads(effects: StatementEffects, detail: QueryDetail): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    if (!this.rows || effects.readScopes.length === 0) return out;
+    const catalog = await this.catalog.get();
+    const rows = this.rows(catalog);
+    const scopes = new Map<string, ReadScope[]>();
+    for (const scope of effects.readScopes) {
+      const name = catalog.qualify(scope.relation);
+      scopes.set(name, [...(scopes.get(name) ?? []), scope]);
+    }
+    // A table read anywhere else too (a subquery, through a view) depends on all of its rows.
+    const reads = new Map<string, number>();
+    for (const ref of effects.reads) {
+      for (const table of catalog.readDependencies(catalog.qualify(ref))) reads.set(table, (reads.get(table) ?? 0) + 1);
+    }
+    for (const [table, own] of scopes) {
+      if (reads.get(table) !== own.length) continue;
+      const keys = rows.readKeys(table, own, detail.parameters, detail.result);
+      if (keys) out.set(table, keys);
+    }
+    return out;
+  }
+
+  private async writtenDeps(effects: StatementEffects, detail: QueryDetail): Promise<string[]> {
+    const deps = new Set<string>();
     let triggered: string | undefined;
     const written = [
       ...effects.writes,
@@ -183,11 +217,12 @@ export class QueryObserver {
     ];
     for (const ref of written) {
       const catalog = await this.catalogFor(ref);
-      const changed = catalog.writeEffects(catalog.qualify(ref), ref.kind);
-      for (const t of changed.tables) tables.add(t);
+      const name = catalog.qualify(ref);
+      const changed = catalog.writeEffects(name, ref.kind);
+      const rows = this.rowWrite(catalog, name, ref.kind, effects, detail);
+      for (const t of changed.tables) for (const key of t === name && rows ? rows : this.keys.tableWide(t)) deps.add(key);
       triggered ??= changed.unseen;
     }
-    const deps = [...tables].map((t) => this.keys.version(t));
     const catalog = await this.catalog.get();
     const unseen =
       effects.opaqueWrite ??
@@ -195,9 +230,36 @@ export class QueryObserver {
       triggered;
     if (unseen) {
       this.warn(`a statement invalidates every cached result of this database: ${unseen}. Writes the library sees precisely invalidate less.`);
-      deps.push(this.keys.everything);
+      deps.add(this.keys.everything);
     }
-    return deps;
+    return [...deps];
+  }
+
+  /**
+   * The row versions a write bumps when its statement names the rows it changes and nothing else
+   * (a trigger, a cascade back into the table) changes others; undefined for the whole table.
+   */
+  private rowWrite(catalog: Catalog, name: string, kind: ChangeKind, effects: StatementEffects, detail: QueryDetail): string[] | undefined {
+    const scope = effects.writeScope;
+    if (!this.rows || !scope || scope.kind !== kind || catalog.qualify(scope.relation) !== name) return undefined;
+    const triggered = effects.writes.length === 1 && effects.truncates.length === 0 ? catalog.rowWriteColumns(name, kind) : undefined;
+    if (!triggered) return undefined;
+    return this.rows(catalog).writeKeys(name, scope, detail.parameters, detail.result, triggered);
+  }
+
+  /**
+   * The versions row changes reported from outside the DataSource bump (a change feed such as
+   * logical replication): each change is final, cascades and trigger effects arriving as changes
+   * of their own.
+   */
+  async rowChangeKeys(changes: readonly RowChange[]): Promise<string[]> {
+    const catalog = await this.catalog.get();
+    const rows = this.rows?.(catalog);
+    const keys = new Set<string>();
+    for (const change of changes) {
+      for (const key of rows?.covers(change.table) ? rows.changeKeys(change) : this.keys.tableWide(change.table)) keys.add(key);
+    }
+    return [...keys];
   }
 
   private async catalogFor(ref: RelationName): Promise<Catalog> {

@@ -1,9 +1,16 @@
 import type { DataSource, QueryRunner } from "typeorm";
 import { DuplicateCacheError } from "../errors";
 
+/** What TypeORM reports of a query besides its text: row precision reads conditions' values and returned rows from it. */
+export interface QueryDetail {
+  readonly parameters?: readonly unknown[];
+  /** The driver's result (pg: { rows, ... }) when the query succeeded. */
+  readonly result?: unknown;
+}
+
 /** What the subscriber reaches for a DataSource: the observer of the cache bound to it. */
 export interface QueryListener {
-  afterQuery(sql: string, runner: QueryRunner, succeeded: boolean): Promise<void>;
+  afterQuery(sql: string, runner: QueryRunner, succeeded: boolean, detail?: QueryDetail): Promise<void>;
 }
 
 interface Binding {

@@ -22,7 +22,10 @@ export class QueryCacheSubscriber implements EntitySubscriberInterface {
       tracking.current()?.refuse("it ran a query through a DataSource that has no QueryCache; create one for it with the same store and namespace");
       return;
     }
-    return listener.afterQuery(event.query, event.queryRunner, event.success);
+    return listener.afterQuery(event.query, event.queryRunner, event.success, {
+      parameters: Array.isArray(event.parameters) ? event.parameters : undefined,
+      result: (event as { rawResults?: unknown }).rawResults,
+    });
   }
 }
 

@@ -1,4 +1,4 @@
-import { Column, DeleteDateColumn, Entity, JoinColumn, JoinTable, ManyToMany, ManyToOne, OneToMany, PrimaryColumn } from "typeorm";
+import { Column, DeleteDateColumn, Entity, Index, JoinColumn, JoinTable, ManyToMany, ManyToOne, OneToMany, PrimaryColumn } from "typeorm";
 
 // Ids are chosen by the workload from small fixed ranges, so writers collide on few rows and
 // every choice comes from the seeded generator. `version` and `row_seq` are set by triggers
@@ -10,6 +10,8 @@ export class Account {
   @PrimaryColumn()
   id!: number;
 
+  // Indexed, so reads by group are bounded by it (row precision) and moves between groups are checked.
+  @Index()
   @Column()
   grp!: number;
 

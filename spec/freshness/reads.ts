@@ -1,4 +1,4 @@
-import { Repository } from "typeorm";
+import { In, Repository } from "typeorm";
 import { Cached } from "../../lib";
 import { Account, Item, Label, TABLES } from "./entities";
 import type { Observation, RowState } from "./history";
@@ -78,6 +78,25 @@ export class AccountReads extends Repository<Account> {
     );
   }
 
+  @Cached(60)
+  byIds(ids: number[]): Promise<Account[]> {
+    return this.find({ where: { id: In(ids) }, order: { id: "ASC" } });
+  }
+
+  @Cached(60)
+  itemsOf(accountId: number): Promise<Item[]> {
+    return this.manager.find(Item, { where: { accountId }, order: { id: "ASC" } });
+  }
+
+  /** A junction row by its composite key. */
+  @Cached(60)
+  linked(accountId: number, labelId: number): Promise<{ account_id: number; label_id: number }[]> {
+    return this.query(
+      `SELECT account_id, label_id FROM "${this.metadata.schema}"."${TABLES.accountLabel}" WHERE account_id = $1 AND label_id = $2`,
+      [accountId, labelId],
+    );
+  }
+
   /** A reader slow between its query and its write to the cache: the window of the stale-set race. */
   @Cached(60)
   async slowGroup(grp: number, pauseMs: number): Promise<Account[]> {
@@ -111,6 +130,7 @@ export function planRead(rng: Random, profile: Profile): PlannedRead {
   const kind = rng.weighted<string>([
     ["byId", 3], ["inGroup", 3], ["countInGroup", 2], ["pageInGroup", 1], ["withItems", 2], ["withLabels", 2],
     ["itemsInGroup", 1], ["itemCount", 1], ["labels", 1], ["rawGroup", 1], ["slowGroup", profile.slowReads],
+    ["byIds", 2], ["itemsOf", 2], ["linked", 1],
   ]);
   const group = (rows: readonly { key: string; rowSeq: number }[]): Observation =>
     ({ kind: "rows", table: TABLES.account, rows, filter: ofGroup(grp) });
@@ -198,6 +218,38 @@ export function planRead(rng: Random, profile: Profile): PlannedRead {
           filter: () => true,
         }],
       };
+    case "byIds": {
+      const ids = [...new Set([id, rng.int(1, profile.accounts), rng.int(1, profile.accounts)])];
+      return {
+        label: `byIds(${ids})`,
+        call: (r) => r.byIds(ids),
+        observe: (rows) => [{
+          kind: "rows", table: TABLES.account, rows: accountRows(rows as Account[]), filter: (s) => ids.includes(s.id as number) && live(s), scope: ids.map(String),
+        }],
+      };
+    }
+    case "itemsOf":
+      return {
+        label: `itemsOf(${id})`,
+        call: (r) => r.itemsOf(id),
+        observe: (rows) => [{
+          kind: "rows", table: TABLES.item, rows: (rows as Item[]).map((i) => ({ key: String(i.id), rowSeq: i.rowSeq })), filter: (s) => s.account_id === id,
+        }],
+      };
+    case "linked": {
+      const labelId = rng.int(1, profile.labels);
+      return {
+        label: `linked(${id}, ${labelId})`,
+        call: (r) => r.linked(id, labelId),
+        observe: (rows) => [{
+          kind: "presence",
+          table: TABLES.accountLabel,
+          keys: (rows as { account_id: number; label_id: number }[]).map((r) => `${r.account_id},${r.label_id}`),
+          filter: (s) => s.account_id === id && s.label_id === labelId,
+          scope: [`${id},${labelId}`],
+        }],
+      };
+    }
     case "rawGroup":
       return {
         label: `rawGroup(${grp})`,

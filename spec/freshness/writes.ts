@@ -229,6 +229,16 @@ const STEPS: readonly Step[] = [
     },
   },
   {
+    // A range bounds no row by key: row precision must treat it as a write to the whole table.
+    name: "raw update by range",
+    pool: true,
+    weight: 2,
+    plan: (rng) => {
+      const balance = rng.int(0, 100);
+      return (m, tag, s) => m.query(`UPDATE ${table(s, TABLES.account)} SET balance = balance + 1, tag = $2 WHERE balance <= $1`, [balance, tag]);
+    },
+  },
+  {
     name: "raw insert ... select",
     pool: true,
     weight: 2,

@@ -4,13 +4,14 @@ import type Redis from "ioredis";
  * The least a user of the library may run on a single Redis, each one needed (the ACL spec fails
  * without any of them):
  * - EVALSHA, and EVAL the first time a server lacks a script;
- * - inside the scripts: GET, SET, MGET, DEL (of an outdated entry) and TIME;
+ * - inside the scripts: GET, SET, MGET, DEL (of an outdated entry), TIME, INFO (whether Redis may
+ *   evict versions) and EXPIRE (a row version lives as long as the entries depending on it);
  * - UNLINK for delete(), SCAN and UNLINK for clear();
  * - INFO, which ioredis sends on connecting (its ready check), unless enableReadyCheck is off;
  * - with the in-process tier: PUBLISH (from the bump script) and SUBSCRIBE, on its channel.
  * Redis Cluster adds WAIT and CLUSTER (ioredis reads CLUSTER SLOTS).
  */
-export const LIBRARY_COMMANDS = ["evalsha", "eval", "get", "set", "mget", "del", "time", "unlink", "scan", "info", "publish", "subscribe"] as const;
+export const LIBRARY_COMMANDS = ["evalsha", "eval", "get", "set", "mget", "del", "time", "unlink", "scan", "info", "expire", "publish", "subscribe"] as const;
 
 /**
  * Creates (or resets) an ACL user that may run only the library's commands, on keys and channels
