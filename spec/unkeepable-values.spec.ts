@@ -125,7 +125,7 @@ describe("values the cache cannot keep are returned, not broken or thrown", () =
       expect(depthOf(doc?.body), `call ${i + 1}`).to.equal(DEPTH);
     }
     expect(warnings, warnings.join("\n")).to.have.lengthOf(1);
-    expect(warnings[0]).to.include("DocRepository<Doc>.byId").and.to.include("nested too deeply");
+    expect(warnings[0]).to.include("DocRepository<Doc>.byId").and.to.include("nested more than 1000 levels deep");
   });
 
   for (const [kind, check] of [

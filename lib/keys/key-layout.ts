@@ -96,6 +96,22 @@ export function guardOf(key: string): string | undefined {
   return at < 0 ? undefined : key.slice(0, at);
 }
 
+/**
+ * The name a version key versions, for metrics and traces: the table ("public.post") for a table
+ * key and its finer keys alike, "*" for the everything version. Keys are
+ * "<namespace>:{<namespace>:v}:<database>:<name>", and neither a namespace nor a database digest
+ * holds a ":".
+ */
+export function versionedName(key: string): string {
+  const table = guardOf(key) ?? key;
+  let at = -1;
+  for (let i = 0; i < 4; i++) {
+    at = table.indexOf(":", at + 1);
+    if (at < 0) return table;
+  }
+  return decodeURIComponent(table.slice(at + 1));
+}
+
 /** Whether the key is a row version, the only kind that expires. */
 export function isRowVersion(key: string): boolean {
   const at = key.indexOf("#");

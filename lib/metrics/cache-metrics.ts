@@ -1,3 +1,4 @@
+import { versionedName } from "../keys/key-layout";
 import { type GaugeSources, OpenTelemetry } from "./open-telemetry";
 
 /** The counters of one cached method (or cached page), as `stats({ byMethod: true })` reports them. */
@@ -75,10 +76,9 @@ export class CacheMetrics {
     this.otel?.failed(method);
   }
 
-  /** Version keys end with the table they version ("<namespace>:{<namespace>:v}:<database>:<schema.table>"). */
+  /** One invalidation per table, however many of its finer (row) versions moved with it. */
   invalidated(versionKeys: readonly string[]): void {
-    for (const key of versionKeys) {
-      const table = tableOf(key);
+    for (const table of new Set(versionKeys.map(versionedName))) {
       this.tables.set(table, (this.tables.get(table) ?? 0) + 1);
       this.otel?.invalidated(table);
     }
@@ -92,7 +92,7 @@ export class CacheMetrics {
   /** Runs a miss's computation, in a span when tracing is on. */
   compute<T>(label: string, key: string, run: () => Promise<T>, deps: () => Iterable<string>): Promise<T> {
     if (!this.otel) return run();
-    return this.otel.compute(methodOf(label), key, run, () => [...new Set([...deps()].map(tableOf))].filter((t) => t !== "*").sort());
+    return this.otel.compute(methodOf(label), key, run, () => [...new Set([...deps()].map(versionedName))].filter((t) => t !== "*").sort());
   }
 
   detailed(): DetailedStats {
@@ -122,8 +122,4 @@ export class CacheMetrics {
 function methodOf(label: string): string {
   const paren = label.indexOf("(");
   return paren > 0 && label.endsWith(")") && (label.startsWith("wrap(") || label.startsWith("set(")) ? label.slice(0, paren) : label;
-}
-
-function tableOf(versionKey: string): string {
-  return versionKey.slice(versionKey.lastIndexOf(":") + 1);
 }

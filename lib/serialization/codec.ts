@@ -25,6 +25,9 @@ const SHAPE_BASE = -10;
 
 type Shape = [tag: string, keys: string[]];
 
+/** Deeper values are returned uncached: deeper still, encoding or decoding could overflow the stack. */
+const MAX_DEPTH = 1000;
+
 /** Throws UnserializableValueError for any value it cannot store so that it comes back as it went in. */
 export function encode(value: unknown, classes: ClassRegistry): string {
   const encoder = new Encoder(classes);
@@ -70,6 +73,9 @@ class Encoder {
     }
     if (value === null) return null;
     const object = value as object;
+    // A fixed bound rather than the stack's: where a stack overflows depends on the caller, and
+    // the same value must be refused the same way (one warning), and decodable when stored.
+    if (this.path.length >= MAX_DEPTH) throw this.error(`it is nested more than ${MAX_DEPTH} levels deep`);
     if (this.seen.has(object)) throw this.error("it refers back to itself (a cycle)");
     this.seen.add(object);
     try {
