@@ -31,7 +31,10 @@ export async function fillDependents(bench: Bench, count: number, progress: (don
     for (let i = 0; i < pending.length; i += FILL_BATCH) {
       const batch = pending.slice(i, i + FILL_BATCH);
       const results = await Promise.all(batch.map((n) => bench.cache.set(`dep:${count}:${n}`, { n, note: "depends on one table" }, { dependsOn: [table], ttl: 900 })));
-      results.forEach((ok, j) => (ok ? stored++ : refused.push(batch[j])));
+      results.forEach((ok, j) => {
+        if (ok) stored++;
+        else refused.push(batch[j]);
+      });
       if (count >= PROGRESS_EVERY && (i + FILL_BATCH) % PROGRESS_EVERY === 0) progress(stored);
     }
     pending = refused;

@@ -19,6 +19,7 @@ class TypoRepository extends Repository<Post> {
 }
 
 // A type-level check: the build fails if @Cached ever accepts a synchronous method again.
+// biome-ignore lint/suspicious/noExportsInTest: exported so that the compiler keeps the unused class and checks it
 export class SynchronousMethods {
   // @ts-expect-error a cached call returns a Promise, so a method declared to return a number cannot be cached
   @Cached(60)

@@ -3,7 +3,7 @@ import { CatalogUnavailableError } from "../errors";
 
 /** Where catalog facts are read from: plain SQL text in, rows out. */
 export interface SqlReader {
-  query<Row = Record<string, any>>(sql: string): Promise<Row[]>;
+  query<Row = Record<string, unknown>>(sql: string): Promise<Row[]>;
 }
 
 /**
@@ -14,7 +14,7 @@ export const CATALOG_TIMEOUT_MS = 5000;
 
 interface PgClient {
   connect(): Promise<void>;
-  query(sql: string): Promise<{ rows: any[] }>;
+  query(sql: string): Promise<{ rows: unknown[] }>;
   end(): Promise<void>;
   on(event: "error" | "end", listener: (error?: Error) => void): void;
   ref?(): void;
@@ -40,7 +40,7 @@ export class CatalogConnection implements SqlReader {
     private readonly timeoutMs = CATALOG_TIMEOUT_MS,
   ) {}
 
-  async query<Row = Record<string, any>>(sql: string): Promise<Row[]> {
+  async query<Row = Record<string, unknown>>(sql: string): Promise<Row[]> {
     if (this.closed) throw new CatalogUnavailableError("the cache is closed");
     const opening = this.open();
     this.inFlight++;

@@ -125,7 +125,10 @@ function assignedColumns(tree: unknown): string[] | undefined {
   }
   let whole = false;
   const visit = (node: unknown, key?: string): void => {
-    if (Array.isArray(node)) return node.forEach((item) => visit(item, key));
+    if (Array.isArray(node)) {
+      for (const item of node) visit(item, key);
+      return;
+    }
     if (typeof node !== "object" || node === null) return;
     for (const [k, value] of Object.entries(node as Record<string, unknown>)) {
       if (k === "datums") continue;
@@ -198,7 +201,7 @@ function standalone(query: string, mode: number): string | undefined {
 
 /** Where the assignment operator is, in bytes, as the scanner counts. */
 function assignmentOperator(query: string): { start: number; end: number } | undefined {
-  let tokens;
+  let tokens: ReturnType<typeof scanSync>["tokens"];
   try {
     tokens = scanSync(query).tokens;
   } catch {

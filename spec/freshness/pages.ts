@@ -83,6 +83,7 @@ const keyed = (list: readonly Row[]) => list.map((r) => ({ key: String(r.id), ro
 
 interface PlannedPage {
   readonly path: string;
+  // biome-ignore lint/suspicious/noExplicitAny: the page's parsed JSON, whose shape each planner knows
   observe(body: any): Observation[];
 }
 
