@@ -2,6 +2,24 @@ import type { ClientConfig } from "pg";
 import { InvalidOptionError } from "../errors";
 import type { QueryCache } from "../query-cache";
 
+/**
+ * How to reach the database: what pg's ClientConfig takes (connectionString, host, port, user,
+ * password, database, ssl...). Declared here so that the published types do not require @types/pg.
+ */
+export interface FeedConnection {
+  connectionString?: string;
+  host?: string;
+  port?: number;
+  user?: string;
+  password?: string | (() => string | Promise<string>);
+  database?: string;
+  ssl?: boolean | object;
+  application_name?: string;
+  connectionTimeoutMillis?: number;
+  keepAlive?: boolean;
+  options?: string;
+}
+
 export interface ChangeFeedOptions {
   /** The cache whose entries the database's committed changes invalidate. */
   cache: QueryCache;
@@ -10,7 +28,7 @@ export interface ChangeFeedOptions {
    * REPLICATION attribute (or rds_replication, or superuser), and to create what is missing, the
    * right to create a publication FOR ALL TABLES and a slot.
    */
-  connection: ClientConfig;
+  connection: FeedConnection;
   /**
    * The logical replication slot: lowercase letters, digits and "_". One per cache namespace;
    * every instance of one application names the same slot, and one of them consumes it at a time.
@@ -37,6 +55,7 @@ export interface ChangeFeedOptions {
   maxRowsPerDelivery?: number;
 }
 
+/** @internal */
 export interface ResolvedFeedOptions {
   readonly cache: QueryCache;
   readonly connection: ClientConfig;
@@ -49,6 +68,7 @@ export interface ResolvedFeedOptions {
   readonly maxRowsPerDelivery: number;
 }
 
+/** @internal */
 export function resolveFeedOptions(options: ChangeFeedOptions): ResolvedFeedOptions {
   if (typeof options !== "object" || options === null || typeof options.cache?.invalidateTables !== "function") {
     throw new InvalidOptionError("ChangeFeed: pass { cache, connection, slot }, where cache is the QueryCache to invalidate.");

@@ -23,6 +23,7 @@ const DUPLICATE_OBJECT = "42710";
  * Checks that the server can feed the slot, and creates the publication and the slot when they
  * are missing and `create` allows it. Every refusal says the SQL that fixes it. Two instances
  * creating the same slot at once is not an error: one wins, both use it.
+ * @internal
  */
 export async function prepareSlot(client: Client, names: SlotNames, create: boolean): Promise<void> {
   const [{ wal_level: walLevel }] = (await client.query(`SHOW wal_level`)).rows;
@@ -60,6 +61,7 @@ export async function prepareSlot(client: Client, names: SlotNames, create: bool
   }
 }
 
+/** @internal */
 export async function readLag(client: Client, slot: string): Promise<SlotLag | undefined> {
   const { rows } = await client.query(
     `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS bytes, active, active_pid
@@ -70,7 +72,9 @@ export async function readLag(client: Client, slot: string): Promise<SlotLag | u
   return { bytes: Number(rows[0].bytes ?? 0), active: rows[0].active, activePid: rows[0].active_pid };
 }
 
-/** Drops the slot (the server then keeps no WAL for it); a slot already gone is not an error. */
+/** Drops the slot (the server then keeps no WAL for it); a slot already gone is not an error.
+ * @internal
+ */
 export async function dropSlot(client: Client, slot: string): Promise<void> {
   await client.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
 }

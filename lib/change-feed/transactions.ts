@@ -36,6 +36,7 @@ export interface CommittedTransaction {
  * Turns pgoutput messages, in stream order, into committed transactions. A transaction whose
  * COMMIT never arrives (the connection broke) is dropped by reset(): the server sends it again
  * from the slot, which was not moved past it.
+ * @internal
  */
 export class TransactionAssembler {
   /** Each relation's name and columns as last announced, by oid, to see DDL between two messages. */

@@ -10,7 +10,7 @@ export interface PostgresStoreOptions {
    * as the store does for a pool it opens). Never the application's (TypeORM's) pool: a cached call looks up
    * its entry while the caller may hold a connection of that pool, and must not wait for another.
    */
-  pool?: Pool;
+  pool?: PgPool;
   /** Where the store opens a pool of its own (closed by close()), when no pool is given. */
   connectionString?: string;
   /** Connections of the pool the store opens (a lookup holds one for a single short statement). Default 4. */
@@ -19,6 +19,17 @@ export interface PostgresStoreOptions {
   schema: string;
   /** Milliseconds between sweeps of expired entries (by whichever instance wins an advisory lock). Default 60000. */
   cleanupInterval?: number;
+}
+
+/**
+ * What the store needs of a pg Pool. Declared here so that the published types do not require
+ * @types/pg; a pg Pool is one.
+ */
+export interface PgPool {
+  query(config: { name?: string; text: string; values?: unknown[] }): Promise<unknown>;
+  connect(): Promise<unknown>;
+  end(): Promise<void>;
+  on(event: "error", listener: (error: Error) => void): unknown;
 }
 
 type StatementName = Exclude<keyof Statements, "setup" | "prefix" | "schema">;
@@ -60,7 +71,8 @@ export class PostgresStore implements CacheStore {
       throw new InvalidOptionError("PostgresStore: schema must name the schema its tables live in, such as 'autocache'.");
     }
     if (options.pool) {
-      this.pool = options.pool;
+      // The structural PgPool keeps @types/pg out of the published types; what is passed is a pg Pool.
+      this.pool = options.pool as Pool;
       this.owned = false;
     } else if (options.connectionString) {
       const { Pool } = loadPg();
