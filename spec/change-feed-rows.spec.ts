@@ -150,6 +150,31 @@ describe("change feed: outside writes invalidate the rows they changed, and only
       expect(await missed(() => byId(3), () => byAuthor(1), () => byAuthor(3)), "untouched rows").to.equal(0);
     });
 
+    it('precision: "table" keeps table-wide invalidation: the feed\'s rows refresh every read of the table', async () => {
+      const coarseNs = uniqueNamespace();
+      const coarse = await openFeedApp(pg, coarseNs, { schema: ns, cache: { precision: "table" }, setUp: true });
+      const coarseFeed = new ChangeFeed({ cache: coarse.cache, connection: pg.config, slot: `coarse_${ns}` });
+      const coarseLog = new DeliveryLog(coarseFeed);
+      try {
+        await coarseFeed.start();
+        const other = () => coarse.cache.wrap("post-3", () => coarse.dataSource.getRepository(Post).findOneBy({ id: 3 }));
+        await other();
+        await other();
+        const hits = coarse.cache.stats().hits;
+        await other();
+        expect(coarse.cache.stats().hits, "warm").to.equal(hits + 1);
+        const { xid } = await outsideWrite(pg, `UPDATE "${ns}".post SET title = 'A1' WHERE id = 1`);
+        await coarseLog.covering(xid);
+        const selects = selectCount(coarse.dataSource);
+        expect(titles(await other())).to.deep.equal(["b1"]);
+        expect(selectCount(coarse.dataSource) - selects, "another post's read ran SQL again").to.equal(1);
+      } finally {
+        await coarseFeed.dropSlot();
+        await dropNamespace(coarse.redis, coarseNs);
+        await coarse.close();
+      }
+    });
+
     it("TRUNCATE stays table-wide", async () => {
       await warmAll(() => byId(3), () => byAuthor(3));
       await outside(`TRUNCATE "${ns}".post CASCADE`);
