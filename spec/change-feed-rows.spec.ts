@@ -150,6 +150,17 @@ describe("change feed: outside writes invalidate the rows they changed, and only
       expect(await missed(() => byId(3), () => byAuthor(1), () => byAuthor(3)), "untouched rows").to.equal(0);
     });
 
+    it("soft delete and restore from outside refresh the author's list (its filter column), and keep another author's", async () => {
+      await warmAll(() => byAuthor(1), () => byAuthor(2));
+      await outside(`UPDATE "${ns}".post SET "deletedAt" = now() WHERE id = 2`);
+      expect(titles(await byAuthor(1))).to.deep.equal(["a1"]);
+      expect(await missed(() => byAuthor(2))).to.equal(0);
+      await warmAll(() => byAuthor(1));
+      await outside(`UPDATE "${ns}".post SET "deletedAt" = NULL WHERE id = 2`);
+      expect(titles(await byAuthor(1)), "the restored row is not in the cached result: its new author value names the list").to.deep.equal(["a1", "a2"]);
+      expect(await missed(() => byAuthor(2))).to.equal(0);
+    });
+
     it('precision: "table" keeps table-wide invalidation: the feed\'s rows refresh every read of the table', async () => {
       const coarseNs = uniqueNamespace();
       const coarse = await openFeedApp(pg, coarseNs, { schema: ns, cache: { precision: "table" }, setUp: true });
