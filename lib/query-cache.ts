@@ -249,17 +249,24 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
    * Invalidates what writes to these tables change, as the subscriber does for a write it sees,
    * and resolves whether that reached the store (if not, it is retried like any other and blocks
    * what it covers meanwhile). The catalog is read again first when `catalogChanged`, or when a
-   * table is new to it. The change feed's way in.
+   * table is new to it. A table with changes in `rows` (all of its changes) is invalidated by
+   * those rows, and its inheritance and partition relatives whole; the others whole. The change
+   * feed's way in.
    * @internal
    */
-  async invalidateTables(tables: readonly RelationName[], catalogChanged: boolean): Promise<boolean> {
+  async invalidateTables(tables: readonly RelationName[], catalogChanged: boolean, rows: readonly RowChange[] = []): Promise<boolean> {
     const ready = await this.use();
     let catalog = await ready.catalog.get();
     if (catalogChanged || tables.some((table) => !catalog.knows(table))) catalog = await ready.catalog.reload();
-    const keys = new Set<string>();
-    // "merge" covers every kind of row change; what the stream shows (cascaded rows, rows written
-    // by triggers) arrives as changes of their own, so unseen writes do not widen this to everything.
-    for (const table of tables) for (const t of catalog.writeDependencies(catalog.qualify(table), "merge")) for (const key of ready.keys.tableWide(t)) keys.add(key);
+    const precise = new Set(rows.map((change) => change.table));
+    const keys = new Set(await ready.observer.rowChangeKeys(rows));
+    for (const table of tables) {
+      const name = catalog.qualify(table);
+      // "merge" covers every kind of row change; what the stream shows (cascaded rows, rows written
+      // by triggers) arrives as changes of their own, so unseen writes do not widen this to everything.
+      const whole = precise.has(name) ? catalog.relatives(name) : catalog.writeDependencies(name, "merge");
+      for (const t of whole) for (const key of ready.keys.tableWide(t)) keys.add(key);
+    }
     return this.invalidator.invalidate(keys);
   }
 

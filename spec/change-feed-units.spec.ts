@@ -13,7 +13,7 @@ describe("change feed, without a server", () => {
     name,
     replicaIdentity: "default",
     columns: columns.map((c) => ({ name: c, flags: c === "id" ? 1 : 0, typeOid: 23, typeMod: -1, typeSchema: null, typeName: null, parser: (raw: unknown) => raw })),
-    keyColumns: ["id"],
+    keyColumns: columns.filter((c) => c === "id"),
   });
   const begin = (xid: number): Pgoutput.MessageBegin => ({ tag: "begin", commitLsn: null, commitTime: 0n, xid });
   const commit = (end: string): Pgoutput.MessageCommit => ({ tag: "commit", flags: 0, commitLsn: null, commitEndLsn: end, commitTime: 1_700_000_000_000_000n });
@@ -31,7 +31,9 @@ describe("change feed, without a server", () => {
     for (const message of [begin(7), post, tag] as Pgoutput.Message[]) expect(assembler.accept(message)).to.equal(undefined);
     assembler.accept({ tag: "insert", relation: post, new: { id: 1, title: "a" } });
     assembler.accept({ tag: "update", relation: post, key: { id: 1 }, old: null, new: { id: 2, title: "a" } });
+    assembler.accept({ tag: "update", relation: post, key: null, old: null, new: { id: 2, title: undefined } });
     assembler.accept({ tag: "delete", relation: post, key: { id: 2 }, old: null });
+    assembler.accept({ tag: "delete", relation: relation(3, "loose", []), key: null, old: null });
     assembler.accept({ tag: "truncate", cascade: false, restartIdentity: false, relations: [tag] });
     expect(assembler.inTransaction).to.equal(true);
     const done = assembler.accept(commit("0/10")) as CommittedTransaction;
@@ -39,12 +41,16 @@ describe("change feed, without a server", () => {
     expect(done.xid).to.equal(7);
     expect(done.endLsn).to.equal(0x10n);
     expect(done.commitTime).to.equal(1_700_000_000_000);
-    expect([...done.tables.keys()]).to.deep.equal(["s.post", "s.tag"]);
+    expect([...done.tables.keys()]).to.deep.equal(["s.post", "s.loose", "s.tag"]);
     expect(done.truncated).to.deep.equal([{ schema: "s", name: "tag" }]);
     expect(done.rows.map((r) => [r.kind, r.before, r.after])).to.deep.equal([
       ["insert", undefined, { id: 1, title: "a" }],
       ["update", { id: 1 }, { id: 2, title: "a" }],
+      // The key did not change, so the server sent no old key: the new row's is the old one's, and
+      // an unchanged TOASTed value (undefined) is unknown, not NULL.
+      ["update", { id: 2 }, { id: 2 }],
       ["delete", { id: 2 }, undefined],
+      ["delete", {}, undefined],
     ]);
     expect(done.relationsChanged).to.equal(false);
   });

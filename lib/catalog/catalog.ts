@@ -273,6 +273,11 @@ export class Catalog {
     return tables;
   }
 
+  /** Its inheritance and partitioning relatives, both ways and transitively: readers of a parent read its children's rows. */
+  relatives(name: QualifiedName): QualifiedName[] {
+    return closure([name], (n) => this.family.get(n)).filter((n) => n !== name);
+  }
+
   /** The tables whose rows a write to `name` may change; see writeEffects. */
   writeDependencies(name: QualifiedName, kind: ChangeKind): QualifiedName[] {
     return this.writeEffects(name, kind).tables;

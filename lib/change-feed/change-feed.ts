@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import { Client } from "pg";
 import type { LogicalReplicationService, Pgoutput } from "pg-logical-replication";
 import { ChangeFeedSetupError } from "../errors";
+import type { RowChange as InvalidatedRow } from "../invalidation/row-precision";
 import { Backlog, type Batch } from "./backlog";
 import { type ChangeFeedOptions, type ResolvedFeedOptions, resolveFeedOptions } from "./feed-options";
 import { formatLsn, parseLsn } from "./lsn";
@@ -306,12 +307,18 @@ export class ChangeFeed extends EventEmitter {
   }
 
   /**
-   * The invalidations of a batch: every table it wrote (TRUNCATE's among them), whole. The rows
-   * (`batch.rows`, undefined past the bound) are what row-precise invalidation narrows this to.
+   * The invalidations of a batch: each table it wrote by the rows it changed (row precision),
+   * their inheritance and partition relatives whole, and whole the tables it truncated, or all of
+   * them once the rows passed the bound (`batch.rows` undefined).
    */
   private invalidate(batch: Batch): Promise<boolean> {
     if (batch.tables.size === 0) return Promise.resolve(true);
-    return this.options.cache.invalidateTables([...batch.tables.values()], batch.relationsChanged);
+    const rows: InvalidatedRow[] = [];
+    for (const change of batch.rows ?? []) {
+      const table = `${change.table.schema}.${change.table.name}`;
+      if (!batch.truncated.has(table)) rows.push({ table, before: change.before, after: change.after });
+    }
+    return this.options.cache.invalidateTables([...batch.tables.values()], batch.relationsChanged, rows);
   }
 
   /**

@@ -3,10 +3,12 @@ import type { RelationName } from "../sql/statement-effects";
 import { parseLsn } from "./lsn";
 
 /**
- * One row a committed transaction changed, as the stream carries it. `after` is the new row
- * (insert, update). `before` is what the server sends of the old row: the whole row under
- * REPLICA IDENTITY FULL (`identity: "full"`), else only its key columns, and for an update only
- * when the key changed (otherwise the key is `after`'s). A TRUNCATE carries no rows.
+ * One row a committed transaction changed, as the stream carries it, each image holding only the
+ * columns whose values are known. `after` is the new row (insert, update). `before` is what is
+ * known of the old row (update, delete): the whole row under REPLICA IDENTITY FULL, else its
+ * replica identity columns, which the server sends for an update only when they changed (they are
+ * then the new row's). An unchanged TOASTed value the server leaves out is unknown. A TRUNCATE
+ * carries no rows.
  */
 export interface RowChange {
   readonly table: RelationName;
@@ -72,10 +74,11 @@ export class TransactionAssembler {
         this.row(message.relation, "insert", undefined, message.new);
         return undefined;
       case "update":
-        this.row(message.relation, "update", message.old ?? message.key ?? undefined, message.new);
+        this.row(message.relation, "update", message.old ?? message.key ?? keyOf(message.relation, message.new), message.new);
         return undefined;
       case "delete":
-        this.row(message.relation, "delete", message.old ?? message.key ?? undefined, undefined);
+        // Without a replica identity nothing of the old row is known: no column at all.
+        this.row(message.relation, "delete", message.old ?? message.key ?? {}, undefined);
         return undefined;
       case "truncate":
         for (const relation of message.relations) {
@@ -112,7 +115,7 @@ export class TransactionAssembler {
 
   private row(relation: Pgoutput.MessageRelation, kind: RowChange["kind"], before: Record<string, unknown> | undefined, after: Record<string, unknown> | undefined): void {
     const table = this.touch(relation);
-    if (table) this.open?.rows.push({ table, kind, identity: relation.replicaIdentity, before, after });
+    if (table) this.open?.rows.push({ table, kind, identity: relation.replicaIdentity, before: before && known(before), after: after && known(after) });
   }
 
   private touch(relation: Pgoutput.MessageRelation): RelationName | undefined {
@@ -130,4 +133,18 @@ export class TransactionAssembler {
     this.shapes.set(relation.relationOid, shape);
     return previous !== undefined && previous !== shape;
   }
+}
+
+/** The replica identity columns of a row (the old row's, for an update that kept them). */
+function keyOf(relation: Pgoutput.MessageRelation, row: Record<string, unknown> | null): Record<string, unknown> {
+  const key: Record<string, unknown> = {};
+  for (const column of relation.keyColumns) if (row && column in row) key[column] = row[column];
+  return key;
+}
+
+/** The image without the columns the stream left unknown (undefined: an unchanged TOASTed value, a key tuple's other columns). */
+function known(image: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [column, value] of Object.entries(image)) if (value !== undefined) out[column] = value;
+  return out;
 }

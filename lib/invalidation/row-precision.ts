@@ -167,12 +167,9 @@ export class RowPrecision {
         } else if (value !== null) keys.add(this.keys.rowValue(table, column, value));
       }
     }
-    if (before && after) {
-      for (const column of Object.keys(after)) {
-        if (!(column in before) || !sameValue(before[column], after[column])) keys.add(this.keys.column(table, column, "set"));
-      }
-      for (const column of Object.keys(before)) if (!(column in after)) keys.add(this.keys.column(table, column, "set"));
-    }
+    // No "#<col>~": an exact read's result held the row only if it lists the old identity (or
+    // that is unknown: "#<col>!"), and holds it now only if the new value of its bound column is
+    // one of its values (or that is unknown: "#<col>!" again), whatever other columns changed.
     return [...keys];
   }
 
@@ -269,9 +266,4 @@ function returnedValues(result: unknown): Map<string, unknown[]> {
     }
   }
   return out;
-}
-
-function sameValue(a: unknown, b: unknown): boolean {
-  if (a instanceof Date && b instanceof Date) return a.getTime() === b.getTime();
-  return a === b;
 }
