@@ -45,13 +45,6 @@ const DELIVERY_RETRY_MAX_MS = 1000;
 
 type ReplicationModule = typeof import("pg-logical-replication");
 
-export interface ChangeFeed {
-  on<E extends keyof ChangeFeedEvents>(event: E, listener: (...args: ChangeFeedEvents[E]) => void): this;
-  once<E extends keyof ChangeFeedEvents>(event: E, listener: (...args: ChangeFeedEvents[E]) => void): this;
-  off<E extends keyof ChangeFeedEvents>(event: E, listener: (...args: ChangeFeedEvents[E]) => void): this;
-  emit<E extends keyof ChangeFeedEvents>(event: E, ...args: ChangeFeedEvents[E]): boolean;
-}
-
 /**
  * Follows PostgreSQL's logical replication stream (pgoutput) and turns every committed
  * transaction into the invalidations a write through the DataSource makes, so that writes from
@@ -61,7 +54,7 @@ export interface ChangeFeed {
  * store, so after a crash, a broken connection or a store outage the server sends the rest again.
  * One instance consumes a slot at a time; the others stand by and take it over when it is free.
  */
-export class ChangeFeed extends EventEmitter {
+export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
   private readonly options: ResolvedFeedOptions;
   private readonly assembler = new TransactionAssembler();
   private readonly backlog: Backlog;
