@@ -131,6 +131,23 @@ describe("faults: the cache fails open, answers in bounded time and never serves
       });
     }
 
+    it("counts a call that bypasses the unreachable store as every other miss: the miss event, stats() and the per-method metrics", async () => {
+      const down = await node(new Redis({ host: "127.0.0.1", port: await freePort(), lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false }));
+      const title = "counted while unreachable";
+      await down.posts.save({ title, views: 1 });
+      const methodMisses = () => Object.values(down.cache.stats({ byMethod: true }).byMethod).reduce((sum, method) => sum + method.misses, 0);
+      const before = { ...down.cache.stats(), byMethod: methodMisses() };
+      const misses: string[] = [];
+      down.cache.on("miss", (key) => misses.push(key));
+      // The first read finds the store down; the next ones compute without it, until it is trusted again.
+      for (let i = 0; i < 4; i++) expect(viewsOf(await down.posts.byTitle({ title }))).to.deep.equal([1]);
+      const after = down.cache.stats();
+      expect(after.hits - before.hits, "nothing is served from an unreachable store").to.equal(0);
+      expect(after.misses - before.misses, "one miss per call").to.equal(4);
+      expect(misses, "one miss event per counted miss").to.have.length(4);
+      expect(methodMisses() - before.byMethod, "the per-method misses").to.equal(4);
+    });
+
     it("starts caching once a reconnecting client reaches Redis, and serves only fresh data", async () => {
       const port = await freePort();
       const late = await node(new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1, retryStrategy: () => 50 }));
