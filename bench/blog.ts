@@ -1,4 +1,13 @@
-import { Column, CreateDateColumn, Entity, type FindManyOptions, ManyToOne, OneToMany, PrimaryGeneratedColumn, Repository } from "typeorm";
+import {
+  Column,
+  CreateDateColumn,
+  Entity,
+  type FindManyOptions,
+  ManyToOne,
+  OneToMany,
+  PrimaryGeneratedColumn,
+  Repository,
+} from "typeorm";
 import { Cached } from "../lib";
 
 /** The benchmark's blog: authors write posts; the front page shows the 20 newest posts with their authors. */
@@ -14,7 +23,10 @@ export class Author {
   @Column({ type: "text" })
   bio!: string;
 
-  @OneToMany(() => Post, (post) => post.author)
+  @OneToMany(
+    () => Post,
+    (post) => post.author,
+  )
   posts?: Post[];
 }
 
@@ -38,14 +50,22 @@ export class Post {
   @CreateDateColumn()
   createdAt!: Date;
 
-  @ManyToOne(() => Author, (author) => author.posts, { nullable: false })
+  @ManyToOne(
+    () => Author,
+    (author) => author.posts,
+    { nullable: false },
+  )
   author!: Author;
 }
 
 export const entities = [Author, Post];
 
 /** The one query every contender answers. */
-export const FRONT_PAGE: FindManyOptions<Post> = { relations: { author: true }, order: { id: "DESC" }, take: 20 };
+export const FRONT_PAGE: FindManyOptions<Post> = {
+  relations: { author: true },
+  order: { id: "DESC" },
+  take: 20,
+};
 
 /** How many times a cached method body really ran (that is, went to the database). */
 export const bodyRuns = { frontPage: 0 };

@@ -1,9 +1,18 @@
 import { performance } from "node:perf_hooks";
 import type { QueryCache } from "../lib";
 import { splitFreshness } from "../lib/serialization/freshness";
-import { FRONT_PAGE, type FrontPageRepository, Post, bodyRuns, newPost } from "./blog";
+import { bodyRuns, FRONT_PAGE, type FrontPageRepository, newPost, Post } from "./blog";
 import { type Contender, type Timed, timeAlternating, timeEach, timeEachSync } from "./rounds";
-import { AUTHORS, type Bench, DEPENDENT_COUNTS, FLOOR_KEY, NAMESPACE, TYPEORM_CACHE_ID, dependentTable, statementCount } from "./setup";
+import {
+  AUTHORS,
+  type Bench,
+  DEPENDENT_COUNTS,
+  dependentTable,
+  FLOOR_KEY,
+  NAMESPACE,
+  statementCount,
+  TYPEORM_CACHE_ID,
+} from "./setup";
 
 /** Operations per contender (per operation of an alternating group) per round: more where one is cheap. */
 const BATCH = { hit: 200, local: 1000, query: 40, write: 30, cpu: 200 };
@@ -88,11 +97,15 @@ export async function buildRoster(bench: Bench): Promise<Roster> {
       const hits = cache.stats().hits;
       const sql = statementCount(bench.cached);
       const typeormSql = statementCount(bench.typeorm);
-      const times = await timeAlternating(BATCH.hit, {
-        floor: { op: async () => JSON.parse((await redis.get(FLOOR_KEY))!) },
-        "redis-hit": { op: () => repos.cached.frontPage() },
-        "typeorm-hit": { op: () => repos.typeorm.find({ ...FRONT_PAGE, cache: TYPEORM_CACHE }) },
-      }, BLOCK);
+      const times = await timeAlternating(
+        BATCH.hit,
+        {
+          floor: { op: async () => JSON.parse((await redis.get(FLOOR_KEY))!) },
+          "redis-hit": { op: () => repos.cached.frontPage() },
+          "typeorm-hit": { op: () => repos.typeorm.find({ ...FRONT_PAGE, cache: TYPEORM_CACHE }) },
+        },
+        BLOCK,
+      );
       redisHits.of += BATCH.hit;
       if (statementCount(bench.cached) === sql) redisHits.ok += cache.stats().hits - hits;
       typeormHits.of += BATCH.hit;
@@ -111,7 +124,8 @@ export async function buildRoster(bench: Bench): Promise<Roster> {
         const sql = statementCount(bench.local);
         const times = await timeEach(BATCH.local, () => repos.local.frontPage());
         localHits.of += times.length;
-        if (bench.localCommands.count === commands && statementCount(bench.local) === sql) localHits.ok += times.length;
+        if (bench.localCommands.count === commands && statementCount(bench.local) === sql)
+          localHits.ok += times.length;
         return times;
       },
     });
@@ -164,7 +178,10 @@ export async function buildRoster(bench: Bench): Promise<Roster> {
   add({ id: "writes", run: () => timeAlternating(BATCH.write, writes) });
   add({ id: "invalidations", run: () => timeAlternating(BATCH.write, invalidations, BLOCK) });
 
-  const mixes: Mixes = { cached: { hits: 0, misses: 0, writes: 0, reads: 0, computations: 0 }, uncached: { writes: 0, reads: 0 } };
+  const mixes: Mixes = {
+    cached: { hits: 0, misses: 0, writes: 0, reads: 0, computations: 0 },
+    uncached: { writes: 0, reads: 0 },
+  };
   add({
     id: "mix-cached",
     run: async () => {
@@ -198,25 +215,48 @@ export async function buildRoster(bench: Bench): Promise<Roster> {
 
   // The hit path taken apart: each step of a Redis hit beside the matching step of the floor.
   const versionKeys = entry.slice(0, entry.indexOf("\n")).split(" ").slice(2);
-  add({ id: "p-get-entry", prepare: () => warmRedis(cache, repos.cached), run: () => timeEach(BATCH.hit, () => redis.get(entryKey)) });
-  add({ id: "p-eval-get", prepare: () => warmRedis(cache, repos.cached), run: () => timeEach(BATCH.hit, () => redis.eval(LUA_GET, 1, entryKey)) });
+  add({
+    id: "p-get-entry",
+    prepare: () => warmRedis(cache, repos.cached),
+    run: () => timeEach(BATCH.hit, () => redis.get(entryKey)),
+  });
+  add({
+    id: "p-eval-get",
+    prepare: () => warmRedis(cache, repos.cached),
+    run: () => timeEach(BATCH.hit, () => redis.eval(LUA_GET, 1, entryKey)),
+  });
   add({
     id: "p-get-mget",
     prepare: () => warmRedis(cache, repos.cached),
     run: () => timeEach(BATCH.hit, () => redis.mget(entryKey, clockKey, ...versionKeys)),
   });
-  add({ id: "p-lookup", prepare: () => warmRedis(cache, repos.cached), run: () => timeEach(BATCH.hit, () => cache.store.lookup(entryKey, clockKey)) });
-  add({ id: "p-get-api", prepare: () => warmApiKey(cache, rows), run: () => timeEach(BATCH.hit, () => cache.get(API_KEY)) });
+  add({
+    id: "p-lookup",
+    prepare: () => warmRedis(cache, repos.cached),
+    run: () => timeEach(BATCH.hit, () => cache.store.lookup(entryKey, clockKey)),
+  });
+  add({
+    id: "p-get-api",
+    prepare: () => warmApiKey(cache, rows),
+    run: () => timeEach(BATCH.hit, () => cache.get(API_KEY)),
+  });
   add({ id: "p-parse-entry", run: async () => timeEachSync(BATCH.cpu, () => JSON.parse(payload)) });
   add({ id: "p-get-floor", run: () => timeEach(BATCH.hit, () => redis.get(FLOOR_KEY)) });
-  add({ id: "p-parse-floor", run: async () => timeEachSync(BATCH.cpu, () => JSON.parse(floorJson)) });
+  add({
+    id: "p-parse-floor",
+    run: async () => timeEachSync(BATCH.cpu, () => JSON.parse(floorJson)),
+  });
 
   return {
     contenders,
     checks,
     mixes,
     roundTrips,
-    sizes: { floorJson: Buffer.byteLength(floorJson), entry: Buffer.byteLength(entry), payload: Buffer.byteLength(payload) },
+    sizes: {
+      floorJson: Buffer.byteLength(floorJson),
+      entry: Buffer.byteLength(entry),
+      payload: Buffer.byteLength(payload),
+    },
     entryKey,
   };
 }
@@ -250,7 +290,10 @@ async function warmApiKey(cache: QueryCache, rows: Post[]): Promise<void> {
 }
 
 /** MIX.inFlight callers, each reading or (one time in twenty) writing, for MIX.ms. */
-async function mix(read: () => Promise<unknown>, write: () => Promise<unknown>): Promise<{ perSecond: number; reads: number; writes: number }> {
+async function mix(
+  read: () => Promise<unknown>,
+  write: () => Promise<unknown>,
+): Promise<{ perSecond: number; reads: number; writes: number }> {
   let reads = 0;
   let writes = 0;
   let seed = 0x9e3779b9;

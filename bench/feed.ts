@@ -4,8 +4,8 @@ import { performance } from "node:perf_hooks";
 import { Redis } from "ioredis";
 import { Client } from "pg";
 import { Column, DataSource, Entity, PrimaryColumn } from "typeorm";
-import { ChangeFeed, type Delivery, QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
 import { getServices } from "../example/services";
+import { ChangeFeed, type Delivery, QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
 import { LogicalPostgres } from "../spec/support/logical-postgres";
 
 /**
@@ -47,11 +47,15 @@ export async function benchChangeFeed(say: (line: string) => void): Promise<stri
   try {
     say(`  change feed: ${DELAY_SAMPLES} outside commits, one at a time...`);
     const delays = await commitToInvalidation(rig);
-    say(`  change feed: ${SMALL_TRANSACTIONS.toLocaleString("en-US")} one-row transactions from ${WRITERS} clients...`);
+    say(
+      `  change feed: ${SMALL_TRANSACTIONS.toLocaleString("en-US")} one-row transactions from ${WRITERS} clients...`,
+    );
     const small = await smallTransactions(rig);
     say(`  change feed: one transaction of ${BULK_ROWS.toLocaleString("en-US")} rows...`);
     const bulk = await bulkLoad(rig);
-    say(`  change feed: ${LIBRARY_WRITES.toLocaleString("en-US")} writes through the library, feed off and on...`);
+    say(
+      `  change feed: ${LIBRARY_WRITES.toLocaleString("en-US")} writes through the library, feed off and on...`,
+    );
     const twice = await doubleDelivery(rig);
     const section = [
       "",
@@ -94,7 +98,11 @@ async function openRig(): Promise<Rig> {
   await dataSource.query(`INSERT INTO feed_counter (id) SELECT generate_series(1, 1000)`);
   await dataSource.query(`CREATE TABLE feed_bulk (id int, payload text)`);
   const redis = new Redis((await getServices()).redisUrl);
-  const cache = new QueryCache({ dataSource, store: new RedisStore(redis), namespace: `bench-feed-${randomUUID().slice(0, 8)}` });
+  const cache = new QueryCache({
+    dataSource,
+    store: new RedisStore(redis),
+    namespace: `bench-feed-${randomUUID().slice(0, 8)}`,
+  });
   const feed = new ChangeFeed({ cache, connection: pg.config, slot: "bench_feed" });
   const deliveries: Delivery[] = [];
   const arrived = new Map<number, number>();
@@ -109,7 +117,9 @@ async function openRig(): Promise<Rig> {
   });
   await feed.start();
   const delivered = (xid: number) =>
-    arrived.has(xid) ? Promise.resolve(arrived.get(xid) as number) : new Promise<number>((resolve) => waiting.set(xid, resolve));
+    arrived.has(xid)
+      ? Promise.resolve(arrived.get(xid) as number)
+      : new Promise<number>((resolve) => waiting.set(xid, resolve));
   return { pg, dataSource, redis, cache, feed, deliveries, delivered };
 }
 
@@ -122,7 +132,10 @@ async function commitToInvalidation(rig: Rig): Promise<number[]> {
   const delays: number[] = [];
   try {
     for (let i = 0; i < DELAY_SAMPLES + 20; i++) {
-      const { rows } = await client.query(`UPDATE feed_counter SET value = value + 1 WHERE id = $1 RETURNING ${XID}`, [1 + (i % 1000)]);
+      const { rows } = await client.query(
+        `UPDATE feed_counter SET value = value + 1 WHERE id = $1 RETURNING ${XID}`,
+        [1 + (i % 1000)],
+      );
       const committed = performance.now();
       const at = await rig.delivered(Number(rows[0].xid));
       // The first few pay for connections and the catalog; a warmed-up feed is what runs for long.
@@ -136,21 +149,28 @@ async function commitToInvalidation(rig: Rig): Promise<number[]> {
 
 /** WRITERS clients, each committing one-row UPDATEs as fast as PostgreSQL takes them. */
 async function smallTransactions(rig: Rig) {
-  const clients = await Promise.all(Array.from({ length: WRITERS }, async () => {
-    const client = new Client(rig.pg.config);
-    await client.connect();
-    return client;
-  }));
+  const clients = await Promise.all(
+    Array.from({ length: WRITERS }, async () => {
+      const client = new Client(rig.pg.config);
+      await client.connect();
+      return client;
+    }),
+  );
   const before = rig.deliveries.length;
   let next = 0;
   let lastXid = 0;
   const started = performance.now();
-  await Promise.all(clients.map(async (client) => {
-    for (let i = next++; i < SMALL_TRANSACTIONS; i = next++) {
-      const { rows } = await client.query(`UPDATE feed_counter SET value = value + 1 WHERE id = $1 RETURNING ${XID}`, [1 + (i % 1000)]);
-      lastXid = Number(rows[0].xid);
-    }
-  }));
+  await Promise.all(
+    clients.map(async (client) => {
+      for (let i = next++; i < SMALL_TRANSACTIONS; i = next++) {
+        const { rows } = await client.query(
+          `UPDATE feed_counter SET value = value + 1 WHERE id = $1 RETURNING ${XID}`,
+          [1 + (i % 1000)],
+        );
+        lastXid = Number(rows[0].xid);
+      }
+    }),
+  );
   const committed = performance.now();
   await Promise.all(clients.map((c) => c.end()));
   // Commits of concurrent clients reach the stream in commit order; the last to return is close enough.
@@ -171,12 +191,17 @@ async function bulkLoad(rig: Rig) {
   try {
     await client.query("BEGIN");
     const started = performance.now();
-    await client.query(`INSERT INTO feed_bulk SELECT i, md5(i::text) FROM generate_series(1, ${BULK_ROWS}) i`);
+    await client.query(
+      `INSERT INTO feed_bulk SELECT i, md5(i::text) FROM generate_series(1, ${BULK_ROWS}) i`,
+    );
     const { rows } = await client.query(`SELECT ${XID}`);
     await client.query("COMMIT");
     const committed = performance.now();
     const at = await rig.delivered(Number(rows[0].xid));
-    return { pgPerSecond: BULK_ROWS / ((committed - started) / 1000), feedPerSecond: BULK_ROWS / ((Math.max(at, committed) - committed) / 1000) };
+    return {
+      pgPerSecond: BULK_ROWS / ((committed - started) / 1000),
+      feedPerSecond: BULK_ROWS / ((Math.max(at, committed) - committed) / 1000),
+    };
   } finally {
     await client.end();
   }
@@ -191,9 +216,12 @@ async function doubleDelivery(rig: Rig) {
   const run = async () => {
     let next = 0;
     const started = performance.now();
-    await Promise.all(Array.from({ length: WRITERS }, async () => {
-      for (let i = next++; i < LIBRARY_WRITES; i = next++) await repo.increment({ id: 1 + (i % 1000) }, "value", 1);
-    }));
+    await Promise.all(
+      Array.from({ length: WRITERS }, async () => {
+        for (let i = next++; i < LIBRARY_WRITES; i = next++)
+          await repo.increment({ id: 1 + (i % 1000) }, "value", 1);
+      }),
+    );
     return LIBRARY_WRITES / ((performance.now() - started) / 1000);
   };
   // Off and on alternate, twice, and the better run of each counts: the machine's load drifts.
@@ -220,7 +248,9 @@ async function doubleDelivery(rig: Rig) {
 /** A write after the others: once the feed delivered it, it delivered every write before it. */
 async function markerXid(rig: Rig): Promise<number> {
   // TypeORM returns an UPDATE's result as [rows, affected].
-  const [rows] = await rig.dataSource.query(`UPDATE feed_counter SET value = value + 1 WHERE id = 1 RETURNING ${XID}`);
+  const [rows] = await rig.dataSource.query(
+    `UPDATE feed_counter SET value = value + 1 WHERE id = 1 RETURNING ${XID}`,
+  );
   return Number(rows[0].xid);
 }
 

@@ -4,10 +4,18 @@ import { performance } from "node:perf_hooks";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { Post, bodyRuns, newPost } from "./blog";
+import { bodyRuns, newPost, Post } from "./blog";
 import { warmLocal, warmRedis } from "./contenders";
 import { quantile } from "./rounds";
-import { AUTHORS, type Bench, FLOOR_KEY, TYPEORM_KEYS, dependentTable, openInstance, statementCount } from "./setup";
+import {
+  AUTHORS,
+  type Bench,
+  dependentTable,
+  FLOOR_KEY,
+  openInstance,
+  statementCount,
+  TYPEORM_KEYS,
+} from "./setup";
 
 /** Figures measured once rather than in rounds: set-ups, counts, memory, and a CPU profile of the hit path. */
 
@@ -19,7 +27,11 @@ const PROGRESS_EVERY = 10_000;
  * Stores `count` entries depending on one table through the library's own path (cache.set with
  * dependsOn), a batch of calls in flight at a time so their round trips overlap.
  */
-export async function fillDependents(bench: Bench, count: number, progress: (done: number) => void): Promise<{ stored: number; seconds: number }> {
+export async function fillDependents(
+  bench: Bench,
+  count: number,
+  progress: (done: number) => void,
+): Promise<{ stored: number; seconds: number }> {
   const table = dependentTable(count);
   const start = performance.now();
   // A version that does not exist yet makes set() refuse (and create it): write the table first.
@@ -30,7 +42,15 @@ export async function fillDependents(bench: Bench, count: number, progress: (don
     const refused: number[] = [];
     for (let i = 0; i < pending.length; i += FILL_BATCH) {
       const batch = pending.slice(i, i + FILL_BATCH);
-      const results = await Promise.all(batch.map((n) => bench.cache.set(`dep:${count}:${n}`, { n, note: "depends on one table" }, { dependsOn: [table], ttl: 900 })));
+      const results = await Promise.all(
+        batch.map((n) =>
+          bench.cache.set(
+            `dep:${count}:${n}`,
+            { n, note: "depends on one table" },
+            { dependsOn: [table], ttl: 900 },
+          ),
+        ),
+      );
       results.forEach((ok, j) => {
         if (ok) stored++;
         else refused.push(batch[j]);
@@ -84,10 +104,15 @@ export interface Memory {
 export async function memory(bench: Bench, entryKey: string): Promise<Memory> {
   const { redis } = bench;
   await warmRedis(bench.cache, bench.repos.cached);
-  const usage = async (key: string) => Number((await redis.call("MEMORY", "USAGE", key, "SAMPLES", "0")) ?? 0);
+  const usage = async (key: string) =>
+    Number((await redis.call("MEMORY", "USAGE", key, "SAMPLES", "0")) ?? 0);
   let typeormEntries = 0;
   for (const key of TYPEORM_KEYS) typeormEntries += await usage(key);
-  const out: Memory = { redisEntry: await usage(entryKey), redisFloor: await usage(FLOOR_KEY), typeormEntries };
+  const out: Memory = {
+    redisEntry: await usage(entryKey),
+    redisFloor: await usage(FLOOR_KEY),
+    typeormEntries,
+  };
   if (bench.localCache) Object.assign(out, await localMemory(bench));
   return out;
 }
@@ -96,7 +121,10 @@ export async function memory(bench: Bench, entryKey: string): Promise<Memory> {
  * Fills the tier with copies of the front page under keys of their own and divides the growth of
  * the heap (and of memory outside it, for Buffers) by the number of copies it then serves.
  */
-async function localMemory(bench: Bench, copies = 500): Promise<{ localPerEntry?: number; localEntries: number }> {
+async function localMemory(
+  bench: Bench,
+  copies = 500,
+): Promise<{ localPerEntry?: number; localEntries: number }> {
   setFlagsFromString("--expose-gc");
   const gc = runInNewContext("gc") as () => void;
   const used = () => {
@@ -116,7 +144,10 @@ async function localMemory(bench: Bench, copies = 500): Promise<{ localPerEntry?
     if (bench.localCommands.count === commands) served++;
   }
   const after = used();
-  return { localPerEntry: served > 0 ? (after - before) / served : undefined, localEntries: served };
+  return {
+    localPerEntry: served > 0 ? (after - before) / served : undefined,
+    localEntries: served,
+  };
 }
 
 export interface Propagation {
@@ -146,13 +177,30 @@ export async function propagation(bench: Bench, samples = 60): Promise<Propagati
     const delays: number[] = [];
     let staleAfterDrop = 0;
     for (let s = 0; s < samples; s++) {
-      const seen = await untilDropped(bench, (post) => posts.save(posts.create(post)), 1_000_000 + s);
-      if (!seen) throw new Error(`the in-process tier kept serving the front page ${STALE_LIMIT_MS} ms after another instance's write`);
+      const seen = await untilDropped(
+        bench,
+        (post) => posts.save(posts.create(post)),
+        1_000_000 + s,
+      );
+      if (!seen)
+        throw new Error(
+          `the in-process tier kept serving the front page ${STALE_LIMIT_MS} ms after another instance's write`,
+        );
       delays.push(seen.ms);
       if (!seen.fresh) staleAfterDrop++;
     }
-    const redisOnly = await untilDropped(bench, (post) => bench.repos.cachedPosts.save(bench.repos.cachedPosts.create(post)), 2_000_000);
-    return { samples, p50Ms: quantile(delays, 0.5), p99Ms: quantile(delays, 0.99), staleAfterDrop, fromInstanceWithoutTier: redisOnly !== undefined };
+    const redisOnly = await untilDropped(
+      bench,
+      (post) => bench.repos.cachedPosts.save(bench.repos.cachedPosts.create(post)),
+      2_000_000,
+    );
+    return {
+      samples,
+      p50Ms: quantile(delays, 0.5),
+      p99Ms: quantile(delays, 0.99),
+      staleAfterDrop,
+      fromInstanceWithoutTier: redisOnly !== undefined,
+    };
   } finally {
     await writer.close();
   }
@@ -163,7 +211,11 @@ export async function propagation(bench: Bench, samples = 60): Promise<Propagati
  * a command to Redis): the milliseconds from the write's return to the start of that read, and
  * whether it returned the new post. Undefined when the tier still answered after STALE_LIMIT_MS.
  */
-async function untilDropped(bench: Bench, save: (post: Partial<Post>) => Promise<unknown>, n: number): Promise<{ ms: number; fresh: boolean } | undefined> {
+async function untilDropped(
+  bench: Bench,
+  save: (post: Partial<Post>) => Promise<unknown>,
+  n: number,
+): Promise<{ ms: number; fresh: boolean } | undefined> {
   await warmLocal(bench);
   const post = newPost(n, 1 + (n % AUTHORS));
   await save(post);
@@ -172,7 +224,8 @@ async function untilDropped(bench: Bench, save: (post: Partial<Post>) => Promise
     const commands = bench.localCommands.count;
     const started = performance.now();
     const front = await bench.repos.local.frontPage();
-    if (bench.localCommands.count > commands) return { ms: started - written, fresh: front[0]?.title === post.title };
+    if (bench.localCommands.count > commands)
+      return { ms: started - written, fresh: front[0]?.title === post.title };
     if (started - written > STALE_LIMIT_MS) return undefined;
     await nextTurn();
   }
@@ -222,12 +275,21 @@ export async function profileHits(bench: Bench, calls = 4000): Promise<HitProfil
     const { functionName, url, lineNumber } = node.callFrame;
     const category = categorize(functionName, url);
     byCategory.set(category, (byCategory.get(category) ?? 0) + n);
-    const fn = `${functionName || "(anonymous)"} ${url ? `${basename(url)}:${lineNumber + 1}` : ""}`.trim();
+    const fn =
+      `${functionName || "(anonymous)"} ${url ? `${basename(url)}:${lineNumber + 1}` : ""}`.trim();
     byFunction.set(fn, (byFunction.get(fn) ?? 0) + n);
   }
   const ranked = (m: Map<string, number>, top: number) =>
-    [...m].sort((a, b) => b[1] - a[1]).slice(0, top).map(([name, n]) => ({ name, share: n / total }));
-  return { calls, serverUsPerCall, categories: ranked(byCategory, 12), functions: ranked(byFunction, 15) };
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([name, n]) => ({ name, share: n / total }));
+  return {
+    calls,
+    serverUsPerCall,
+    categories: ranked(byCategory, 12),
+    functions: ranked(byFunction, 15),
+  };
 }
 
 function categorize(functionName: string, url: string): string {
@@ -241,7 +303,8 @@ function categorize(functionName: string, url: string): string {
   if (url.includes("/lib/keys/")) return "library: keys (lib/keys)";
   if (url.includes("/lib/decorator/")) return "library: decorator (lib/decorator)";
   if (url.includes("/dist/lib/")) return `library: ${basename(url, ".js")}`;
-  if (url.includes("node_modules/ioredis") || url.includes("node_modules/redis-parser")) return "ioredis and its parser";
+  if (url.includes("node_modules/ioredis") || url.includes("node_modules/redis-parser"))
+    return "ioredis and its parser";
   if (url.includes("node_modules/typeorm")) return "typeorm";
   if (url.includes("/bench/")) return "bench loop";
   if (url.startsWith("node:")) return "Node.js internals";

@@ -5,13 +5,20 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { buildRoster } from "./contenders";
 import { benchChangeFeed } from "./feed";
-import { benchPages } from "./page";
 import { fillDependents, memory, profileHits, propagation, stampede } from "./figures";
-import { type Results, markdown, svg } from "./report";
+import { benchPages } from "./page";
 import { precisionMarkdown, runPrecision } from "./precision";
+import { markdown, type Results, svg } from "./report";
 import { runRounds } from "./rounds";
+import {
+  type Bench,
+  DEPENDENT_COUNTS,
+  LOCAL_MAX_BYTES,
+  NAMESPACE,
+  openBench,
+  SCHEMA,
+} from "./setup";
 import { benchStores } from "./stores";
-import { type Bench, DEPENDENT_COUNTS, LOCAL_MAX_BYTES, NAMESPACE, SCHEMA, openBench } from "./setup";
 
 /**
  * `npm run bench`: sets up its own data, runs every contender interleaved in rounds in this one
@@ -44,21 +51,31 @@ async function main(): Promise<void> {
 
     const fills = [];
     for (const count of DEPENDENT_COUNTS) {
-      const fill = await fillDependents(bench, count, (done) => progress(`  storing ${count.toLocaleString("en-US")} entries that depend on dep_${count}: ${done.toLocaleString("en-US")}`));
+      const fill = await fillDependents(bench, count, (done) =>
+        progress(
+          `  storing ${count.toLocaleString("en-US")} entries that depend on dep_${count}: ${done.toLocaleString("en-US")}`,
+        ),
+      );
       endProgress();
-      say(`  stored ${fill.stored.toLocaleString("en-US")} entries depending on dep_${count} in ${fill.seconds.toFixed(1)} s`);
+      say(
+        `  stored ${fill.stored.toLocaleString("en-US")} entries depending on dep_${count} in ${fill.seconds.toFixed(1)} s`,
+      );
       fills.push({ count, ...fill });
     }
 
     const roster = await buildRoster(bench);
-    say(`  ${roster.contenders.length} contenders, ${WARMUP} warm-up + ${ROUNDS} rounds (${elapsed()} so far)`);
+    say(
+      `  ${roster.contenders.length} contenders, ${WARMUP} warm-up + ${ROUNDS} rounds (${elapsed()} so far)`,
+    );
     const roundsStarted = performance.now();
     const figures = await runRounds(roster.contenders, {
       rounds: ROUNDS,
       warmup: WARMUP,
       onRound: (done, total) => {
         const perRound = (performance.now() - roundsStarted) / done;
-        progress(`  round ${done}/${total}${done <= WARMUP ? " (warm-up)" : ""}, about ${((total - done) * perRound / 1000).toFixed(0)} s left`);
+        progress(
+          `  round ${done}/${total}${done <= WARMUP ? " (warm-up)" : ""}, about ${(((total - done) * perRound) / 1000).toFixed(0)} s left`,
+        );
       },
     });
     endProgress();
@@ -67,7 +84,11 @@ async function main(): Promise<void> {
     const herd = await stampede(bench);
     say("  memory per entry...");
     const mem = await memory(bench, roster.entryKey);
-    say(bench.localCache ? "  in-process tier staleness after a write..." : "  in-process tier staleness: n/a");
+    say(
+      bench.localCache
+        ? "  in-process tier staleness after a write..."
+        : "  in-process tier staleness: n/a",
+    );
     const stale = await propagation(bench);
     say("  CPU profile of Redis hits...");
     const profile = await profileHits(bench);
@@ -112,8 +133,11 @@ async function main(): Promise<void> {
 }
 
 async function environment(bench: Bench): Promise<string> {
-  const redisVersion = /redis_version:(\S+)/.exec(String(await bench.redis.info("server")))?.[1] ?? "?";
-  const [{ server_version: pgVersion }] = (await bench.plain.query("SHOW server_version")) as { server_version: string }[];
+  const redisVersion =
+    /redis_version:(\S+)/.exec(String(await bench.redis.info("server")))?.[1] ?? "?";
+  const [{ server_version: pgVersion }] = (await bench.plain.query("SHOW server_version")) as {
+    server_version: string;
+  }[];
   const cpu = cpus();
   return (
     `Node ${process.version}, ${cpu.length} × ${cpu[0]?.model.trim() ?? "?"}, PostgreSQL ${pgVersion}, Redis ${redisVersion}, ` +
@@ -143,7 +167,9 @@ main().then(
 /** Everything is closed by now; if some handle still holds the process open, name it and leave anyway. */
 function exitWhenIdle(): void {
   setTimeout(() => {
-    console.error(`bench: still open after closing everything: ${process.getActiveResourcesInfo().join(", ")}; exiting.`);
+    console.error(
+      `bench: still open after closing everything: ${process.getActiveResourcesInfo().join(", ")}; exiting.`,
+    );
     process.exit();
   }, 3000).unref();
 }

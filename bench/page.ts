@@ -1,8 +1,8 @@
-import express from "express";
-import fastify from "fastify";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { performance } from "node:perf_hooks";
+import express from "express";
+import fastify from "fastify";
 import { cacheResponseHooks, cacheResponses } from "../lib/http";
 import { FRONT_PAGE } from "./blog";
 import type { Bench } from "./setup";
@@ -27,7 +27,9 @@ export async function benchPages(bench: Bench): Promise<string[]> {
   const posts = bench.repos.cachedPosts;
   const frontPage = async () => posts.find(FRONT_PAGE);
   const sites = [await expressSite(bench, frontPage), await fastifySite(bench, frontPage)];
-  const lines = ["Whole pages over HTTP (front page as JSON, one request at a time; median µs per request):"];
+  const lines = [
+    "Whole pages over HTTP (front page as JSON, one request at a time; median µs per request):",
+  ];
   try {
     for (const site of sites) {
       const uncached: number[] = [];
@@ -35,7 +37,11 @@ export async function benchPages(bench: Bench): Promise<string[]> {
       const empty: number[] = [];
       await batch(`${site.url}/cached`, 5);
       for (let round = 0; round < ROUNDS + 2; round++) {
-        const paths = [["uncached", uncached], ["cached", cached], ["empty", empty]] as const;
+        const paths = [
+          ["uncached", uncached],
+          ["cached", cached],
+          ["empty", empty],
+        ] as const;
         const order = [...paths.slice(round % 3), ...paths.slice(0, round % 3)];
         for (const [path, figures] of order) {
           const times = await batch(`${site.url}/${path}`, PER_BATCH);
@@ -75,7 +81,11 @@ async function expressSite(bench: Bench, frontPage: () => Promise<unknown>): Pro
   const app = express();
   app.get("/empty", (_req, res) => void res.json({}));
   app.get("/uncached", async (_req, res) => void res.json(await frontPage()));
-  app.get("/cached", cacheResponses(bench.cache, { ttl: 600 }), async (_req, res) => void res.json(await frontPage()));
+  app.get(
+    "/cached",
+    cacheResponses(bench.cache, { ttl: 600 }),
+    async (_req, res) => void res.json(await frontPage()),
+  );
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, "127.0.0.1", () => resolve(s));
   });
@@ -91,5 +101,9 @@ async function fastifySite(bench: Bench, frontPage: () => Promise<unknown>): Pro
   app.get("/empty", async () => ({}));
   app.get("/uncached", () => frontPage());
   app.get("/cached", cacheResponseHooks(bench.cache, { ttl: 600 }), () => frontPage());
-  return { name: "Fastify", url: await app.listen({ port: 0, host: "127.0.0.1" }), close: () => app.close() };
+  return {
+    name: "Fastify",
+    url: await app.listen({ port: 0, host: "127.0.0.1" }),
+    close: () => app.close(),
+  };
 }

@@ -3,10 +3,16 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Redis from "ioredis";
 import {
-  Column, DataSource, Entity, JoinColumn, ManyToOne, PrimaryGeneratedColumn, Repository,
+  Column,
+  DataSource,
+  Entity,
+  JoinColumn,
+  ManyToOne,
+  PrimaryGeneratedColumn,
+  Repository,
 } from "typeorm";
-import { Cached, QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
 import { getServices, stopServices } from "../example/services";
+import { Cached, QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
 
 /**
  * The precision table of `npm run bench` (also `node dist/bench/precision.js` alone): the same
@@ -86,7 +92,11 @@ class PostReads extends Repository<PPost> {
 class AuthorReads extends Repository<PAuthor> {
   @Cached(600)
   withPosts(id: number): Promise<PPost[]> {
-    return this.manager.find(PPost, { where: { author: { id } }, relations: { author: true }, order: { id: "ASC" } });
+    return this.manager.find(PPost, {
+      where: { author: { id } },
+      relations: { author: true },
+      order: { id: "ASC" },
+    });
   }
 }
 
@@ -124,9 +134,18 @@ function singleRowWorkload(): Workload {
     else if (r < 0.9) ops.push({ kind: "read", read: "byAuthor", arg: pick(AUTHORS) });
     else if (r < 0.95) ops.push({ kind: "update", post: pick(POSTS), title: `u${i}` });
     // A fifth of the saves move the post to another author.
-    else ops.push({ kind: "save", post: pick(POSTS), title: `s${i}`, author: random() < 0.2 ? pick(AUTHORS) : undefined });
+    else
+      ops.push({
+        kind: "save",
+        post: pick(POSTS),
+        title: `s${i}`,
+        author: random() < 0.2 ? pick(AUTHORS) : undefined,
+      });
   }
-  return { name: "single-row writes: findOneBy({ id }) and one author's posts; update({ id }) and save()", ops };
+  return {
+    name: "single-row writes: findOneBy({ id }) and one author's posts; update({ id }) and save()",
+    ops,
+  };
 }
 
 function joinWorkload(): Workload {
@@ -140,10 +159,14 @@ function joinWorkload(): Workload {
     else if (r < 0.9) ops.push({ kind: "read", read: "comments", arg: pick(POSTS) });
     else if (r < 0.94) ops.push({ kind: "comment", post: pick(POSTS) });
     else if (r < 0.97) ops.push({ kind: "update", post: pick(POSTS), title: `u${i}` });
-    else if (r < 0.99) ops.push({ kind: "save", post: pick(POSTS), title: `s${i}`, author: pick(AUTHORS) });
+    else if (r < 0.99)
+      ops.push({ kind: "save", post: pick(POSTS), title: `s${i}`, author: pick(AUTHORS) });
     else ops.push({ kind: "rename", author: pick(AUTHORS) });
   }
-  return { name: "joins and lists: a post with its author, an author with posts, a post's comments; comments, updates, moves, renames", ops };
+  return {
+    name: "joins and lists: a post with its author, an author with posts, a post's comments; comments, updates, moves, renames",
+    ops,
+  };
 }
 
 /**
@@ -177,19 +200,41 @@ function oracle(ops: readonly Op[]): number {
     const before = authorOf.get(op.post) as number;
     const after = op.kind === "save" && op.author !== undefined ? op.author : before;
     authorOf.set(op.post, after);
-    for (const key of [`byId:${op.post}`, `withAuthor:${op.post}`, `byAuthor:${before}`, `byAuthor:${after}`, `withPosts:${before}`, `withPosts:${after}`]) drop(key);
+    for (const key of [
+      `byId:${op.post}`,
+      `withAuthor:${op.post}`,
+      `byAuthor:${before}`,
+      `byAuthor:${after}`,
+      `withPosts:${before}`,
+      `withPosts:${after}`,
+    ])
+      drop(key);
   }
   return hits / reads;
 }
 
 async function seed(dataSource: DataSource): Promise<void> {
-  await dataSource.query(`TRUNCATE "${SCHEMA}"."comment", "${SCHEMA}"."post", "${SCHEMA}"."author" RESTART IDENTITY CASCADE`);
-  await dataSource.getRepository(PAuthor).insert(Array.from({ length: AUTHORS }, (_, i) => ({ name: `author ${i + 1}` })));
-  await dataSource.getRepository(PPost).insert(Array.from({ length: POSTS }, (_, i) => ({ title: `post ${i + 1}`, authorId: 1 + (i % AUTHORS) })));
+  await dataSource.query(
+    `TRUNCATE "${SCHEMA}"."comment", "${SCHEMA}"."post", "${SCHEMA}"."author" RESTART IDENTITY CASCADE`,
+  );
+  await dataSource
+    .getRepository(PAuthor)
+    .insert(Array.from({ length: AUTHORS }, (_, i) => ({ name: `author ${i + 1}` })));
+  await dataSource.getRepository(PPost).insert(
+    Array.from({ length: POSTS }, (_, i) => ({
+      title: `post ${i + 1}`,
+      authorId: 1 + (i % AUTHORS),
+    })),
+  );
 }
 
 /** Runs the sequence through a QueryCache of this precision; the hit ratio of its reads. */
-async function measure(dataSource: DataSource, redisUrl: string, precision: "row" | "table", ops: readonly Op[]): Promise<number> {
+async function measure(
+  dataSource: DataSource,
+  redisUrl: string,
+  precision: "row" | "table",
+  ops: readonly Op[],
+): Promise<number> {
   await seed(dataSource);
   const redis = new Redis(redisUrl);
   const namespace = `bench-precision-${precision}-${process.pid}`;
@@ -227,7 +272,9 @@ async function measure(dataSource: DataSource, redisUrl: string, precision: "row
           await dataSource.getRepository(PComment).insert({ body: "c", postId: op.post });
           break;
         case "rename":
-          await dataSource.getRepository(PAuthor).update({ id: op.author }, { name: `renamed ${Math.random()}` });
+          await dataSource
+            .getRepository(PAuthor)
+            .update({ id: op.author }, { name: `renamed ${Math.random()}` });
           break;
       }
     }
@@ -248,14 +295,24 @@ export interface PrecisionRow {
 }
 
 /** Runs both workloads in every mode; resolves the rows of the table. */
-export async function runPrecision(pgUrl: string, redisUrl: string, say: (line: string) => void = () => undefined): Promise<PrecisionRow[]> {
+export async function runPrecision(
+  pgUrl: string,
+  redisUrl: string,
+  say: (line: string) => void = () => undefined,
+): Promise<PrecisionRow[]> {
   const setup = new DataSource({ type: "postgres", url: pgUrl });
   await setup.initialize();
   await setup.query(`CREATE SCHEMA IF NOT EXISTS "${SCHEMA}"`);
   await setup.destroy();
   const dataSource = new DataSource({
-    type: "postgres", url: pgUrl, schema: SCHEMA, entities: [PAuthor, PPost, PComment], subscribers: [QueryCacheSubscriber],
-    synchronize: true, dropSchema: true, logging: false,
+    type: "postgres",
+    url: pgUrl,
+    schema: SCHEMA,
+    entities: [PAuthor, PPost, PComment],
+    subscribers: [QueryCacheSubscriber],
+    synchronize: true,
+    dropSchema: true,
+    logging: false,
   });
   await dataSource.initialize();
   try {
@@ -280,7 +337,10 @@ export function precisionMarkdown(rows: readonly PrecisionRow[]): string {
     "",
     "| workload | table | row | exact oracle | row / oracle |",
     "| --- | ---: | ---: | ---: | ---: |",
-    ...rows.map((r) => `| ${r.workload} | ${pct(r.table)} | ${pct(r.row)} | ${pct(r.oracle)} | ${pct(r.row / r.oracle)} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.workload} | ${pct(r.table)} | ${pct(r.row)} | ${pct(r.oracle)} | ${pct(r.row / r.oracle)} |`,
+    ),
     "",
   ].join("\n");
 }

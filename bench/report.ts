@@ -51,42 +51,110 @@ export function markdown(r: Results): string {
   );
 
   lines.push("## Reading the front page: 20 posts with their authors", "");
-  lines.push("`find({ relations: { author: true }, order: { id: \"DESC\" }, take: 20 })`", "");
+  lines.push('`find({ relations: { author: true }, order: { id: "DESC" }, take: 20 })`', "");
   row("#", "Contender", "median µs", "p90 µs", "compared");
   row("---", "---", "---:", "---:", "---");
   row("1", "Uncached TypeORM `find`", us(m("uncached")), us(p90("uncached")), "baseline");
-  row("2", "TypeORM's built-in Redis cache, hit", us(m("typeorm-hit")), us(p90("typeorm-hit")), `${x(m("typeorm-hit") / m("redis-hit"))} our Redis hit`);
-  row("3", "Floor: ioredis `GET` + `JSON.parse` of the rows' JSON", us(m("floor")), us(p90("floor")), "floor");
-  row("4", "`@Cached` hit from Redis", us(m("redis-hit")), us(p90("redis-hit")), `${x(m("redis-hit") / m("floor"))} floor, ${x(m("uncached") / m("redis-hit"))} faster than uncached`);
-  if (local) row("5", "`@Cached` hit from the in-process tier", us(m("local-hit")), us(p90("local-hit")), `${x(m("uncached") / m("local-hit"))} faster than uncached`);
+  row(
+    "2",
+    "TypeORM's built-in Redis cache, hit",
+    us(m("typeorm-hit")),
+    us(p90("typeorm-hit")),
+    `${x(m("typeorm-hit") / m("redis-hit"))} our Redis hit`,
+  );
+  row(
+    "3",
+    "Floor: ioredis `GET` + `JSON.parse` of the rows' JSON",
+    us(m("floor")),
+    us(p90("floor")),
+    "floor",
+  );
+  row(
+    "4",
+    "`@Cached` hit from Redis",
+    us(m("redis-hit")),
+    us(p90("redis-hit")),
+    `${x(m("redis-hit") / m("floor"))} floor, ${x(m("uncached") / m("redis-hit"))} faster than uncached`,
+  );
+  if (local)
+    row(
+      "5",
+      "`@Cached` hit from the in-process tier",
+      us(m("local-hit")),
+      us(p90("local-hit")),
+      `${x(m("uncached") / m("local-hit"))} faster than uncached`,
+    );
   else row("5", "`@Cached` hit from the in-process tier", NA_TIER, "", r.localUnavailable ?? "");
-  row("6", "`@Cached` miss (entry invalidated just before, off the clock)", us(m("miss")), us(p90("miss")), `${x(m("miss") / m("uncached"))} uncached`);
+  row(
+    "6",
+    "`@Cached` miss (entry invalidated just before, off the clock)",
+    us(m("miss")),
+    us(p90("miss")),
+    `${x(m("miss") / m("uncached"))} uncached`,
+  );
   lines.push("");
 
   lines.push("## Writing", "");
   row("#", "Contender", "median µs", "p90 µs", "compared");
   row("---", "---", "---:", "---:", "---");
-  row("7", "`save()` of one new post, with QueryCacheSubscriber", us(m("save-with")), us(p90("save-with")), `${x(m("save-with") / m("save-without"))} without`);
-  row("7", "`save()` of one new post, no subscriber", us(m("save-without")), us(p90("save-without")), "baseline");
+  row(
+    "7",
+    "`save()` of one new post, with QueryCacheSubscriber",
+    us(m("save-with")),
+    us(p90("save-with")),
+    `${x(m("save-with") / m("save-without"))} without`,
+  );
+  row(
+    "7",
+    "`save()` of one new post, no subscriber",
+    us(m("save-without")),
+    us(p90("save-without")),
+    "baseline",
+  );
   for (const count of DEPENDENT_COUNTS) {
-    row("8", `\`INSERT\` + invalidation, ${count.toLocaleString("en-US")} entries depend on the table`, us(m(`write-${count}`)), us(p90(`write-${count}`)), `${x(m(`write-${count}`) / m(`write-${DEPENDENT_COUNTS[0]}`))} the 10-entry case`);
+    row(
+      "8",
+      `\`INSERT\` + invalidation, ${count.toLocaleString("en-US")} entries depend on the table`,
+      us(m(`write-${count}`)),
+      us(p90(`write-${count}`)),
+      `${x(m(`write-${count}`) / m(`write-${DEPENDENT_COUNTS[0]}`))} the 10-entry case`,
+    );
   }
   for (const count of DEPENDENT_COUNTS) {
-    row("8", `\`cache.invalidate(table)\` alone, ${count.toLocaleString("en-US")} entries`, us(m(`invalidate-${count}`)), us(p90(`invalidate-${count}`)), `${x(m(`invalidate-${count}`) / m(`invalidate-${DEPENDENT_COUNTS[0]}`))} the 10-entry case`);
+    row(
+      "8",
+      `\`cache.invalidate(table)\` alone, ${count.toLocaleString("en-US")} entries`,
+      us(m(`invalidate-${count}`)),
+      us(p90(`invalidate-${count}`)),
+      `${x(m(`invalidate-${count}`) / m(`invalidate-${DEPENDENT_COUNTS[0]}`))} the 10-entry case`,
+    );
   }
   lines.push("");
   lines.push(
     `Entries for contender 8 were stored through \`cache.set(key, value, { dependsOn: [table] })\`, 250 calls in flight at a time: ` +
-      r.fills.map((f) => `${f.stored.toLocaleString("en-US")} of ${f.count.toLocaleString("en-US")} in ${f.seconds.toFixed(1)} s`).join(", ") +
+      r.fills
+        .map(
+          (f) =>
+            `${f.stored.toLocaleString("en-US")} of ${f.count.toLocaleString("en-US")} in ${f.seconds.toFixed(1)} s`,
+        )
+        .join(", ") +
       ". A write bumps one version key (one round trip); the entries are not touched, and an outdated one is dropped when next read or when its ttl ends.",
     "",
   );
 
-  lines.push("## Throughput: 64 calls in flight, 95% reads of the front page, 5% `save()` of a new post", "");
+  lines.push(
+    "## Throughput: 64 calls in flight, 95% reads of the front page, 5% `save()` of a new post",
+    "",
+  );
   const hitRatio = r.mixes.cached.hits / Math.max(1, r.mixes.cached.hits + r.mixes.cached.misses);
   row("#", "Contender", "median calls/s", "compared");
   row("---", "---", "---:", "---");
-  row("9", "Cached (`@Cached` reads, writes invalidate)", ops(m("mix-cached")), `${x(m("mix-cached") / m("mix-uncached"))} uncached, hit ratio ${(hitRatio * 100).toFixed(1)}%`);
+  row(
+    "9",
+    "Cached (`@Cached` reads, writes invalidate)",
+    ops(m("mix-cached")),
+    `${x(m("mix-cached") / m("mix-uncached"))} uncached, hit ratio ${(hitRatio * 100).toFixed(1)}%`,
+  );
   row("9", "Uncached", ops(m("mix-uncached")), "baseline");
   lines.push("");
   lines.push(
@@ -99,29 +167,66 @@ export function markdown(r: Results): string {
   lines.push("## Memory, concurrency, staleness", "");
   row("#", "Figure", "value");
   row("---", "---", "---");
-  row("10", "Bytes per front-page entry in Redis (`MEMORY USAGE`)", `${bytes(r.memory.redisEntry)} (value ${bytes(r.sizes.entry)}: ${bytes(r.sizes.payload)} payload + header)`);
-  row("10", "Bytes per front-page entry in the in-process tier (heap growth / entries)", r.memory.localPerEntry !== undefined ? `${bytes(r.memory.localPerEntry)} (${r.memory.localEntries} entries)` : local ? "n/a (the tier kept none of the copies)" : NA_TIER);
-  row("10", "For scale: the floor's JSON in Redis; TypeORM's two cache keys", `${bytes(r.memory.redisFloor)} (JSON ${bytes(r.sizes.floorJson)}); ${bytes(r.memory.typeormEntries)}`);
+  row(
+    "10",
+    "Bytes per front-page entry in Redis (`MEMORY USAGE`)",
+    `${bytes(r.memory.redisEntry)} (value ${bytes(r.sizes.entry)}: ${bytes(r.sizes.payload)} payload + header)`,
+  );
+  row(
+    "10",
+    "Bytes per front-page entry in the in-process tier (heap growth / entries)",
+    r.memory.localPerEntry !== undefined
+      ? `${bytes(r.memory.localPerEntry)} (${r.memory.localEntries} entries)`
+      : local
+        ? "n/a (the tier kept none of the copies)"
+        : NA_TIER,
+  );
+  row(
+    "10",
+    "For scale: the floor's JSON in Redis; TypeORM's two cache keys",
+    `${bytes(r.memory.redisFloor)} (JSON ${bytes(r.sizes.floorJson)}); ${bytes(r.memory.typeormEntries)}`,
+  );
   const s = r.stampede;
-  row("", `${s.calls.toLocaleString("en-US")} concurrent misses on one key (${s.bursts} bursts, worst)`, `${s.maxBodyRuns} run(s) of the method, ${s.maxStatements} SQL statements (one run of this find sends ${s.statementsPerRun})`);
-  row("", "In-process tier staleness after another instance's write returned", r.propagation
+  row(
+    "",
+    `${s.calls.toLocaleString("en-US")} concurrent misses on one key (${s.bursts} bursts, worst)`,
+    `${s.maxBodyRuns} run(s) of the method, ${s.maxStatements} SQL statements (one run of this find sends ${s.statementsPerRun})`,
+  );
+  row(
+    "",
+    "In-process tier staleness after another instance's write returned",
+    r.propagation
       ? `p50 ${ms(r.propagation.p50Ms)}, p99 ${ms(r.propagation.p99Ms)} until the tier dropped the entry (${r.propagation.samples} writes by another instance with the tier; ${r.propagation.staleAfterDrop} reads after a drop were still stale)`
-      : NA_TIER);
+      : NA_TIER,
+  );
   if (r.propagation) {
-    row("", "A write by an instance without the tier reaches the tier", r.propagation.fromInstanceWithoutTier ? "yes" : "NO: not within 2 s");
+    row(
+      "",
+      "A write by an instance without the tier reaches the tier",
+      r.propagation.fromInstanceWithoutTier ? "yes" : "NO: not within 2 s",
+    );
   }
   lines.push("");
 
   lines.push("## Targets", "");
-  for (const t of targets(r, m)) lines.push(`- ${t.pass === undefined ? "n/a " : t.pass ? "PASS" : "FAIL"} ${t.what}: ${t.value}`);
+  for (const t of targets(r, m))
+    lines.push(
+      `- ${t.pass === undefined ? "n/a " : t.pass ? "PASS" : "FAIL"} ${t.what}: ${t.value}`,
+    );
   lines.push("");
 
   lines.push("## Where a Redis hit spends its time", "");
   row("Step", "median µs");
   row("---", "---:");
   row("`GET` of the entry key: the same bytes as a hit, no script, no parse", us(m("p-get-entry")));
-  row("`EVAL \"return redis.call('GET', KEYS[1])\"`: the same bytes passed through Lua", us(m("p-eval-get")));
-  row("`MGET` of the entry, the clock and its versions: the command a hit sends", us(m("p-get-mget")));
+  row(
+    "`EVAL \"return redis.call('GET', KEYS[1])\"`: the same bytes passed through Lua",
+    us(m("p-eval-get")),
+  );
+  row(
+    "`MGET` of the entry, the clock and its versions: the command a hit sends",
+    us(m("p-get-mget")),
+  );
   row("`store.lookup()`: that `MGET` + header split + version check", us(m("p-lookup")));
   row("`JSON.parse` of the entry's payload", us(m("p-parse-entry")));
   row("`cache.get()` on the same value: lookup + store guard + decode", us(m("p-get-api")));
@@ -140,8 +245,13 @@ export function markdown(r: Results): string {
       `and ${part(m("p-get-entry") - m("p-get-floor"))} more to fetch, the decode walk and store guard ${part(walk)}, and the decorator ${part(decorator)}.`,
     "",
   );
-  const server = Object.entries(r.profile.serverUsPerCall).map(([c, v]) => `${c} ${v.toFixed(1)} µs`).join(", ");
-  lines.push(`Redis's own time per hit (INFO commandstats over ${r.profile.calls} hits; a script's inner calls are counted inside it and again on their own): ${server}.`, "");
+  const server = Object.entries(r.profile.serverUsPerCall)
+    .map(([c, v]) => `${c} ${v.toFixed(1)} µs`)
+    .join(", ");
+  lines.push(
+    `Redis's own time per hit (INFO commandstats over ${r.profile.calls} hits; a script's inner calls are counted inside it and again on their own): ${server}.`,
+    "",
+  );
   lines.push(`CPU profile of ${r.profile.calls} back-to-back hits, share of samples:`, "");
   row("Where", "share");
   row("---", "---:");
@@ -153,10 +263,15 @@ export function markdown(r: Results): string {
   lines.push("");
 
   lines.push("## Checks", "");
-  for (const [id, c] of r.checks) lines.push(`- ${id}: ${c.ok.toLocaleString("en-US")} of ${c.of.toLocaleString("en-US")} ${c.what}`);
+  for (const [id, c] of r.checks)
+    lines.push(
+      `- ${id}: ${c.ok.toLocaleString("en-US")} of ${c.of.toLocaleString("en-US")} ${c.what}`,
+    );
   const errors = [...r.cacheErrors].map(([message, n]) => `${n} × ${message}`).join("; ");
   lines.push(`- store errors counted by the Redis-only cache during the run: ${errors || "none"}`);
-  lines.push(`- contender 9 calls: cached ${r.mixes.cached.reads.toLocaleString("en-US")} reads and ${r.mixes.cached.writes.toLocaleString("en-US")} writes, uncached ${r.mixes.uncached.reads.toLocaleString("en-US")} reads and ${r.mixes.uncached.writes.toLocaleString("en-US")} writes`);
+  lines.push(
+    `- contender 9 calls: cached ${r.mixes.cached.reads.toLocaleString("en-US")} reads and ${r.mixes.cached.writes.toLocaleString("en-US")} writes, uncached ${r.mixes.uncached.reads.toLocaleString("en-US")} reads and ${r.mixes.uncached.writes.toLocaleString("en-US")} writes`,
+  );
   lines.push("");
   return lines.join("\n");
 }
@@ -167,9 +282,17 @@ function targets(r: Results, m: (id: string) => number): Target[] {
   const hitFloor = ratio(m("redis-hit"), m("floor"));
   out.push({ what: "Redis hit / floor <= 1.2", value: x(hitFloor), pass: hitFloor <= 1.2 });
   const builtin = ratio(m("typeorm-hit"), m("redis-hit"));
-  out.push({ what: "TypeORM built-in hit / our Redis hit >= 3.5", value: x(builtin), pass: builtin >= 3.5 });
+  out.push({
+    what: "TypeORM built-in hit / our Redis hit >= 3.5",
+    value: x(builtin),
+    pass: builtin >= 3.5,
+  });
   const localUs = m("local-hit");
-  out.push({ what: "in-process hit < 2 µs", value: Number.isNaN(localUs) ? NA_TIER : `${us(localUs)} µs`, pass: Number.isNaN(localUs) ? undefined : localUs < 2 });
+  out.push({
+    what: "in-process hit < 2 µs",
+    value: Number.isNaN(localUs) ? NA_TIER : `${us(localUs)} µs`,
+    pass: Number.isNaN(localUs) ? undefined : localUs < 2,
+  });
   const miss = ratio(m("miss"), m("uncached"));
   out.push({ what: "miss / uncached <= 1.15", value: x(miss), pass: miss <= 1.15 });
   const save = ratio(m("save-with"), m("save-without"));
@@ -186,7 +309,11 @@ function targets(r: Results, m: (id: string) => number): Target[] {
     pass: trips.every((t) => t === 1) && bumps <= 1.25,
   });
   const s = r.stampede;
-  out.push({ what: `${s.calls.toLocaleString("en-US")} concurrent misses -> 1 query`, value: `${s.maxBodyRuns} run(s), ${s.maxStatements} statements`, pass: s.maxBodyRuns === 1 });
+  out.push({
+    what: `${s.calls.toLocaleString("en-US")} concurrent misses -> 1 query`,
+    value: `${s.maxBodyRuns} run(s), ${s.maxStatements} statements`,
+    pass: s.maxBodyRuns === 1,
+  });
   return out;
 }
 
@@ -200,10 +327,22 @@ export function svg(r: Results): string {
     { label: "4 @Cached hit, Redis", id: "redis-hit" },
     { label: "3 Floor: GET + JSON.parse", id: "floor" },
     { label: "5 @Cached hit, in-process", id: "local-hit" },
-  ].map((b) => ({ label: b.label, value: m(b.id), text: Number.isNaN(m(b.id)) ? NA_TIER : `${us(m(b.id))} µs` }));
+  ].map((b) => ({
+    label: b.label,
+    value: m(b.id),
+    text: Number.isNaN(m(b.id)) ? NA_TIER : `${us(m(b.id))} µs`,
+  }));
   const mix = [
-    { label: "9 Cached, 64 in flight", value: m("mix-cached"), text: `${ops(m("mix-cached"))} calls/s` },
-    { label: "9 Uncached, 64 in flight", value: m("mix-uncached"), text: `${ops(m("mix-uncached"))} calls/s` },
+    {
+      label: "9 Cached, 64 in flight",
+      value: m("mix-cached"),
+      text: `${ops(m("mix-cached"))} calls/s`,
+    },
+    {
+      label: "9 Uncached, 64 in flight",
+      value: m("mix-uncached"),
+      text: `${ops(m("mix-uncached"))} calls/s`,
+    },
   ];
   const width = 760;
   const labelWidth = 230;
@@ -211,21 +350,39 @@ export function svg(r: Results): string {
   const rowHeight = 26;
   const parts: string[] = [];
   let y = 30;
-  const panel = (title: string, bars: { label: string; value: number; text: string }[], color: string) => {
+  const panel = (
+    title: string,
+    bars: { label: string; value: number; text: string }[],
+    color: string,
+  ) => {
     parts.push(`<text x="10" y="${y}" class="title">${esc(title)}</text>`);
     y += 14;
     const max = Math.max(...bars.map((b) => (Number.isNaN(b.value) ? 0 : b.value)));
     for (const b of bars) {
       const w = Number.isNaN(b.value) || max === 0 ? 0 : Math.max(1, (b.value / max) * barSpace);
-      parts.push(`<text x="${labelWidth - 8}" y="${y + 17}" text-anchor="end">${esc(b.label)}</text>`);
-      parts.push(`<rect x="${labelWidth}" y="${y + 5}" width="${w.toFixed(1)}" height="${rowHeight - 10}" fill="${color}"/>`);
-      parts.push(`<text x="${(labelWidth + w + 6).toFixed(1)}" y="${y + 17}">${esc(b.text)}</text>`);
+      parts.push(
+        `<text x="${labelWidth - 8}" y="${y + 17}" text-anchor="end">${esc(b.label)}</text>`,
+      );
+      parts.push(
+        `<rect x="${labelWidth}" y="${y + 5}" width="${w.toFixed(1)}" height="${rowHeight - 10}" fill="${color}"/>`,
+      );
+      parts.push(
+        `<text x="${(labelWidth + w + 6).toFixed(1)}" y="${y + 17}">${esc(b.text)}</text>`,
+      );
       y += rowHeight;
     }
     y += 26;
   };
-  panel("Reading the front page (20 posts with authors): median µs per call, shorter is better", reads, "#3b6ea8");
-  panel("95% reads / 5% writes, 64 calls in flight: calls per second, longer is better", mix, "#4c9a5a");
+  panel(
+    "Reading the front page (20 posts with authors): median µs per call, shorter is better",
+    reads,
+    "#3b6ea8",
+  );
+  panel(
+    "95% reads / 5% writes, 64 calls in flight: calls per second, longer is better",
+    mix,
+    "#4c9a5a",
+  );
   const footer = wrap(r.environment, 125);
   const height = y + footer.length * 12;
   return [
@@ -233,7 +390,10 @@ export function svg(r: Results): string {
     `<style>.title { font-weight: bold; font-size: 13px; }</style>`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     ...parts,
-    ...footer.map((line, i) => `<text x="10" y="${height - 24 + i * 12}" fill="#666" font-size="10">${esc(line)}</text>`),
+    ...footer.map(
+      (line, i) =>
+        `<text x="10" y="${height - 24 + i * 12}" fill="#666" font-size="10">${esc(line)}</text>`,
+    ),
     `</svg>`,
     "",
   ].join("\n");
@@ -255,7 +415,11 @@ function esc(text: string): string {
 
 function us(value: number): string {
   if (Number.isNaN(value)) return "n/a";
-  return Math.abs(value) < 10 ? value.toFixed(2) : Math.abs(value) < 100 ? value.toFixed(1) : value.toFixed(0);
+  return Math.abs(value) < 10
+    ? value.toFixed(2)
+    : Math.abs(value) < 100
+      ? value.toFixed(1)
+      : value.toFixed(0);
 }
 
 function ms(value: number): string {
@@ -275,5 +439,7 @@ function pct(value: number): string {
 }
 
 function bytes(value: number): string {
-  return value >= 10_240 ? `${(value / 1024).toFixed(1)} KiB` : `${Math.round(value).toLocaleString("en-US")} B`;
+  return value >= 10_240
+    ? `${(value / 1024).toFixed(1)} KiB`
+    : `${Math.round(value).toLocaleString("en-US")} B`;
 }

@@ -25,9 +25,13 @@ export interface RoundsOptions {
  * on the machine (CPU frequency, other processes, Redis or PostgreSQL housekeeping) hits all of
  * them alike. Returns every figure of the counted rounds, by contender id.
  */
-export async function runRounds(contenders: readonly Contender[], options: RoundsOptions): Promise<Map<string, number[]>> {
+export async function runRounds(
+  contenders: readonly Contender[],
+  options: RoundsOptions,
+): Promise<Map<string, number[]>> {
   const figures = new Map<string, number[]>();
-  const keep = (id: string, values: number[]) => figures.set(id, [...(figures.get(id) ?? []), ...values]);
+  const keep = (id: string, values: number[]) =>
+    figures.set(id, [...(figures.get(id) ?? []), ...values]);
   const total = options.warmup + options.rounds;
   for (let round = 0; round < total; round++) {
     for (let i = 0; i < contenders.length; i++) {
@@ -44,7 +48,11 @@ export async function runRounds(contenders: readonly Contender[], options: Round
 }
 
 /** Times n sequential calls of op, each on its own (µs); `untimed` runs before each call, off the clock. */
-export async function timeEach(n: number, op: () => Promise<unknown>, untimed?: () => Promise<unknown>): Promise<number[]> {
+export async function timeEach(
+  n: number,
+  op: () => Promise<unknown>,
+  untimed?: () => Promise<unknown>,
+): Promise<number[]> {
   const out = new Array<number>(n);
   for (let i = 0; i < n; i++) {
     if (untimed) await untimed();
@@ -68,7 +76,11 @@ export interface Timed {
  * for cheap operations, so that one does not pay for the garbage and CPU debt of a heavier one
  * run just before it.
  */
-export async function timeAlternating(n: number, ops: Record<string, Timed>, block = 1): Promise<Record<string, number[]>> {
+export async function timeAlternating(
+  n: number,
+  ops: Record<string, Timed>,
+  block = 1,
+): Promise<Record<string, number[]>> {
   const out: Record<string, number[]> = {};
   for (const id of Object.keys(ops)) out[id] = [];
   for (let done = 0; done < n; done += block) {

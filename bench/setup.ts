@@ -3,10 +3,15 @@ import "reflect-metadata";
 import { once } from "node:events";
 import { Redis, type RedisOptions } from "ioredis";
 import { Client } from "pg";
-import { DataSource, type EntitySubscriberInterface, EventSubscriber, type Repository } from "typeorm";
-import { QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
+import {
+  DataSource,
+  type EntitySubscriberInterface,
+  EventSubscriber,
+  type Repository,
+} from "typeorm";
 import { getServices, stopServices } from "../example/services";
-import { EXCERPT, FrontPageRepository, Post, entities } from "./blog";
+import { QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
+import { EXCERPT, entities, FrontPageRepository, Post } from "./blog";
 import { openLocalTier } from "./local-tier";
 
 /** The bench's own PostgreSQL schema and Redis namespace: emptied before the run and removed after it. */
@@ -16,7 +21,10 @@ export const FLOOR_KEY = `${NAMESPACE}:floor`;
 const TYPEORM_PREFIX = `${NAMESPACE}:typeorm:`;
 /** TypeORM's cache id for the front page; find with take and relations stores two queries, the second under "<id>-pagination". */
 export const TYPEORM_CACHE_ID = "front-page";
-export const TYPEORM_KEYS = [`${TYPEORM_PREFIX}${TYPEORM_CACHE_ID}`, `${TYPEORM_PREFIX}${TYPEORM_CACHE_ID}-pagination`];
+export const TYPEORM_KEYS = [
+  `${TYPEORM_PREFIX}${TYPEORM_CACHE_ID}`,
+  `${TYPEORM_PREFIX}${TYPEORM_CACHE_ID}-pagination`,
+];
 
 export const AUTHORS = 10;
 export const POSTS = 2_000;
@@ -92,7 +100,8 @@ export async function openBench(say: (line: string) => void): Promise<Bench> {
   const closers: (() => Promise<unknown>)[] = [stopServices];
   const close = async () => {
     const errors: unknown[] = [];
-    for (const step of closers.splice(0).reverse()) await step().catch((error: unknown) => errors.push(error));
+    for (const step of closers.splice(0).reverse())
+      await step().catch((error: unknown) => errors.push(error));
     if (errors.length > 0) throw errors[0];
   };
   try {
@@ -108,18 +117,26 @@ export async function openBench(say: (line: string) => void): Promise<Bench> {
     const plain = await openDataSource(pgUrl, { synchronize: true, subscribers: [] });
     closers.push(() => plain.destroy());
     await seed(plain);
-    say(`  PostgreSQL: schema "${SCHEMA}" with ${AUTHORS} authors, ${POSTS} posts, and tables ${DEPENDENT_COUNTS.map((n) => `dep_${n}`).join(", ")}`);
+    say(
+      `  PostgreSQL: schema "${SCHEMA}" with ${AUTHORS} authors, ${POSTS} posts, and tables ${DEPENDENT_COUNTS.map((n) => `dep_${n}`).join(", ")}`,
+    );
 
     const typeorm = await openDataSource(pgUrl, {
       subscribers: [StatementCounter],
-      cache: { type: "ioredis", options: { ...redisOptions(redisUrl), keyPrefix: TYPEORM_PREFIX }, duration: 600_000 },
+      cache: {
+        type: "ioredis",
+        options: { ...redisOptions(redisUrl), keyPrefix: TYPEORM_PREFIX },
+        duration: 600_000,
+      },
     });
     closers.push(() => typeorm.destroy());
 
     const redisOnly = await openInstance(pgUrl, redisUrl, false);
     closers.push(() => redisOnly.close());
     const cacheErrors = new Map<string, number>();
-    redisOnly.cache!.on("storeError", (error: Error) => cacheErrors.set(error.message, (cacheErrors.get(error.message) ?? 0) + 1));
+    redisOnly.cache!.on("storeError", (error: Error) =>
+      cacheErrors.set(error.message, (cacheErrors.get(error.message) ?? 0) + 1),
+    );
     const local = await openInstance(pgUrl, redisUrl, true);
     closers.push(() => local.close());
 
@@ -163,13 +180,26 @@ export interface Instance {
   close(): Promise<void>;
 }
 
-export async function openInstance(pgUrl: string, redisUrl: string, tier: boolean): Promise<Instance> {
-  const dataSource = await openDataSource(pgUrl, { subscribers: [QueryCacheSubscriber, StatementCounter] });
+export async function openInstance(
+  pgUrl: string,
+  redisUrl: string,
+  tier: boolean,
+): Promise<Instance> {
+  const dataSource = await openDataSource(pgUrl, {
+    subscribers: [QueryCacheSubscriber, StatementCounter],
+  });
   const redis = await connectRedis(redisUrl);
   const commands = countCommands(redis);
   const repo = new FrontPageRepository(Post, dataSource.manager);
-  const options = { dataSource, store: new RedisStore(redis), namespace: NAMESPACE, defaultTtl: 600 };
-  const opened = tier ? await openLocalTier(options, LOCAL_MAX_BYTES, () => repo.frontPage(), commands) : { cache: new QueryCache(options) };
+  const options = {
+    dataSource,
+    store: new RedisStore(redis),
+    namespace: NAMESPACE,
+    defaultTtl: 600,
+  };
+  const opened = tier
+    ? await openLocalTier(options, LOCAL_MAX_BYTES, () => repo.frontPage(), commands)
+    : { cache: new QueryCache(options) };
   return {
     dataSource,
     cache: opened.cache,
@@ -186,9 +216,20 @@ export async function openInstance(pgUrl: string, redisUrl: string, tier: boolea
 
 async function openDataSource(
   url: string,
-  options: { synchronize?: boolean; subscribers: Function[]; cache?: { type: "ioredis"; options: RedisOptions; duration: number } },
+  options: {
+    synchronize?: boolean;
+    subscribers: Function[];
+    cache?: { type: "ioredis"; options: RedisOptions; duration: number };
+  },
 ): Promise<DataSource> {
-  const dataSource = new DataSource({ type: "postgres", url, schema: SCHEMA, entities, logging: false, ...options });
+  const dataSource = new DataSource({
+    type: "postgres",
+    url,
+    schema: SCHEMA,
+    entities,
+    logging: false,
+    ...options,
+  });
   return dataSource.initialize();
 }
 
@@ -206,7 +247,9 @@ async function seed(plain: DataSource): Promise<void> {
     [EXCERPT],
   );
   for (const count of DEPENDENT_COUNTS) {
-    await plain.query(`CREATE TABLE ${dependentTable(count)} (id serial PRIMARY KEY, note text NOT NULL)`);
+    await plain.query(
+      `CREATE TABLE ${dependentTable(count)} (id serial PRIMARY KEY, note text NOT NULL)`,
+    );
   }
 }
 

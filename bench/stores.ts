@@ -5,7 +5,14 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { Pool } from "pg";
 import { DataSource } from "typeorm";
-import { type CacheStore, MemcachedStore, PostgresStore, QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
+import {
+  type CacheStore,
+  MemcachedStore,
+  PostgresStore,
+  QueryCache,
+  QueryCacheSubscriber,
+  RedisStore,
+} from "../lib";
 import { MemcachedProcess } from "../spec/support/memcached-process";
 import { median, quantile, timeAlternating, timeEach } from "./rounds";
 
@@ -49,7 +56,11 @@ interface StoreFigures {
  * invalidation cost, and memory per entry; then where a PostgreSQL bump belongs, by measurement.
  * Prints a table and writes bench/results/stores.md.
  */
-export async function benchStores(pgUrl: string, redisUrl: string, say: (line: string) => void): Promise<void> {
+export async function benchStores(
+  pgUrl: string,
+  redisUrl: string,
+  say: (line: string) => void,
+): Promise<void> {
   say("  stores: Redis, Memcached and PostgreSQL side by side...");
   const backends: Backend[] = [await redisBackend(redisUrl), await postgresBackend(pgUrl)];
   const memcached = await memcachedBackend().catch((error: Error) => {
@@ -57,7 +68,12 @@ export async function benchStores(pgUrl: string, redisUrl: string, say: (line: s
     return undefined;
   });
   if (memcached) backends.splice(1, 0, memcached);
-  const dataSource = await new DataSource({ type: "postgres", url: pgUrl, subscribers: [QueryCacheSubscriber], logging: false }).initialize();
+  const dataSource = await new DataSource({
+    type: "postgres",
+    url: pgUrl,
+    subscribers: [QueryCacheSubscriber],
+    logging: false,
+  }).initialize();
   const figures: StoreFigures[] = [];
   try {
     for (const backend of backends) figures.push(await measure(dataSource, backend));
@@ -80,7 +96,11 @@ async function measure(dataSource: DataSource, backend: Backend): Promise<StoreF
     while (!(await cache.set("hit", VALUE))) {
       // The namespace's first entry creates its versions and is refused.
     }
-    const timed = await timeAlternating(CALLS, { floor: { op: () => backend.floor.get() }, hit: { op: () => cache.get("hit") } }, 50);
+    const timed = await timeAlternating(
+      CALLS,
+      { floor: { op: () => backend.floor.get() }, hit: { op: () => cache.get("hit") } },
+      50,
+    );
     let n = 0;
     const miss = await timeEach(CALLS / 4, () => cache.wrap(`miss:${n++}`, () => VALUE));
     const save = await timeEach(CALLS / 4, () => cache.invalidate("bench_table"));
@@ -112,7 +132,9 @@ async function redisBackend(url: string): Promise<Backend> {
       // MEMORY USAGE of a sample of the entries just written (shared Redis: a global delta would count others' keys).
       const [, keys] = await redis.scan("0", "MATCH", "benchstores*:e:*mem:*", "COUNT", 10_000);
       const sizes = await Promise.all(keys.slice(0, 200).map((k) => redis.memory("USAGE", k)));
-      return sizes.length ? sizes.reduce((a: number, b) => a + Number(b ?? 0), 0) / sizes.length : undefined;
+      return sizes.length
+        ? sizes.reduce((a: number, b) => a + Number(b ?? 0), 0) / sizes.length
+        : undefined;
     },
     close: async () => {
       await redis.del(floorKey);
@@ -124,10 +146,14 @@ async function redisBackend(url: string): Promise<Backend> {
 async function memcachedBackend(): Promise<Backend> {
   const server = await MemcachedProcess.start();
   const store = new MemcachedStore({ servers: [server.address] });
-  const memjs = require("memjs") as { Client: { create(servers: string, options: object): RawMemjs } };
+  const memjs = require("memjs") as {
+    Client: { create(servers: string, options: object): RawMemjs };
+  };
   const client = memjs.Client.create(server.address, { logger: { log: () => undefined } });
   const stats = async () => {
-    const all = await new Promise<Record<string, string>>((resolve) => client.stats((_error, _server, values) => resolve(values)));
+    const all = await new Promise<Record<string, string>>((resolve) =>
+      client.stats((_error, _server, values) => resolve(values)),
+    );
     return { bytes: Number(all.bytes), items: Number(all.curr_items) };
   };
   return {
@@ -141,7 +167,9 @@ async function memcachedBackend(): Promise<Backend> {
       const before = await stats();
       await fill();
       const after = await stats();
-      return after.items > before.items ? (after.bytes - before.bytes) / (after.items - before.items) : undefined;
+      return after.items > before.items
+        ? (after.bytes - before.bytes) / (after.items - before.items)
+        : undefined;
     },
     close: async () => {
       await store.close();
@@ -154,23 +182,45 @@ async function memcachedBackend(): Promise<Backend> {
 interface RawMemjs {
   get(key: string): Promise<{ value: Buffer | null }>;
   set(key: string, value: string, options: { expires?: number }): Promise<boolean>;
-  stats(callback: (error: Error | null, server: string, values: Record<string, string>) => void): void;
+  stats(
+    callback: (error: Error | null, server: string, values: Record<string, string>) => void,
+  ): void;
   quit(): void;
 }
 
 async function postgresBackend(url: string): Promise<Backend> {
   const schema = `benchstores_${randomUUID().slice(0, 6)}`;
-  const pool = new Pool({ connectionString: url, max: 4, options: "-c plan_cache_mode=force_generic_plan" });
+  const pool = new Pool({
+    connectionString: url,
+    max: 4,
+    options: "-c plan_cache_mode=force_generic_plan",
+  });
   const store = new PostgresStore({ pool, schema });
   await pool.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
-  await pool.query(`CREATE UNLOGGED TABLE "${schema}".floor (key text PRIMARY KEY, value text NOT NULL)`);
-  const size = async () => Number((await pool.query(`SELECT pg_total_relation_size('"${schema}".autocache_entries') AS n`)).rows[0].n);
+  await pool.query(
+    `CREATE UNLOGGED TABLE "${schema}".floor (key text PRIMARY KEY, value text NOT NULL)`,
+  );
+  const size = async () =>
+    Number(
+      (await pool.query(`SELECT pg_total_relation_size('"${schema}".autocache_entries') AS n`))
+        .rows[0].n,
+    );
   return {
     name: "PostgreSQL (UNLOGGED tables)",
     store,
     floor: {
-      put: async (json) => void (await pool.query(`INSERT INTO "${schema}".floor VALUES ('floor', $1)`, [json])),
-      get: async () => JSON.parse((await pool.query({ name: "benchstores_floor", text: `SELECT value FROM "${schema}".floor WHERE key = $1`, values: ["floor"] })).rows[0].value),
+      put: async (json) =>
+        void (await pool.query(`INSERT INTO "${schema}".floor VALUES ('floor', $1)`, [json])),
+      get: async () =>
+        JSON.parse(
+          (
+            await pool.query({
+              name: "benchstores_floor",
+              text: `SELECT value FROM "${schema}".floor WHERE key = $1`,
+              values: ["floor"],
+            })
+          ).rows[0].value,
+        ),
     },
     bytesPerEntry: async (fill) => {
       const before = await size();
@@ -208,7 +258,9 @@ async function bumpPlacement(url: string): Promise<Placement> {
   try {
     await store.stamp("clock");
     await pool.query(`CREATE TABLE "${schema}".rows (id int PRIMARY KEY, n int NOT NULL)`);
-    await pool.query(`INSERT INTO "${schema}".rows SELECT i, 0 FROM generate_series(1, ${writers}) i`);
+    await pool.query(
+      `INSERT INTO "${schema}".rows SELECT i, 0 FROM generate_series(1, ${writers}) i`,
+    );
     const bump = `SELECT "${schema}".autocache_raise('clock', ARRAY['v:rows'])`;
     const run = async (inside: boolean) => {
       const latencies: number[] = [];
@@ -247,7 +299,8 @@ async function bumpPlacement(url: string): Promise<Placement> {
 }
 
 function report(figures: readonly StoreFigures[], placement: Placement): string {
-  const us = (values: readonly number[]) => `${median(values).toFixed(0)} µs (p99 ${quantile(values, 0.99).toFixed(0)})`;
+  const us = (values: readonly number[]) =>
+    `${median(values).toFixed(0)} µs (p99 ${quantile(values, 0.99).toFixed(0)})`;
   const lines = [
     "## Stores side by side",
     "",
@@ -259,8 +312,13 @@ function report(figures: readonly StoreFigures[], placement: Placement): string 
   ];
   for (const f of figures) {
     const over = median(f.hit) - median(f.floor);
-    const bytes = f.bytesPerEntry === undefined ? "n/a" : `${Math.round(f.bytesPerEntry).toLocaleString("en-US")} B`;
-    lines.push(`| ${f.name} | ${us(f.floor)} | ${us(f.hit)} | +${over.toFixed(0)} µs | ${us(f.miss)} | ${us(f.save)} | ${bytes} |`);
+    const bytes =
+      f.bytesPerEntry === undefined
+        ? "n/a"
+        : `${Math.round(f.bytesPerEntry).toLocaleString("en-US")} B`;
+    lines.push(
+      `| ${f.name} | ${us(f.floor)} | ${us(f.hit)} | +${over.toFixed(0)} µs | ${us(f.miss)} | ${us(f.save)} | ${bytes} |`,
+    );
   }
   lines.push(
     "",

@@ -17,7 +17,9 @@ export async function openDatabase(pgUrl: string): Promise<DataSource> {
     // 3D000: the database named by the URL does not exist (the default, `test`, is not created by PostgreSQL).
     if (error.code !== "3D000") throw error;
     const name = new URL(pgUrl).pathname.slice(1);
-    throw new Error(`${error.message}: create it (createdb -U postgres ${name}) or set PG_URL to another database.`);
+    throw new Error(
+      `${error.message}: create it (createdb -U postgres ${name}) or set PG_URL to another database.`,
+    );
   });
   try {
     await client.query(`DROP SCHEMA IF EXISTS "${SCHEMA}" CASCADE`);

@@ -1,4 +1,11 @@
-import { Column, CreateDateColumn, Entity, ManyToOne, OneToMany, PrimaryGeneratedColumn } from "typeorm";
+import {
+  Column,
+  CreateDateColumn,
+  Entity,
+  ManyToOne,
+  OneToMany,
+  PrimaryGeneratedColumn,
+} from "typeorm";
 
 /** The blog's tables: authors write posts, readers comment on them. */
 
@@ -10,7 +17,10 @@ export class Author {
   @Column()
   name!: string;
 
-  @OneToMany(() => Post, (post) => post.author)
+  @OneToMany(
+    () => Post,
+    (post) => post.author,
+  )
   posts?: Post[];
 }
 
@@ -25,10 +35,17 @@ export class Post {
   @CreateDateColumn()
   createdAt!: Date;
 
-  @ManyToOne(() => Author, (author) => author.posts, { nullable: false, onDelete: "CASCADE" })
+  @ManyToOne(
+    () => Author,
+    (author) => author.posts,
+    { nullable: false, onDelete: "CASCADE" },
+  )
   author!: Author;
 
-  @OneToMany(() => Comment, (comment) => comment.post)
+  @OneToMany(
+    () => Comment,
+    (comment) => comment.post,
+  )
   comments?: Comment[];
 }
 
@@ -40,7 +57,11 @@ export class Comment {
   @Column()
   body!: string;
 
-  @ManyToOne(() => Post, (post) => post.comments, { nullable: false, onDelete: "CASCADE" })
+  @ManyToOne(
+    () => Post,
+    (post) => post.comments,
+    { nullable: false, onDelete: "CASCADE" },
+  )
   post!: Post;
 }
 

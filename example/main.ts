@@ -1,10 +1,10 @@
 import "reflect-metadata";
 import { Redis } from "ioredis";
 import { type CacheStore, MemoryStore, QueryCache, RedisStore } from "../lib";
-import { SCHEMA, openDatabase } from "./database";
+import { openDatabase, SCHEMA } from "./database";
 import { Comment, Post } from "./entities";
 import { type PopularPost, PostRepository, postListQuery } from "./post-repository";
-import { type Observation, count, describeRead, medianMs, ms, observe, wasHit } from "./probe";
+import { count, describeRead, medianMs, ms, type Observation, observe, wasHit } from "./probe";
 import { seedBlog } from "./seed";
 import { fallbackNotice, getServices, stopServices, where } from "./services";
 
@@ -49,7 +49,9 @@ async function main(): Promise<void> {
 
     const cache = new QueryCache({ dataSource, store, namespace: NAMESPACE, defaultTtl: 300 });
     cache.on("warning", (message: string) => console.log(`   (cache warning: ${message})`));
-    cache.on("storeError", (error: Error) => console.log(`   (Redis error, the database answered instead: ${error.message})`));
+    cache.on("storeError", (error: Error) =>
+      console.log(`   (Redis error, the database answered instead: ${error.message})`),
+    );
     closers.push(async () => {
       await cache.clear();
       await cache.close();
@@ -60,7 +62,9 @@ async function main(): Promise<void> {
     await seedBlog(dataSource);
 
     console.log("typeorm-autocache example: a small blog");
-    console.log(`  PostgreSQL ${where(services.pgUrl)}, schema "${SCHEMA}" (rebuilt for this run: 2 authors, 3 posts, 5 comments)`);
+    console.log(
+      `  PostgreSQL ${where(services.pgUrl)}, schema "${SCHEMA}" (rebuilt for this run: 2 authors, 3 posts, 5 comments)`,
+    );
     console.log(
       services.hasRedis
         ? `  Redis ${where(services.redisUrl)}, namespace "${NAMESPACE}"`
@@ -79,8 +83,11 @@ async function main(): Promise<void> {
   } finally {
     await closeAll(closers.reverse());
   }
-  if (failures.length > 0) throw new ChecksFailed(`The example's checks failed:\n  - ${failures.join("\n  - ")}`);
-  console.log(`All checks passed: the reads after each write returned the new data. Cleared namespace "${NAMESPACE}" and closed everything.`);
+  if (failures.length > 0)
+    throw new ChecksFailed(`The example's checks failed:\n  - ${failures.join("\n  - ")}`);
+  console.log(
+    `All checks passed: the reads after each write returned the new data. Cleared namespace "${NAMESPACE}" and closed everything.`,
+  );
 }
 
 async function tour(cache: QueryCache, posts: PostRepository): Promise<void> {
@@ -89,8 +96,12 @@ async function tour(cache: QueryCache, posts: PostRepository): Promise<void> {
   console.log(`1. First read of the post list: ${describeRead(first)}`);
   console.log(`     ${titles(first.value)}`);
   if (first.cache.misses > 0 && first.cache.sets === 0) {
-    console.log("     It was not stored: Redis had no version yet for a table this read depends on, and an entry");
-    console.log("     is only stored once every version it relies on exists (this happens once, on a fresh Redis).");
+    console.log(
+      "     It was not stored: Redis had no version yet for a table this read depends on, and an entry",
+    );
+    console.log(
+      "     is only stored once every version it relies on exists (this happens once, on a fresh Redis).",
+    );
     first = await observe(cache, () => posts.list());
     console.log(`     Reading again: ${describeRead(first)}`);
   }
@@ -99,23 +110,38 @@ async function tour(cache: QueryCache, posts: PostRepository): Promise<void> {
   // 2. A hit: one Redis round trip, no SQL. Timed over many reads, beside the same query uncached.
   const second = await observe(cache, () => posts.list());
   console.log(`2. Second read of the post list: ${describeRead(second)}`);
-  console.log(`     It returned real entities: posts[0] instanceof Post is ${second.value[0] instanceof Post}, its author is ${second.value[0]?.author?.name}.`);
+  console.log(
+    `     It returned real entities: posts[0] instanceof Post is ${second.value[0] instanceof Post}, its author is ${second.value[0]?.author?.name}.`,
+  );
   const hitRun = await observe(cache, () => medianMs(TIMED_READS, () => posts.list()));
   const plainPosts = posts.manager.getRepository(Post);
   const dbMedian = await medianMs(TIMED_READS, () => plainPosts.find(postListQuery));
   const hitMedian = hitRun.value;
   const allHits = hitRun.cache.misses === 0 && hitRun.sql.length === 0;
-  console.log(`     Median of ${TIMED_READS} reads: ${ms(hitMedian)} from the cache (${allHits ? "all hits, 0 SQL queries" : `${hitRun.cache.misses} misses, ${hitRun.sql.length} SQL queries`})`);
-  console.log(`     against ${ms(dbMedian)} for the same query straight from PostgreSQL: ${(dbMedian / hitMedian).toFixed(1)}x faster.`);
-  check(wasHit(second) && allHits, "the repeated post list reads were served from Redis without SQL");
+  console.log(
+    `     Median of ${TIMED_READS} reads: ${ms(hitMedian)} from the cache (${allHits ? "all hits, 0 SQL queries" : `${hitRun.cache.misses} misses, ${hitRun.sql.length} SQL queries`})`,
+  );
+  console.log(
+    `     against ${ms(dbMedian)} for the same query straight from PostgreSQL: ${(dbMedian / hitMedian).toFixed(1)}x faster.`,
+  );
+  check(
+    wasHit(second) && allHits,
+    "the repeated post list reads were served from Redis without SQL",
+  );
   console.log();
 
   // 3. A write: the subscriber sees the INSERT and bumps post's version in Redis at COMMIT.
   const ada = first.value.find((p) => p.author.name === "Ada")?.author;
-  const save = await observe(cache, () => posts.save(posts.create({ title: NEW_TITLE, author: ada })));
+  const save = await observe(cache, () =>
+    posts.save(posts.create({ title: NEW_TITLE, author: ada })),
+  );
   console.log(`3. Saving a new post, '${NEW_TITLE}' by Ada: ${describeWrite(save)}`);
-  console.log("     QueryCacheSubscriber saw the INSERT into post; when the transaction committed, the cache bumped");
-  console.log("     post's version in Redis, so every cached result that read post (the list, too) is outdated.");
+  console.log(
+    "     QueryCacheSubscriber saw the INSERT into post; when the transaction committed, the cache bumped",
+  );
+  console.log(
+    "     post's version in Redis, so every cached result that read post (the list, too) is outdated.",
+  );
   console.log();
 
   // 4. The fresh read: the outdated entry is a miss, the method runs again and sees the new post.
@@ -123,7 +149,10 @@ async function tour(cache: QueryCache, posts: PostRepository): Promise<void> {
   const hasNew = fresh.value.some((p) => p.title === NEW_TITLE);
   console.log(`4. Read after the save: ${describeRead(fresh)}`);
   console.log(`     ${hasNew ? "fresh" : "STALE"}: ${titles(fresh.value)}`);
-  check(fresh.value.length === 4 && hasNew, `the post list read after the save has 4 posts including '${NEW_TITLE}'`);
+  check(
+    fresh.value.length === 4 && hasNew,
+    `the post list read after the save has 4 posts including '${NEW_TITLE}'`,
+  );
   console.log();
 
   // 5. The popular list: its SQL reads post and author; comment_count() reads comment, named by dependsOn.
@@ -136,9 +165,13 @@ async function tour(cache: QueryCache, posts: PostRepository): Promise<void> {
 
   // 6. A write to comment, a table popular() depends on only through dependsOn.
   const newPost = fresh.value.find((p) => p.title === NEW_TITLE);
-  const comment = await observe(cache, () => posts.manager.getRepository(Comment).save({ body: "First!", post: newPost }));
+  const comment = await observe(cache, () =>
+    posts.manager.getRepository(Comment).save({ body: "First!", post: newPost }),
+  );
   console.log(`6. Adding a comment to '${NEW_TITLE}': ${describeWrite(comment)}`);
-  console.log("     This bumped comment's version. popular() named Comment in dependsOn, so its entry is outdated;");
+  console.log(
+    "     This bumped comment's version. popular() named Comment in dependsOn, so its entry is outdated;",
+  );
   console.log("     the post list never read comment, so its entry is not.");
   console.log();
 
@@ -147,8 +180,13 @@ async function tour(cache: QueryCache, posts: PostRepository): Promise<void> {
   const ranked = popularFresh.value.find((p) => p.title === NEW_TITLE);
   console.log(`7. Popular posts after the comment: ${describeRead(popularFresh)}`);
   printPopular(popularFresh.value);
-  console.log(`     ${ranked ? `fresh: '${NEW_TITLE}' is in the top 3 with ${count(ranked.comments, "comment", "comments")}` : `STALE: '${NEW_TITLE}' is missing`}`);
-  check(ranked?.comments === 1, `the popular list read after the comment shows '${NEW_TITLE}' with 1 comment`);
+  console.log(
+    `     ${ranked ? `fresh: '${NEW_TITLE}' is in the top 3 with ${count(ranked.comments, "comment", "comments")}` : `STALE: '${NEW_TITLE}' is missing`}`,
+  );
+  check(
+    ranked?.comments === 1,
+    `the popular list read after the comment shows '${NEW_TITLE}' with 1 comment`,
+  );
   console.log();
 
   // 8. The post list was not touched by the comment.
@@ -171,7 +209,9 @@ async function closeAll(closers: (() => Promise<unknown>)[]): Promise<void> {
 }
 
 function describeWrite(o: Observation<unknown>): string {
-  const verbs = o.sql.map((sql) => /^\s*(START TRANSACTION|\w+)/i.exec(sql)?.[1].toUpperCase() ?? "?");
+  const verbs = o.sql.map(
+    (sql) => /^\s*(START TRANSACTION|\w+)/i.exec(sql)?.[1].toUpperCase() ?? "?",
+  );
   return (
     `${count(o.sql.length, "SQL statement", "SQL statements")} (${verbs.join(", ")}), ${ms(o.ms)}, ` +
     `${count(o.cache.invalidations, "version", "versions")} bumped in Redis`
@@ -184,7 +224,9 @@ function titles(list: Post[]): string {
 
 function printPopular(list: PopularPost[]): void {
   for (const [i, p] of list.entries()) {
-    console.log(`     #${i + 1} '${p.title}' by ${p.author}, ${count(p.comments, "comment", "comments")}`);
+    console.log(
+      `     #${i + 1} '${p.title}' by ${p.author}, ${count(p.comments, "comment", "comments")}`,
+    );
   }
 }
 

@@ -11,7 +11,10 @@ export interface PopularPost {
 }
 
 /** The post list query: every post with its author, oldest first. */
-export const postListQuery: FindManyOptions<Post> = { relations: { author: true }, order: { id: "ASC" } };
+export const postListQuery: FindManyOptions<Post> = {
+  relations: { author: true },
+  order: { id: "ASC" },
+};
 
 /**
  * The blog's post queries. Each @Cached method keeps its body as plain TypeORM; the cache records
@@ -37,16 +40,22 @@ export class PostRepository extends Repository<Post> {
    */
   @Cached({ ttl: 600, dependsOn: [Comment] })
   async popular(limit: number): Promise<PopularPost[]> {
-    const rows: { id: number; title: string; author: string; comments: number }[] = await this.createQueryBuilder("post")
-      .innerJoin("post.author", "author")
-      .select("post.id", "id")
-      .addSelect("post.title", "title")
-      .addSelect("author.name", "author")
-      .addSelect(`"${this.metadata.schema}".comment_count(post.id)`, "comments")
-      .orderBy("comments", "DESC")
-      .addOrderBy("post.id", "DESC")
-      .limit(limit)
-      .getRawMany();
-    return rows.map((row) => ({ id: row.id, title: row.title, author: row.author, comments: Number(row.comments) }));
+    const rows: { id: number; title: string; author: string; comments: number }[] =
+      await this.createQueryBuilder("post")
+        .innerJoin("post.author", "author")
+        .select("post.id", "id")
+        .addSelect("post.title", "title")
+        .addSelect("author.name", "author")
+        .addSelect(`"${this.metadata.schema}".comment_count(post.id)`, "comments")
+        .orderBy("comments", "DESC")
+        .addOrderBy("post.id", "DESC")
+        .limit(limit)
+        .getRawMany();
+    return rows.map((row) => ({
+      id: row.id,
+      title: row.title,
+      author: row.author,
+      comments: Number(row.comments),
+    }));
   }
 }

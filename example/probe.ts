@@ -23,7 +23,10 @@ export async function observe<T>(cache: QueryCache, fn: () => Promise<T>): Promi
   await cache.settled();
   const after = cache.stats();
   const delta = Object.fromEntries(
-    Object.keys(after).map((k) => [k, after[k as keyof CacheStats] - before[k as keyof CacheStats]]),
+    Object.keys(after).map((k) => [
+      k,
+      after[k as keyof CacheStats] - before[k as keyof CacheStats],
+    ]),
   ) as unknown as CacheStats;
   return { value, ms, sql: sqlSince(mark), cache: delta };
 }

@@ -1,5 +1,5 @@
-import type { QueryEvent } from "../lib/typeorm/subscriber";
 import { type EntitySubscriberInterface, EventSubscriber } from "typeorm";
+import type { QueryEvent } from "../lib/typeorm/subscriber";
 
 /**
  * Records every SQL statement the DataSource sends, so the example can show how many queries a
@@ -22,4 +22,3 @@ export function sqlMark(): number {
 export function sqlSince(mark: number): string[] {
   return statements.slice(mark);
 }
-

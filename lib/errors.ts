@@ -33,7 +33,9 @@ export class SubscriberMissingError extends AutocacheError {
 /** A cached call was made before its DataSource was initialized. */
 export class DataSourceNotInitializedError extends AutocacheError {
   constructor() {
-    super("The DataSource is not initialized yet: await dataSource.initialize() before using the cache.");
+    super(
+      "The DataSource is not initialized yet: await dataSource.initialize() before using the cache.",
+    );
   }
 }
 
@@ -182,6 +184,8 @@ export class ChangeFeedSetupError extends AutocacheError {
     problem: string,
     readonly sql: string,
   ) {
-    super(`ChangeFeed: ${problem}. Fix it with:\n  ${sql}\n(see README, "Writes from outside the application").`);
+    super(
+      `ChangeFeed: ${problem}. Fix it with:\n  ${sql}\n(see README, "Writes from outside the application").`,
+    );
   }
 }

@@ -66,11 +66,16 @@ export interface EntryOptions {
 export type SetOptions = Omit<EntryOptions, "earlyRefresh">;
 
 /** The beta of an earlyRefresh option, or undefined when it is off. */
-export function earlyRefreshBeta(what: string, option: EntryOptions["earlyRefresh"]): number | undefined {
+export function earlyRefreshBeta(
+  what: string,
+  option: EntryOptions["earlyRefresh"],
+): number | undefined {
   if (option === undefined || option === false) return undefined;
   if (option === true) return 1;
   if (typeof option !== "object" || typeof option.beta !== "number" || !(option.beta > 0)) {
-    throw new InvalidOptionError(`${what}: earlyRefresh must be true, false or { beta: <positive number> }, got ${JSON.stringify(option)}.`);
+    throw new InvalidOptionError(
+      `${what}: earlyRefresh must be true, false or { beta: <positive number> }, got ${JSON.stringify(option)}.`,
+    );
   }
   return option.beta;
 }
@@ -88,21 +93,30 @@ export interface ResolvedOptions {
 
 export function resolveOptions(options: QueryCacheOptions): ResolvedOptions {
   if (typeof options !== "object" || options === null) {
-    throw new InvalidOptionError("QueryCache: pass an options object, new QueryCache({ dataSource, store }).");
+    throw new InvalidOptionError(
+      "QueryCache: pass an options object, new QueryCache({ dataSource, store }).",
+    );
   }
   if (typeof options.dataSource?.createQueryRunner !== "function" || !options.dataSource.options) {
-    throw new InvalidOptionError("QueryCache: dataSource must be a TypeORM DataSource, the one whose queries are cached.");
+    throw new InvalidOptionError(
+      "QueryCache: dataSource must be a TypeORM DataSource, the one whose queries are cached.",
+    );
   }
   if (options.dataSource.options.type !== "postgres") {
-    throw new InvalidOptionError(`QueryCache: only PostgreSQL DataSources are supported, this one is "${options.dataSource.options.type}".`);
+    throw new InvalidOptionError(
+      `QueryCache: only PostgreSQL DataSources are supported, this one is "${options.dataSource.options.type}".`,
+    );
   }
   const namespace = options.namespace ?? "autocache";
-  if (typeof namespace !== "string" || !/^[A-Za-z0-9_.\-]+$/.test(namespace)) {
+  if (typeof namespace !== "string" || !/^[A-Za-z0-9_.-]+$/.test(namespace)) {
     throw new InvalidOptionError(
       `QueryCache: namespace must be a non-empty string of letters, digits, "_", "." or "-", got ${JSON.stringify(namespace)}.`,
     );
   }
-  if (options.databaseId !== undefined && (typeof options.databaseId !== "string" || options.databaseId === "")) {
+  if (
+    options.databaseId !== undefined &&
+    (typeof options.databaseId !== "string" || options.databaseId === "")
+  ) {
     throw new InvalidOptionError("QueryCache: databaseId must be a non-empty string when given.");
   }
   return {
@@ -110,9 +124,15 @@ export function resolveOptions(options: QueryCacheOptions): ResolvedOptions {
     namespace,
     defaultTtl: checkTtl("QueryCache: defaultTtl", options.defaultTtl ?? 300),
     storeTimeout: checkPositive("QueryCache: storeTimeout", options.storeTimeout ?? 250),
-    maxValueBytes: checkPositive("QueryCache: maxValueBytes", options.maxValueBytes ?? 4 * 1024 * 1024),
+    maxValueBytes: checkPositive(
+      "QueryCache: maxValueBytes",
+      options.maxValueBytes ?? 4 * 1024 * 1024,
+    ),
     databaseId: options.databaseId,
-    localMaxBytes: options.local === undefined ? undefined : checkPositive("QueryCache: local.maxBytes", options.local?.maxBytes),
+    localMaxBytes:
+      options.local === undefined
+        ? undefined
+        : checkPositive("QueryCache: local.maxBytes", options.local?.maxBytes),
     precision: checkPrecision(options.precision ?? "row"),
   };
 }
@@ -120,14 +140,18 @@ export function resolveOptions(options: QueryCacheOptions): ResolvedOptions {
 /** A ttl is a positive whole number of seconds. */
 export function checkTtl(what: string, ttl: unknown): number {
   if (typeof ttl !== "number" || !Number.isInteger(ttl) || ttl <= 0) {
-    throw new InvalidOptionError(`${what} must be a positive whole number of seconds, got ${String(ttl)}.`);
+    throw new InvalidOptionError(
+      `${what} must be a positive whole number of seconds, got ${String(ttl)}.`,
+    );
   }
   return ttl;
 }
 
 function checkPrecision(value: unknown): "row" | "table" {
   if (value !== "row" && value !== "table") {
-    throw new InvalidOptionError(`QueryCache: precision must be "row" or "table", got ${JSON.stringify(value)}.`);
+    throw new InvalidOptionError(
+      `QueryCache: precision must be "row" or "table", got ${JSON.stringify(value)}.`,
+    );
   }
   return value;
 }

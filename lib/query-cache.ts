@@ -1,10 +1,10 @@
 import { EventEmitter } from "node:events";
 import type { DataSource, QueryRunner } from "typeorm";
-import { CacheSetup, type Setup } from "./cache/setup";
 import { type CacheStats, Counters } from "./cache/counters";
 import { dependencyKeys, keyVersion } from "./cache/dependency-keys";
 import { EntryWriter } from "./cache/entry-writer";
 import { type FetchPlan, ReadPath } from "./cache/read-path";
+import { CacheSetup, type Setup } from "./cache/setup";
 import { CatalogConnection } from "./catalog/catalog-connection";
 import { InvalidOptionError, SubscriberMissingError } from "./errors";
 import type { QueryCacheEvents } from "./events";
@@ -13,19 +13,28 @@ import type { RowChange } from "./invalidation/row-precision";
 import { TransactionBuffer } from "./invalidation/transaction-buffer";
 import { KeyLayout } from "./keys/key-layout";
 import { LocalTier } from "./local/local-tier";
-import { type Dependency, type EntryOptions, type QueryCacheOptions, type ResolvedOptions, type SetOptions, checkTtl, earlyRefreshBeta, resolveOptions } from "./options";
 import { CacheMetrics, type DetailedStats } from "./metrics/cache-metrics";
-import { withFreshness } from "./serialization/freshness";
+import {
+  checkTtl,
+  type Dependency,
+  type EntryOptions,
+  earlyRefreshBeta,
+  type QueryCacheOptions,
+  type ResolvedOptions,
+  resolveOptions,
+  type SetOptions,
+} from "./options";
 import { encode } from "./serialization/codec";
+import { withFreshness } from "./serialization/freshness";
 import { SqlAnalyzer } from "./sql/analyzer";
 import type { RelationName } from "./sql/statement-effects";
+import { CircuitBreaker } from "./stores/circuit-breaker";
 import { MemoryStore } from "./stores/memory-store";
 import type { CacheStore } from "./stores/store";
-import { CircuitBreaker } from "./stores/circuit-breaker";
 import { StoreGuard } from "./stores/store-guard";
 import { tracking } from "./tracking/tracking-context";
-import { SearchPaths } from "./typeorm/search-paths";
 import { type QueryDetail, registry } from "./typeorm/registry";
+import { SearchPaths } from "./typeorm/search-paths";
 import { hasSubscriber } from "./typeorm/subscriber";
 
 export type { CacheStats } from "./cache/counters";
@@ -73,21 +82,36 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     // Subscribers given as file globs are only known after initialize(): those are checked at setup.
     if (hasSubscriber(this.dataSource) === false) throw new SubscriberMissingError();
     this.store = options.store ?? new MemoryStore();
-    this.guard = new StoreGuard(this.store, this.options.storeTimeout, (error) => this.counters.storeError(error), new CircuitBreaker(options.circuitBreaker));
-    this.metrics = new CacheMetrics(this.options.namespace, { breakerOpen: () => this.guard.breaker.isOpen, local: () => this.local?.size });
+    this.guard = new StoreGuard(
+      this.store,
+      this.options.storeTimeout,
+      (error) => this.counters.storeError(error),
+      new CircuitBreaker(options.circuitBreaker),
+    );
+    this.metrics = new CacheMetrics(this.options.namespace, {
+      breakerOpen: () => this.guard.breaker.isOpen,
+      local: () => this.local?.size,
+    });
     this.counters = new Counters(this.metrics, this);
     if (this.options.localMaxBytes !== undefined) {
       if (typeof this.store.follow !== "function") {
-        throw new InvalidOptionError("QueryCache: the local tier needs a store that can follow invalidations across processes, such as RedisStore.");
+        throw new InvalidOptionError(
+          "QueryCache: the local tier needs a store that can follow invalidations across processes, such as RedisStore.",
+        );
       }
       this.local = new LocalTier(this.options.localMaxBytes);
     }
     // Bumps are announced whether or not this process keeps a local tier: others may.
-    this.invalidator = new Invalidator(this.guard, KeyLayout.clockKey(this.options.namespace), KeyLayout.channel(this.options.namespace), {
-      settle: (keys) => this.local?.drop(keys),
-      delivered: (keys) => this.counters.invalidated(keys),
-      failed: (error) => this.counters.storeError(error),
-    });
+    this.invalidator = new Invalidator(
+      this.guard,
+      KeyLayout.clockKey(this.options.namespace),
+      KeyLayout.channel(this.options.namespace),
+      {
+        settle: (keys) => this.local?.drop(keys),
+        delivered: (keys) => this.counters.invalidated(keys),
+        failed: (error) => this.counters.storeError(error),
+      },
+    );
     this.connection = new CatalogConnection(this.dataSource);
     const warn = (message: string) => this.warnOnce(message);
     this.setup = new CacheSetup({
@@ -115,10 +139,16 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
       metrics: this.metrics,
       defaultTtl: this.options.defaultTtl,
       owner: this,
-      sharesVersions: (cache) => cache === this || (cache instanceof QueryCache && cache.store === this.store && cache.options.namespace === this.options.namespace),
+      sharesVersions: (cache) =>
+        cache === this ||
+        (cache instanceof QueryCache &&
+          cache.store === this.store &&
+          cache.options.namespace === this.options.namespace),
       warn,
     });
-    registry.bind(this.dataSource, this, { afterQuery: (sql, runner, succeeded, detail) => this.observe(sql, runner, succeeded, detail) });
+    registry.bind(this.dataSource, this, {
+      afterQuery: (sql, runner, succeeded, detail) => this.observe(sql, runner, succeeded, detail),
+    });
     void SqlAnalyzer.load();
     if (this.local) {
       const local = this.local;
@@ -147,11 +177,22 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
     const setup = await this.setup.orBypass();
     if (!setup) return false;
     const ttlSeconds = checkTtl("set: ttl", options.ttl ?? this.options.defaultTtl);
-    const deps = [setup.keys.everything, ...(await dependencyKeys(this.dataSource, setup, options.dependsOn, "read"))];
-    const encoded = withFreshness(encode(value, setup.classes), { expiresAt: Date.now() + ttlSeconds * 1000, computeMs: 0 });
+    const deps = [
+      setup.keys.everything,
+      ...(await dependencyKeys(this.dataSource, setup, options.dependsOn, "read")),
+    ];
+    const encoded = withFreshness(encode(value, setup.classes), {
+      expiresAt: Date.now() + ttlSeconds * 1000,
+      computeMs: 0,
+    });
     const stamp = await this.reads.freshStamp(setup);
     if (stamp === undefined) return false;
-    const stored = (await this.writer.put(`set(${key})`, { key: setup.keys.user(key), value: encoded, deps, stamp, ttlSeconds }, setup.keys.clockKey)) === true;
+    const stored =
+      (await this.writer.put(
+        `set(${key})`,
+        { key: setup.keys.user(key), value: encoded, deps, stamp, ttlSeconds },
+        setup.keys.clockKey,
+      )) === true;
     if (stored) await this.invalidator.invalidate([keyVersion(setup.keys, key)]);
     return stored;
   }
@@ -189,7 +230,9 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
   /** Invalidates every entry that depends on these entities' tables or these table names. */
   async invalidate(...targets: Dependency[]): Promise<void> {
     const setup = await this.setup.require();
-    await this.invalidator.invalidate(await dependencyKeys(this.dataSource, setup, targets, "write"));
+    await this.invalidator.invalidate(
+      await dependencyKeys(this.dataSource, setup, targets, "write"),
+    );
   }
 
   /**
@@ -201,17 +244,24 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
    * feed's way in.
    * @internal
    */
-  async invalidateTables(tables: readonly RelationName[], catalogChanged: boolean, rows: readonly RowChange[] = []): Promise<boolean> {
+  async invalidateTables(
+    tables: readonly RelationName[],
+    catalogChanged: boolean,
+    rows: readonly RowChange[] = [],
+  ): Promise<boolean> {
     const setup = await this.setup.require();
     let catalog = await setup.catalog.get();
-    if (catalogChanged || tables.some((table) => !catalog.knows(table))) catalog = await setup.catalog.reload();
+    if (catalogChanged || tables.some((table) => !catalog.knows(table)))
+      catalog = await setup.catalog.reload();
     const precise = new Set(rows.map((change) => change.table));
     const keys = new Set(await setup.observer.rowChangeKeys(rows));
     for (const table of tables) {
       const name = catalog.qualify(table);
       // "merge" covers every kind of row change; what the stream shows (cascaded rows, rows written
       // by triggers) arrives as changes of their own, so unseen writes do not widen this to everything.
-      const whole = precise.has(name) ? catalog.relatives(name) : catalog.writeDependencies(name, "merge");
+      const whole = precise.has(name)
+        ? catalog.relatives(name)
+        : catalog.writeDependencies(name, "merge");
       for (const t of whole) for (const key of setup.keys.tableWide(t)) keys.add(key);
     }
     return this.invalidator.invalidate(keys);
@@ -245,11 +295,16 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
   stats(options: { byMethod: true }): CacheStats & DetailedStats;
   stats(): CacheStats;
   stats(options?: { byMethod?: boolean }): CacheStats | (CacheStats & DetailedStats) {
-    return options?.byMethod ? { ...this.counters.totals, ...this.metrics.detailed() } : { ...this.counters.totals };
+    return options?.byMethod
+      ? { ...this.counters.totals, ...this.metrics.detailed() }
+      : { ...this.counters.totals };
   }
 
   health(): CacheHealth {
-    return { storeReachable: !this.guard.down, undeliveredInvalidations: this.invalidator.undelivered };
+    return {
+      storeReachable: !this.guard.down,
+      undeliveredInvalidations: this.invalidator.undelivered,
+    };
   }
 
   /**
@@ -282,7 +337,11 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
    * @internal
    */
   bypasses(runner: QueryRunner): boolean {
-    return runner.isTransactionActive || this.buffer.isOpen(runner) || this.paths.current(runner) !== null;
+    return (
+      runner.isTransactionActive ||
+      this.buffer.isOpen(runner) ||
+      this.paths.current(runner) !== null
+    );
   }
 
   /**
@@ -314,7 +373,12 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
    * TypeORM's afterQuery, awaited before the query returns to its caller: it never rejects, since
    * an error here would turn the caller's successful query into a failed one.
    */
-  private async observe(sql: string, runner: QueryRunner, succeeded: boolean, detail?: QueryDetail): Promise<void> {
+  private async observe(
+    sql: string,
+    runner: QueryRunner,
+    succeeded: boolean,
+    detail?: QueryDetail,
+  ): Promise<void> {
     let setup: Setup;
     try {
       setup = this.setup.current ?? (await this.setup.get());
@@ -333,9 +397,12 @@ export class QueryCache extends EventEmitter<QueryCacheEvents> {
 
   /** A query the cache could not follow: a computation that ran it is not stored, and what it wrote is unknown. */
   private untracked(error: Error): void {
-    this.warnOnce(`${error.message} Queries run meanwhile are not cached, and invalidate every entry of the database once it can.`);
+    this.warnOnce(
+      `${error.message} Queries run meanwhile are not cached, and invalidate every entry of the database once it can.`,
+    );
     const context = tracking.current();
-    if (context?.owner === this) context.refuse(`the cache could not follow its queries (${error.message})`);
+    if (context?.owner === this)
+      context.refuse(`the cache could not follow its queries (${error.message})`);
   }
 
   private warnOnce(message: string): void {

@@ -27,14 +27,28 @@ describe("ACL: the cache works under a Redis user restricted to its namespace's 
   const storeErrors: Error[] = [];
 
   function connectAsApp(): Redis {
-    const client = new Redis({ host: "127.0.0.1", port: server.port, username: "app", password: "secret", maxRetriesPerRequest: 1 });
+    const client = new Redis({
+      host: "127.0.0.1",
+      port: server.port,
+      username: "app",
+      password: "secret",
+      maxRetriesPerRequest: 1,
+    });
     clients.push(client);
     return client;
   }
 
   /** One application instance, on a Redis client logged in as the restricted user. */
-  async function openAppAsUser(options: { fresh?: boolean; local?: { maxBytes: number } } = {}): Promise<App> {
-    const app = await openApp(namespace, { fresh: options.fresh, schema, redis: connectAsApp(), cache: { local: options.local }, setUp: true });
+  async function openAppAsUser(
+    options: { fresh?: boolean; local?: { maxBytes: number } } = {},
+  ): Promise<App> {
+    const app = await openApp(namespace, {
+      fresh: options.fresh,
+      schema,
+      redis: connectAsApp(),
+      cache: { local: options.local },
+      setUp: true,
+    });
     app.cache.on("storeError", (error) => storeErrors.push(error));
     apps.push(app);
     return app;
@@ -45,7 +59,8 @@ describe("ACL: the cache works under a Redis user restricted to its namespace's 
     await app.close();
   }
 
-  const expectViews = (views: number[]) => (rows: Post[]) => expect(viewsOf(rows)).to.deep.equal(views);
+  const expectViews = (views: number[]) => (rows: Post[]) =>
+    expect(viewsOf(rows)).to.deep.equal(views);
 
   before(async () => {
     server = await RedisProcess.start();
@@ -73,7 +88,10 @@ describe("ACL: the cache works under a Redis user restricted to its namespace's 
     for (const [what, command] of [
       ["GET outside the namespace", client.get("other:key")],
       ["SET outside the namespace", client.set("other:key", "overwritten")],
-      ["a script touching a key outside the namespace", client.eval("return redis.call('GET', KEYS[1])", 1, "other:key")],
+      [
+        "a script touching a key outside the namespace",
+        client.eval("return redis.call('GET', KEYS[1])", 1, "other:key"),
+      ],
       ["PUBLISH outside the namespace", client.publish("other:channel", "hello")],
       ["KEYS", client.keys("*")],
       ["FLUSHDB", client.flushdb()],
@@ -104,7 +122,9 @@ describe("ACL: the cache works under a Redis user restricted to its namespace's 
     await cache.clear();
     const selects = selectCount(app.dataSource);
     expect(viewsOf(await posts.byTitle({ title }))).to.deep.equal([2]);
-    expect(selectCount(app.dataSource), "the read after clear() ran SQL").to.be.greaterThan(selects);
+    expect(selectCount(app.dataSource), "the read after clear() ran SQL").to.be.greaterThan(
+      selects,
+    );
     await readUntilHit(app, () => posts.byTitle({ title }), expectViews([2]));
 
     expect(storeErrors.map((e) => e.message)).to.deep.equal([]);
@@ -128,7 +148,10 @@ describe("ACL: the cache works under a Redis user restricted to its namespace's 
     // The tier may lag by the time the announcement takes to arrive.
     const deadline = Date.now() + 5000; // catches a tier that never hears, not a slow one
     while (viewsOf(await two.posts.byTitle({ title }))[0] !== 2) {
-      if (Date.now() > deadline) expect.fail(`the other process's tier still serves the old value: ${JSON.stringify(await aclDenials(admin))}`);
+      if (Date.now() > deadline)
+        expect.fail(
+          `the other process's tier still serves the old value: ${JSON.stringify(await aclDenials(admin))}`,
+        );
       await sleep(10);
     }
 

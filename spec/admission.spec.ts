@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import Redis from "ioredis";
 import { Repository } from "typeorm";
-import { Cached, MemoryStore, RedisStore } from "../lib";
 import type { CacheStore } from "../lib";
+import { Cached, MemoryStore, RedisStore } from "../lib";
 import { runFreshness } from "./freshness/harness";
 import { Author, Post } from "./support/entities";
 import { type App, dropNamespace, openApp, selectCount, uniqueNamespace } from "./support/fixture";
@@ -50,20 +50,42 @@ describe("admission: the second call is a hit, and a lost version never lets a s
     });
 
     it("in a fresh namespace", async () => {
-      expect(await ranSql(app, () => posts.findPublished(), () => posts.findPublished())).to.deep.equal([true, false]);
+      expect(
+        await ranSql(
+          app,
+          () => posts.findPublished(),
+          () => posts.findPublished(),
+        ),
+      ).to.deep.equal([true, false]);
       expect(app.cache.stats()).to.include({ sets: 1, hits: 1 });
     });
 
     it("after clear()", async () => {
-      await ranSql(app, () => posts.findPublished(), () => posts.findPublished());
+      await ranSql(
+        app,
+        () => posts.findPublished(),
+        () => posts.findPublished(),
+      );
       await app.cache.clear();
-      expect(await ranSql(app, () => posts.findPublished(), () => posts.findPublished())).to.deep.equal([true, false]);
+      expect(
+        await ranSql(
+          app,
+          () => posts.findPublished(),
+          () => posts.findPublished(),
+        ),
+      ).to.deep.equal([true, false]);
     });
 
     it("after writes created the table's version", async () => {
       await app.dataSource.getRepository(Post).update({ title: "one" }, { views: 3 });
       await app.dataSource.getRepository(Author).save({ name: "x" });
-      expect(await ranSql(app, () => posts.findPublished(), () => posts.findPublished())).to.deep.equal([true, false]);
+      expect(
+        await ranSql(
+          app,
+          () => posts.findPublished(),
+          () => posts.findPublished(),
+        ),
+      ).to.deep.equal([true, false]);
     });
 
     it("for a new argument while other rows of the table are written (row precision)", async () => {
@@ -71,11 +93,24 @@ describe("admission: the second call is a hit, and a lost version never lets a s
       const [first, second] = await repo.find({ order: { id: "ASC" } });
       const reads = new PostsById(Post, app.dataSource.manager);
       const byId = (id: number) => reads.byId(id);
-      await ranSql(app, () => byId(first.id), () => byId(first.id));
+      await ranSql(
+        app,
+        () => byId(first.id),
+        () => byId(first.id),
+      );
       await repo.update({ id: first.id }, { views: 7 });
-      expect(await ranSql(app, () => byId(second.id), () => byId(second.id)), "a new id").to.deep.equal([true, false]);
+      expect(
+        await ranSql(
+          app,
+          () => byId(second.id),
+          () => byId(second.id),
+        ),
+        "a new id",
+      ).to.deep.equal([true, false]);
       await repo.update({ id: first.id }, { views: 8 });
-      expect(await ranSql(app, () => byId(second.id)), "the other id stays cached").to.deep.equal([false]);
+      expect(await ranSql(app, () => byId(second.id)), "the other id stays cached").to.deep.equal([
+        false,
+      ]);
     });
 
     it("and each second call is a hit with a MemoryStore too", async () => {
@@ -83,9 +118,21 @@ describe("admission: the second call is a hit, and a lost version never lets a s
       const other = await openApp(ns, { cache: { store: new MemoryStore(), namespace: memoryNs } });
       try {
         const reads = new PostRepository(Post, other.dataSource.manager);
-        expect(await ranSql(other, () => reads.findPublished(), () => reads.findPublished())).to.deep.equal([true, false]);
+        expect(
+          await ranSql(
+            other,
+            () => reads.findPublished(),
+            () => reads.findPublished(),
+          ),
+        ).to.deep.equal([true, false]);
         await other.dataSource.getRepository(Post).update({ title: "one" }, { views: 5 });
-        expect(await ranSql(other, () => reads.findPublished(), () => reads.findPublished())).to.deep.equal([true, false]);
+        expect(
+          await ranSql(
+            other,
+            () => reads.findPublished(),
+            () => reads.findPublished(),
+          ),
+        ).to.deep.equal([true, false]);
       } finally {
         await other.close();
       }
@@ -99,7 +146,13 @@ describe("admission: the second call is a hit, and a lost version never lets a s
     const clock = "adm:{adm:v}:clock";
     const table = "adm:{adm:v}:db:public.post";
     const row = `${table}#id=1`;
-    const entry = (deps: string[], stamp: number) => ({ key: "adm:e:k", value: "v", deps, stamp, ttlSeconds: 60 });
+    const entry = (deps: string[], stamp: number) => ({
+      key: "adm:e:k",
+      value: "v",
+      deps,
+      stamp,
+      ttlSeconds: 60,
+    });
 
     beforeEach(async () => {
       server = await RedisProcess.start();
@@ -129,7 +182,10 @@ describe("admission: the second call is a hit, and a lost version never lets a s
       await store.bump(["adm:{adm:v}:db:public.other"], clock);
       expect(await store.set(entry([table, row], stamp), clock)).to.equal(false);
       const next = await store.stamp(clock);
-      expect(await store.set(entry([table, row], next), clock), "the next computation is admitted").to.equal(true);
+      expect(
+        await store.set(entry([table, row], next), clock),
+        "the next computation is admitted",
+      ).to.equal(true);
     });
 
     it("refuses an entry stamped before a bump whose version was evicted (allkeys-lru)", async () => {
@@ -142,7 +198,9 @@ describe("admission: the second call is a hit, and a lost version never lets a s
       expect(await store.set(entry([table], stamp), clock)).to.equal(false);
       await store.bump([row], clock);
       await redis.del(row, table);
-      expect(await store.set(entry([row], stamp), clock), "a row version and its table's").to.equal(false);
+      expect(await store.set(entry([row], stamp), clock), "a row version and its table's").to.equal(
+        false,
+      );
     });
 
     it("admits a row version that expired, through its table version, only if the table was not written since", async () => {
@@ -151,19 +209,32 @@ describe("admission: the second call is a hit, and a lost version never lets a s
       await store.bump([row], clock);
       const stamp = await store.stamp(clock);
       await redis.del(row);
-      expect(await store.set(entry([row], stamp), clock), "the table is older than the stamp").to.equal(true);
+      expect(
+        await store.set(entry([row], stamp), clock),
+        "the table is older than the stamp",
+      ).to.equal(true);
       const late = await store.stamp(clock);
       await store.bump([`${table}#id=2`], clock);
       await redis.del(row);
-      expect(await store.set(entry([row], late), clock), "the table moved past the stamp").to.equal(false);
+      expect(await store.set(entry([row], late), clock), "the table moved past the stamp").to.equal(
+        false,
+      );
     });
 
     it("runs the freshness checker with 0 stale reads on a small allkeys-lru Redis", async function () {
       this.timeout(180_000);
       await redis.call("CONFIG", "SET", "maxmemory", "2mb");
       await redis.call("CONFIG", "SET", "maxmemory-policy", "allkeys-lru");
-      const report = await runFreshness({ ops: 1500, seed: 11, workers: 8, connect: async () => new Redis(server.url, { maxRetriesPerRequest: 1 }) });
-      expect(report.stale.length + report.dirty.length, [...report.stale, ...report.dirty].map((v) => v.read).join("\n")).to.equal(0);
+      const report = await runFreshness({
+        ops: 1500,
+        seed: 11,
+        workers: 8,
+        connect: async () => new Redis(server.url, { maxRetriesPerRequest: 1 }),
+      });
+      expect(
+        report.stale.length + report.dirty.length,
+        [...report.stale, ...report.dirty].map((v) => v.read).join("\n"),
+      ).to.equal(0);
       expect(report.hits).to.be.greaterThan(0);
     });
   });
@@ -173,9 +244,13 @@ describe("admission: the second call is a hit, and a lost version never lets a s
     const clock = "m:{m:v}:clock";
     const row = "m:{m:v}:db:t#id=1";
     const stamp = await store.stamp(clock);
-    expect(await store.set({ key: "k", value: "v", deps: [row], stamp, ttlSeconds: 60 }, clock)).to.equal(true);
+    expect(
+      await store.set({ key: "k", value: "v", deps: [row], stamp, ttlSeconds: 60 }, clock),
+    ).to.equal(true);
     await store.bump([row], clock);
-    expect(await store.set({ key: "k", value: "v", deps: [row], stamp, ttlSeconds: 60 }, clock)).to.equal(false);
+    expect(
+      await store.set({ key: "k", value: "v", deps: [row], stamp, ttlSeconds: 60 }, clock),
+    ).to.equal(false);
     expect((await store.lookup("k", clock)).hit).to.equal(false);
   });
 });

@@ -1,10 +1,31 @@
 import { expect } from "chai";
 import {
-  And, ArrayContains, Between, Equal, type EntityManager, type FindOptionsWhere, ILike, In, IsNull, LessThan, Like, MoreThan,
-  MoreThanOrEqual, Not, Raw, Repository,
+  And,
+  ArrayContains,
+  Between,
+  type EntityManager,
+  Equal,
+  type FindOptionsWhere,
+  ILike,
+  In,
+  IsNull,
+  LessThan,
+  Like,
+  MoreThan,
+  MoreThanOrEqual,
+  Not,
+  Raw,
+  Repository,
 } from "typeorm";
 import { Cached, UnkeyableArgumentError } from "../lib";
-import { Cursor, HiddenPage, Page, show, TitleFilter, TitlePaging } from "./support/argument-values";
+import {
+  Cursor,
+  HiddenPage,
+  Page,
+  show,
+  TitleFilter,
+  TitlePaging,
+} from "./support/argument-values";
 import { Post } from "./support/entities";
 import { type App, dropNamespace, openApp, selectCount, uniqueNamespace } from "./support/fixture";
 import { freshAndHit } from "./support/result-checks";
@@ -49,7 +70,9 @@ const DownLevelledPage = new Function(
 )(
   (receiver: object, state: WeakMap<object, unknown>) => state.get(receiver),
   (receiver: object, state: WeakMap<object, unknown>, value: unknown) => state.set(receiver, value),
-) as new (number: number) => object;
+) as new (
+  number: number,
+) => object;
 
 class ArgumentRepository extends Repository<Post> {
   /** Returns what it saw of its argument, so a result served for another argument shows. */
@@ -65,12 +88,16 @@ class ArgumentRepository extends Repository<Post> {
 
   @Cached(60)
   async pageOf(page: { number: number }): Promise<string[]> {
-    return (await this.find({ order: { id: "ASC" }, skip: page.number - 1, take: 1 })).map((p) => p.title);
+    return (await this.find({ order: { id: "ASC" }, skip: page.number - 1, take: 1 })).map(
+      (p) => p.title,
+    );
   }
 
   @Cached(60)
   async matching(pattern: RegExp): Promise<string[]> {
-    return (await this.find({ order: { id: "ASC" } })).map((p) => p.title).filter((t) => pattern.test(t));
+    return (await this.find({ order: { id: "ASC" } }))
+      .map((p) => p.title)
+      .filter((t) => pattern.test(t));
   }
 
   @Cached(60)
@@ -83,7 +110,13 @@ class ArgumentRepository extends Repository<Post> {
     return (await repository.find({ order: { id: "ASC" } })).map((p) => p.title);
   }
 
-  @Cached({ ttl: 60, key: (filter: { title: string; published: boolean }) => ({ title: filter.title, published: filter.published }) })
+  @Cached({
+    ttl: 60,
+    key: (filter: { title: string; published: boolean }) => ({
+      title: filter.title,
+      published: filter.published,
+    }),
+  })
   async keyedBy(filter: { title: string; published: boolean; extra?: unknown }): Promise<string> {
     return `${filter.title}/${filter.published}/${await this.count()}`;
   }
@@ -130,22 +163,34 @@ describe("arguments are keyed by their whole value (invariant 8)", () => {
     const hits = app.cache.stats().hits;
     const selects = selectCount(app.dataSource);
     const result = await repo.probe(second);
-    expect(result.seen, `probe(${show(second)}) after probe(${show(first)})`).to.equal(show(second));
-    expect(app.cache.stats().hits, `probe(${show(second)}) is not served probe(${show(first)})'s entry`).to.equal(hits);
+    expect(result.seen, `probe(${show(second)}) after probe(${show(first)})`).to.equal(
+      show(second),
+    );
+    expect(
+      app.cache.stats().hits,
+      `probe(${show(second)}) is not served probe(${show(first)})'s entry`,
+    ).to.equal(hits);
     expect(selectCount(app.dataSource)).to.be.greaterThan(selects);
   }
 
   /** Equal values share one entry: the second is a hit that runs no SQL. */
   async function expectShared(first: unknown, second: unknown): Promise<void> {
     await freshAndHit(app, () => repo.probe(first));
-    const result = await warm(app, () => repo.probe(second), 1, `probe(${show(second)}) after probe(${show(first)})`);
+    const result = await warm(
+      app,
+      () => repo.probe(second),
+      1,
+      `probe(${show(second)}) after probe(${show(first)})`,
+    );
     expect(result.seen).to.equal(show(first));
   }
 
   async function expectRefused(arg: unknown, reason: RegExp): Promise<void> {
     const selects = selectCount(app.dataSource);
     const error = await rejection(repo.probe(arg));
-    expect(error, `probe(${show(arg)}) gave ${error.message}`).to.be.instanceOf(UnkeyableArgumentError);
+    expect(error, `probe(${show(arg)}) gave ${error.message}`).to.be.instanceOf(
+      UnkeyableArgumentError,
+    );
     expect((error as UnkeyableArgumentError).method).to.equal("ArgumentRepository<Post>.probe");
     expect(error.message).to.match(reason);
     expect(error.message).to.include("@Cached({ key:");
@@ -202,7 +247,10 @@ describe("arguments are keyed by their whole value (invariant 8)", () => {
     it("RegExp: by source and flags (and lastIndex)", async () => {
       const { hit } = await freshAndHit(app, () => repo.matching(/^t/));
       expect(hit).to.deep.equal(["two", "three"]);
-      expect(await repo.matching(/e$/), "another pattern gets its own rows").to.deep.equal(["one", "three"]);
+      expect(await repo.matching(/e$/), "another pattern gets its own rows").to.deep.equal([
+        "one",
+        "three",
+      ]);
       await expectApart(/a/, /b/);
       await expectApart(/a/, /a/i);
       await expectShared(/a/g, /a/g);
@@ -213,7 +261,10 @@ describe("arguments are keyed by their whole value (invariant 8)", () => {
 
     it("URLSearchParams and URL: by their text", async () => {
       await expectApart(new URLSearchParams("page=1"), new URLSearchParams("page=2"));
-      await expectShared(new URLSearchParams("page=1&size=2"), new URLSearchParams({ page: "1", size: "2" }));
+      await expectShared(
+        new URLSearchParams("page=1&size=2"),
+        new URLSearchParams({ page: "1", size: "2" }),
+      );
       await expectApart(new URL("https://example.com/a?x=1"), new URL("https://example.com/a?x=2"));
       await expectApart(new URL("https://example.com/a"), "https://example.com/a");
     });
@@ -234,22 +285,48 @@ describe("arguments are keyed by their whole value (invariant 8)", () => {
     });
 
     it("subclasses of built-in types: by their own toJSON(), or refused, never by the built-in's value alone", async () => {
-      await expectRefused(new ZonedDate(0, "Europe/Paris"), /ZonedDate, a subclass of a built-in type/);
+      await expectRefused(
+        new ZonedDate(0, "Europe/Paris"),
+        /ZonedDate, a subclass of a built-in type/,
+      );
       await expectRefused(IdList.from([1, 2]), /IdList, a subclass of a built-in type/);
       await expectApart(new SerialDate(0, "Europe/Paris"), new SerialDate(0, "Asia/Tokyo"));
       await expectApart(new SerialDate(0, "Europe/Paris"), new Date(0));
     });
 
     it("Map and Set: by their entries in order, since a method iterating them sees the order", async () => {
-      await expectApart(new Map([["a", 1], ["b", 2]]), new Map([["b", 2], ["a", 1]]));
+      await expectApart(
+        new Map([
+          ["a", 1],
+          ["b", 2],
+        ]),
+        new Map([
+          ["b", 2],
+          ["a", 1],
+        ]),
+      );
       await expectApart(new Set([1, 2]), new Set([2, 1]));
       await expectShared(new Map([["a", { x: 1 }]]), new Map([["a", { x: 1 }]]));
     });
 
     it("plain objects: symbol keys are refused; getters, null prototypes and holes are keyed by what they hold", async () => {
       await expectRefused({ [Symbol("tenant")]: "a" }, /symbol keys/);
-      await expectApart({ get n() { return 1; } }, { get n() { return 2; } });
-      await expectApart(Object.assign(Object.create(null), { a: 1 }), Object.assign(Object.create(null), { a: 2 }));
+      await expectApart(
+        {
+          get n() {
+            return 1;
+          },
+        },
+        {
+          get n() {
+            return 2;
+          },
+        },
+      );
+      await expectApart(
+        Object.assign(Object.create(null), { a: 1 }),
+        Object.assign(Object.create(null), { a: 2 }),
+      );
       // biome-ignore lint/suspicious/noSparseArray: the hole is the point
       await expectApart([, 1], [undefined, 1]);
       const hidden = { a: 1 };
@@ -269,7 +346,9 @@ describe("arguments are keyed by their whole value (invariant 8)", () => {
       const { hit } = await freshAndHit(app, () => repo.titlesWhere({ title: In(["one", "two"]) }));
       expect(hit).to.deep.equal(["one", "two"]);
       expect(await repo.titlesWhere({ title: In(["three"]) })).to.deep.equal(["three"]);
-      expect(await warm(app, () => repo.titlesWhere({ title: In(["three"]) }))).to.deep.equal(["three"]);
+      expect(await warm(app, () => repo.titlesWhere({ title: In(["three"]) }))).to.deep.equal([
+        "three",
+      ]);
       expect(await repo.titlesWhere({ views: MoreThan(1) })).to.deep.equal(["two", "three"]);
       expect(await repo.titlesWhere({ views: MoreThan(2) })).to.deep.equal(["three"]);
       expect(await repo.titlesWhere({ views: LessThan(2) })).to.deep.equal(["one"]);
@@ -283,13 +362,24 @@ describe("arguments are keyed by their whole value (invariant 8)", () => {
       expect(await repo.titlesWhere({ subtitle: Not(IsNull()) })).to.deep.equal([]);
       expect(await repo.titlesWhere({ title: Not(In(["one"])) })).to.deep.equal(["two", "three"]);
       expect(await repo.titlesWhere({ title: Not(In(["two"])) })).to.deep.equal(["one", "three"]);
-      expect(await repo.titlesWhere({ views: And(MoreThan(1), LessThan(3)) })).to.deep.equal(["two"]);
-      expect(await repo.titlesWhere({ views: And(MoreThan(0), LessThan(3)) })).to.deep.equal(["one", "two"]);
+      expect(await repo.titlesWhere({ views: And(MoreThan(1), LessThan(3)) })).to.deep.equal([
+        "two",
+      ]);
+      expect(await repo.titlesWhere({ views: And(MoreThan(0), LessThan(3)) })).to.deep.equal([
+        "one",
+        "two",
+      ]);
       expect(await repo.titlesWhere({ title: Equal("two") })).to.deep.equal(["two"]);
       expect(await repo.titlesWhere({ views: Raw("1") })).to.deep.equal(["one"]);
       expect(await repo.titlesWhere({ views: Raw("2") })).to.deep.equal(["two"]);
-      expect(await warm(app, () => repo.titlesWhere({ title: Not(In(["two"])) }))).to.deep.equal(["one", "three"]);
-      expect(await warm(app, () => repo.titlesWhere({ views: Between(1, 2) }))).to.deep.equal(["one", "two"]);
+      expect(await warm(app, () => repo.titlesWhere({ title: Not(In(["two"])) }))).to.deep.equal([
+        "one",
+        "three",
+      ]);
+      expect(await warm(app, () => repo.titlesWhere({ views: Between(1, 2) }))).to.deep.equal([
+        "one",
+        "two",
+      ]);
     });
 
     it("operators that differ only in kind or nesting do not share entries", async () => {
@@ -302,17 +392,22 @@ describe("arguments are keyed by their whole value (invariant 8)", () => {
     });
 
     it("Raw() built by a function is refused: the SQL it builds cannot be read", async () => {
-      await expectRefused(Raw((alias) => `${alias} > 1`), /Raw\(\) find operator built by a function/);
+      await expectRefused(
+        Raw((alias) => `${alias} > 1`),
+        /Raw\(\) find operator built by a function/,
+      );
     });
   });
 
   describe("the `key` option", () => {
-    it("keys what it returns by value: objects are not all `[object Object]`, and 1 is not \"1\"", async () => {
+    it('keys what it returns by value: objects are not all `[object Object]`, and 1 is not "1"', async () => {
       await freshAndHit(app, () => repo.keyedBy({ title: "a", published: true }));
       const hits = app.cache.stats().hits;
       expect(await repo.keyedBy({ title: "a", published: false })).to.match(/^a\/false\//);
       expect(app.cache.stats().hits).to.equal(hits);
-      expect(await warm(app, () => repo.keyedBy({ title: "a", published: true, extra: () => 1 }))).to.match(/^a\/true\//);
+      expect(
+        await warm(app, () => repo.keyedBy({ title: "a", published: true, extra: () => 1 })),
+      ).to.match(/^a\/true\//);
 
       await freshAndHit(app, () => repo.keyedById(1));
       expect(await repo.keyedById("1")).to.match(/^string:1\//);
@@ -327,7 +422,11 @@ describe("arguments are keyed by their whole value (invariant 8)", () => {
 
     before(async () => {
       // The other schema's cache shares this store and namespace, so its reads are tracked here too.
-      other = await openApp(ns, { fresh: true, schema: otherSchema, cache: { store: app.cache.store } });
+      other = await openApp(ns, {
+        fresh: true,
+        schema: otherSchema,
+        cache: { store: app.cache.store },
+      });
       await other.dataSource.getRepository(Post).save([{ title: "elsewhere" }]);
     });
 
@@ -340,19 +439,39 @@ describe("arguments are keyed by their whole value (invariant 8)", () => {
     it("is keyed by the database and schema it reaches: another schema's rows never come back", async () => {
       const { hit } = await freshAndHit(app, () => repo.titlesIn(app.dataSource.manager));
       expect(hit).to.deep.equal(["one", "two", "three"]);
-      expect(await repo.titlesIn(other.dataSource.manager), "the other schema's manager reads its own rows").to.deep.equal(["elsewhere"]);
-      expect(await warm(app, () => repo.titlesIn(other.dataSource.manager))).to.deep.equal(["elsewhere"]);
-      expect(await warm(app, () => repo.titlesIn(app.dataSource.manager))).to.deep.equal(["one", "two", "three"]);
-      expect(await repo.titlesOf(other.dataSource.getRepository(Post))).to.deep.equal(["elsewhere"]);
-      expect(await repo.titlesOf(app.dataSource.getRepository(Post))).to.deep.equal(["one", "two", "three"]);
-      expect(await warm(app, () => repo.titlesOf(other.dataSource.getRepository(Post)))).to.deep.equal(["elsewhere"]);
+      expect(
+        await repo.titlesIn(other.dataSource.manager),
+        "the other schema's manager reads its own rows",
+      ).to.deep.equal(["elsewhere"]);
+      expect(await warm(app, () => repo.titlesIn(other.dataSource.manager))).to.deep.equal([
+        "elsewhere",
+      ]);
+      expect(await warm(app, () => repo.titlesIn(app.dataSource.manager))).to.deep.equal([
+        "one",
+        "two",
+        "three",
+      ]);
+      expect(await repo.titlesOf(other.dataSource.getRepository(Post))).to.deep.equal([
+        "elsewhere",
+      ]);
+      expect(await repo.titlesOf(app.dataSource.getRepository(Post))).to.deep.equal([
+        "one",
+        "two",
+        "three",
+      ]);
+      expect(
+        await warm(app, () => repo.titlesOf(other.dataSource.getRepository(Post))),
+      ).to.deep.equal(["elsewhere"]);
     });
 
     it("and a write there reaches the entry read through it", async () => {
       await warm(app, () => repo.titlesIn(other.dataSource.manager));
       const added = await other.dataSource.getRepository(Post).save({ title: "also elsewhere" });
       try {
-        expect(await repo.titlesIn(other.dataSource.manager)).to.deep.equal(["elsewhere", "also elsewhere"]);
+        expect(await repo.titlesIn(other.dataSource.manager)).to.deep.equal([
+          "elsewhere",
+          "also elsewhere",
+        ]);
       } finally {
         await other.dataSource.getRepository(Post).delete(added.id);
       }

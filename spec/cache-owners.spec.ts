@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { DataSource, Like, type ObjectLiteral, Repository } from "typeorm";
-import { Cached, InvalidOptionError, UnkeyableArgumentError } from "../lib";
 import { getServices } from "../example/services";
+import { Cached, InvalidOptionError, UnkeyableArgumentError } from "../lib";
 import { Post } from "./support/entities";
 import { type App, dropNamespace, openApp, uniqueNamespace } from "./support/fixture";
 import { LeftNote, ownerEntities, RightNote, TWIN_SCHEMAS } from "./support/owner-entities";
@@ -22,7 +22,9 @@ class LeftNotes {
 
   @Cached(60)
   static async texts(): Promise<string[]> {
-    return (await this.dataSource.getRepository(this.entity).find({ order: { id: "ASC" } })).map((n) => n.text);
+    return (await this.dataSource.getRepository(this.entity).find({ order: { id: "ASC" } })).map(
+      (n) => n.text,
+    );
   }
 }
 
@@ -32,7 +34,9 @@ class RightNotes {
 
   @Cached(60)
   static async texts(): Promise<string[]> {
-    return (await this.dataSource.getRepository(this.entity).find({ order: { id: "ASC" } })).map((n) => n.text);
+    return (await this.dataSource.getRepository(this.entity).find({ order: { id: "ASC" } })).map(
+      (n) => n.text,
+    );
   }
 }
 
@@ -45,7 +49,9 @@ class TenantReport {
 
   @Cached({ ttl: 60, scope: (self: TenantReport) => self.tenant })
   async titles(published: boolean): Promise<string[]> {
-    const rows = await this.dataSource.getRepository(Post).find({ where: { title: Like(`${this.tenant}:%`), published }, order: { id: "ASC" } });
+    const rows = await this.dataSource
+      .getRepository(Post)
+      .find({ where: { title: Like(`${this.tenant}:%`), published }, order: { id: "ASC" } });
     return rows.map((p) => p.title);
   }
 
@@ -84,13 +90,16 @@ describe("what a key holds of the object a cached method runs on (invariant 8)",
   after(async () => {
     await dropNamespace(app.redis, ns);
     await app.close();
-    for (const schema of TWIN_SCHEMAS) await adminQuery(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    for (const schema of TWIN_SCHEMAS)
+      await adminQuery(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   });
 
   describe("a generic repository over two entities that share a class name, in two schemas", () => {
     it("the entities really share a name and differ by table", () => {
       expect(LeftNote.name).to.equal(RightNote.name);
-      expect(app.dataSource.getMetadata(LeftNote).tablePath).to.not.equal(app.dataSource.getMetadata(RightNote).tablePath);
+      expect(app.dataSource.getMetadata(LeftNote).tablePath).to.not.equal(
+        app.dataSource.getMetadata(RightNote).tablePath,
+      );
     });
 
     it("each repository gets its own table's rows, as instances of its own class", async () => {
@@ -99,7 +108,10 @@ describe("what a key holds of the object a cached method runs on (invariant 8)",
       const { hit } = await freshAndHit(app, () => left.everything());
       expect(hit.map((n) => n.text)).to.deep.equal(["left 1", "left 2"]);
       const rows = await right.everything();
-      expect(rows.map((n) => n.text), "the right schema's notes, not the left one's cached entry").to.deep.equal(["right 1"]);
+      expect(
+        rows.map((n) => n.text),
+        "the right schema's notes, not the left one's cached entry",
+      ).to.deep.equal(["right 1"]);
       expect(rows[0]).to.be.instanceOf(RightNote);
       const cached = await warm(app, () => right.everything());
       expect(cached.map((n) => n.text)).to.deep.equal(["right 1"]);
@@ -114,7 +126,10 @@ describe("what a key holds of the object a cached method runs on (invariant 8)",
       await warm(app, () => right.everything());
       await app.dataSource.getRepository(RightNote).save({ text: "right 2" });
       expect((await right.everything()).map((n) => n.text)).to.deep.equal(["right 1", "right 2"]);
-      expect((await warm(app, () => left.everything(), 1)).map((n) => n.text)).to.deep.equal(["left 1", "left 2"]);
+      expect((await warm(app, () => left.everything(), 1)).map((n) => n.text)).to.deep.equal([
+        "left 1",
+        "left 2",
+      ]);
     });
   });
 
@@ -136,7 +151,9 @@ describe("what a key holds of the object a cached method runs on (invariant 8)",
       const globex = new TenantReport(app.dataSource, "globex");
       const { hit } = await freshAndHit(app, () => acme.titles(true));
       expect(hit).to.deep.equal(["acme:launch"]);
-      expect(await globex.titles(true), "globex's own titles, not acme's entry").to.deep.equal(["globex:merger"]);
+      expect(await globex.titles(true), "globex's own titles, not acme's entry").to.deep.equal([
+        "globex:merger",
+      ]);
       expect(await warm(app, () => globex.titles(true))).to.deep.equal(["globex:merger"]);
       expect(await warm(app, () => acme.titles(true))).to.deep.equal(["acme:launch"]);
       expect(await acme.titles(false)).to.deep.equal(["acme:draft"]);
@@ -144,7 +161,9 @@ describe("what a key holds of the object a cached method runs on (invariant 8)",
 
     it("two instances with the same scope share an entry", async () => {
       await freshAndHit(app, () => new TenantReport(app.dataSource, "acme").titles(true));
-      expect(await warm(app, () => new TenantReport(app.dataSource, "acme").titles(true), 1)).to.deep.equal(["acme:launch"]);
+      expect(
+        await warm(app, () => new TenantReport(app.dataSource, "acme").titles(true), 1),
+      ).to.deep.equal(["acme:launch"]);
     });
 
     it("a scope that cannot be keyed is refused like an argument; one that is no function, at decoration", async () => {
@@ -155,7 +174,10 @@ describe("what a key holds of the object a cached method runs on (invariant 8)",
         error = e;
       }
       expect(error).to.be.instanceOf(UnkeyableArgumentError);
-      expect(() => Cached({ scope: "tenant" as never })).to.throw(InvalidOptionError, /scope must be a function/);
+      expect(() => Cached({ scope: "tenant" as never })).to.throw(
+        InvalidOptionError,
+        /scope must be a function/,
+      );
     });
   });
 });

@@ -29,7 +29,10 @@ describe("change feed under faults: nothing committed is lost", function () {
   before(async () => {
     pg = await LogicalPostgres.start();
     redisServer = await RedisProcess.start();
-    reader = await openFeedApp(pg, ns, { fresh: true, redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }) });
+    reader = await openFeedApp(pg, ns, {
+      fresh: true,
+      redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }),
+    });
     posts = new PostRepository(Post, reader.dataSource.manager);
   });
   after(async () => {
@@ -46,8 +49,16 @@ describe("change feed under faults: nothing committed is lost", function () {
   const titles = (rows: Post[]) => rows.map((p) => p.title);
   const nextSlot = () => `faults_${ns}_${++slotNumber}`;
   const worker = (slot: string, redisUrl = redisServer.url): FeedWorker =>
-    FeedWorker.start({ pgUrl: pg.url, redisUrl, namespace: ns, schema: ns, slot, retryInterval: 200 } satisfies WorkerConfig);
-  const insert = (title: string) => outsideWrite(pg, `INSERT INTO "${ns}".post (title, published) VALUES ('${title}', true)`);
+    FeedWorker.start({
+      pgUrl: pg.url,
+      redisUrl,
+      namespace: ns,
+      schema: ns,
+      slot,
+      retryInterval: 200,
+    } satisfies WorkerConfig);
+  const insert = (title: string) =>
+    outsideWrite(pg, `INSERT INTO "${ns}".post (title, published) VALUES ('${title}', true)`);
 
   it("a consumer killed (SIGKILL) holding a commit it could not deliver: its successor delivers it", async () => {
     const slot = nextSlot();
@@ -76,8 +87,15 @@ describe("change feed under faults: nothing committed is lost", function () {
 
   it("Redis down while changes arrive: nothing is confirmed, and everything is delivered once it is back", async () => {
     const slot = nextSlot();
-    const holder = await openFeedApp(pg, ns, { redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }) });
-    let feed = new ChangeFeed({ cache: holder.cache, connection: pg.config, slot, retryInterval: 200 });
+    const holder = await openFeedApp(pg, ns, {
+      redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }),
+    });
+    let feed = new ChangeFeed({
+      cache: holder.cache,
+      connection: pg.config,
+      slot,
+      retryInterval: 200,
+    });
     try {
       await feed.start();
       let log = new DeliveryLog(feed);
@@ -99,7 +117,12 @@ describe("change feed under faults: nothing committed is lost", function () {
       await failedAgain;
       await feed.stop();
       redisServer.thaw();
-      feed = new ChangeFeed({ cache: holder.cache, connection: pg.config, slot, retryInterval: 200 });
+      feed = new ChangeFeed({
+        cache: holder.cache,
+        connection: pg.config,
+        slot,
+        retryInterval: 200,
+      });
       log = new DeliveryLog(feed);
       await feed.start();
       await log.covering(four.xid);
@@ -113,8 +136,15 @@ describe("change feed under faults: nothing committed is lost", function () {
 
   it("confirms exactly a commit's end: a commit right after a delivered one is sent again after a restart", async () => {
     const slot = nextSlot();
-    const holder = await openFeedApp(pg, ns, { redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }) });
-    let feed = new ChangeFeed({ cache: holder.cache, connection: pg.config, slot, retryInterval: 200 });
+    const holder = await openFeedApp(pg, ns, {
+      redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }),
+    });
+    let feed = new ChangeFeed({
+      cache: holder.cache,
+      connection: pg.config,
+      slot,
+      retryInterval: 200,
+    });
     const first = new Client(pg.config);
     const second = new Client(pg.config);
     try {
@@ -124,11 +154,21 @@ describe("change feed under faults: nothing committed is lost", function () {
       expect(titles(await warm(reader, () => posts.findAll()))).to.deep.equal(["one", "two"]);
       // Two transactions whose rows are written before either commits: the second's COMMIT
       // record then directly follows the first's in the WAL.
-      for (const [client, title] of [[first, "three"], [second, "four"]] as const) {
+      for (const [client, title] of [
+        [first, "three"],
+        [second, "four"],
+      ] as const) {
         await client.query("BEGIN");
         await client.query(`INSERT INTO "${ns}".post (title, published) VALUES ('${title}', true)`);
       }
-      const xidOf = async (client: Client) => Number((await client.query(`SELECT (pg_current_xact_id()::text::bigint % 4294967296)::int8 AS xid`)).rows[0].xid);
+      const xidOf = async (client: Client) =>
+        Number(
+          (
+            await client.query(
+              `SELECT (pg_current_xact_id()::text::bigint % 4294967296)::int8 AS xid`,
+            )
+          ).rows[0].xid,
+        );
       const xid1 = await xidOf(first);
       const xid2 = await xidOf(second);
       await first.query("COMMIT");
@@ -141,7 +181,12 @@ describe("change feed under faults: nothing committed is lost", function () {
       await failed;
       await feed.stop();
       redisServer.thaw();
-      feed = new ChangeFeed({ cache: holder.cache, connection: pg.config, slot, retryInterval: 200 });
+      feed = new ChangeFeed({
+        cache: holder.cache,
+        connection: pg.config,
+        slot,
+        retryInterval: 200,
+      });
       log = new DeliveryLog(feed);
       await feed.start();
       await log.covering(xid2);
@@ -156,8 +201,15 @@ describe("change feed under faults: nothing committed is lost", function () {
 
   it("PostgreSQL restarted: the feed reconnects and delivers what committed before and after", async () => {
     const slot = nextSlot();
-    const holder = await openFeedApp(pg, ns, { redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }) });
-    const feed = new ChangeFeed({ cache: holder.cache, connection: pg.config, slot, retryInterval: 200 });
+    const holder = await openFeedApp(pg, ns, {
+      redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }),
+    });
+    const feed = new ChangeFeed({
+      cache: holder.cache,
+      connection: pg.config,
+      slot,
+      retryInterval: 200,
+    });
     const log = new DeliveryLog(feed);
     try {
       await feed.start();
@@ -177,8 +229,15 @@ describe("change feed under faults: nothing committed is lost", function () {
   it("takeover: when the holder dies, a standby takes the slot within a bounded time and delivers", async () => {
     const slot = nextSlot();
     const holder = worker(slot);
-    const standbyApp = await openFeedApp(pg, ns, { redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }) });
-    const standby = new ChangeFeed({ cache: standbyApp.cache, connection: pg.config, slot, retryInterval: 200 });
+    const standbyApp = await openFeedApp(pg, ns, {
+      redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }),
+    });
+    const standby = new ChangeFeed({
+      cache: standbyApp.cache,
+      connection: pg.config,
+      slot,
+      retryInterval: 200,
+    });
     const log = new DeliveryLog(standby);
     try {
       await holder.waitFor("active");
@@ -191,7 +250,9 @@ describe("change feed under faults: nothing committed is lost", function () {
       await holder.kill();
       await took;
       const takeoverMs = performance.now() - killedAt;
-      console.log(`      takeover after SIGKILL of the holder: ${takeoverMs.toFixed(0)} ms (retryInterval 200 ms)`);
+      console.log(
+        `      takeover after SIGKILL of the holder: ${takeoverMs.toFixed(0)} ms (retryInterval 200 ms)`,
+      );
       // The bound: a retry interval, a connection, and the server noticing the dead peer; generous for a busy machine.
       expect(takeoverMs).to.be.below(10_000);
       expect(titles(await warm(reader, () => posts.findAll()))).to.deep.equal(["one", "two"]);

@@ -84,11 +84,22 @@ describe("change feed: outside writes invalidate the rows they changed, and only
   describe("posts by integer key and by author", () => {
     const posts = () => app.dataSource.getRepository(Post);
     const byId = (id: number) => app.cache.wrap(`post-${id}`, () => posts().findOneBy({ id }));
-    const byAuthor = (authorId: number) => app.cache.wrap(`author-${authorId}`, () => posts().find({ where: { author: { id: authorId } }, order: { id: "ASC" } }));
+    const byAuthor = (authorId: number) =>
+      app.cache.wrap(`author-${authorId}`, () =>
+        posts().find({ where: { author: { id: authorId } }, order: { id: "ASC" } }),
+      );
     /** LIMIT: its result need not hold every row of the author, so it depends on the column, not on its rows. */
     const firstOf = (authorId: number) =>
-      app.cache.wrap(`first-${authorId}`, (): Promise<Post[]> => app.dataSource.query(`SELECT id, title FROM "${ns}".post WHERE "authorId" = $1 ORDER BY id LIMIT 1`, [authorId]));
-    const titles = (rows: Post[] | Post | null) => (Array.isArray(rows) ? rows : rows ? [rows] : []).map((p) => p.title);
+      app.cache.wrap(
+        `first-${authorId}`,
+        (): Promise<Post[]> =>
+          app.dataSource.query(
+            `SELECT id, title FROM "${ns}".post WHERE "authorId" = $1 ORDER BY id LIMIT 1`,
+            [authorId],
+          ),
+      );
+    const titles = (rows: Post[] | Post | null) =>
+      (Array.isArray(rows) ? rows : rows ? [rows] : []).map((p) => p.title);
 
     beforeEach(async () => {
       await outside(
@@ -100,75 +111,153 @@ describe("change feed: outside writes invalidate the rows they changed, and only
     });
 
     it("UPDATE of a title by id refreshes that post and its author's list, and keeps another post and another author's list", async () => {
-      await warmAll(() => byId(1), () => byId(3), () => byAuthor(1), () => byAuthor(2));
+      await warmAll(
+        () => byId(1),
+        () => byId(3),
+        () => byAuthor(1),
+        () => byAuthor(2),
+      );
       await outside(`UPDATE "${ns}".post SET title = 'A1' WHERE id = 1`);
       const selects = selectCount(app.dataSource);
       expect(titles(await byId(1))).to.deep.equal(["A1"]);
       expect(titles(await byAuthor(1))).to.deep.equal(["A1", "a2"]);
       expect(titles(await byId(3))).to.deep.equal(["b1"]);
       expect(titles(await byAuthor(2))).to.deep.equal(["b1"]);
-      expect(selectCount(app.dataSource) - selects, "only the changed post and its author's list ran SQL").to.equal(2);
+      expect(
+        selectCount(app.dataSource) - selects,
+        "only the changed post and its author's list ran SQL",
+      ).to.equal(2);
     });
 
     it("UPDATE that moves a post to another author, default replica identity: the old author is unknown, so every list bounded by author but not by its rows is refreshed", async () => {
-      await warmAll(() => byAuthor(1), () => byAuthor(2), () => byAuthor(3), () => firstOf(3), () => byId(3));
+      await warmAll(
+        () => byAuthor(1),
+        () => byAuthor(2),
+        () => byAuthor(3),
+        () => firstOf(3),
+        () => byId(3),
+      );
       await outside(`UPDATE "${ns}".post SET "authorId" = 2 WHERE id = 2`);
       const selects = selectCount(app.dataSource);
-      expect(titles(await byAuthor(1)), "the old author's list held the post").to.deep.equal(["a1"]);
-      expect(titles(await byAuthor(2)), "the new author's list gains it").to.deep.equal(["a2", "b1"]);
+      expect(titles(await byAuthor(1)), "the old author's list held the post").to.deep.equal([
+        "a1",
+      ]);
+      expect(titles(await byAuthor(2)), "the new author's list gains it").to.deep.equal([
+        "a2",
+        "b1",
+      ]);
       expect(titles(await firstOf(3)), "the old author might have been Cy").to.deep.equal(["c1"]);
       expect(selectCount(app.dataSource) - selects).to.equal(3);
-      expect(await missed(() => byAuthor(3), () => byId(3)), "a list that holds all of Cy's rows, and another post").to.equal(0);
+      expect(
+        await missed(
+          () => byAuthor(3),
+          () => byId(3),
+        ),
+        "a list that holds all of Cy's rows, and another post",
+      ).to.equal(0);
     });
 
     it("UPDATE that moves a post to another author, REPLICA IDENTITY FULL: only the old and the new author's lists", async () => {
       await pg.sql(`ALTER TABLE "${ns}".post REPLICA IDENTITY FULL`); // DDL: the stream carries none of it
-      await warmAll(() => byAuthor(1), () => byAuthor(2), () => firstOf(1), () => firstOf(3), () => byId(3));
+      await warmAll(
+        () => byAuthor(1),
+        () => byAuthor(2),
+        () => firstOf(1),
+        () => firstOf(3),
+        () => byId(3),
+      );
       await outside(`UPDATE "${ns}".post SET "authorId" = 2 WHERE id = 1`);
       const selects = selectCount(app.dataSource);
       expect(titles(await byAuthor(1))).to.deep.equal(["a2"]);
       expect(titles(await byAuthor(2))).to.deep.equal(["a1", "b1"]);
-      expect(titles(await firstOf(1)), "the old author, named by the old row").to.deep.equal(["a2"]);
+      expect(titles(await firstOf(1)), "the old author, named by the old row").to.deep.equal([
+        "a2",
+      ]);
       expect(selectCount(app.dataSource) - selects).to.equal(3);
-      expect(await missed(() => firstOf(3), () => byId(3)), "the whole old row says Cy was not involved").to.equal(0);
+      expect(
+        await missed(
+          () => firstOf(3),
+          () => byId(3),
+        ),
+        "the whole old row says Cy was not involved",
+      ).to.equal(0);
     });
 
     it("DELETE refreshes the deleted post and its author's list; INSERT refreshes the new post's id and author", async () => {
-      await warmAll(() => byId(2), () => byId(3), () => byId(5), () => byAuthor(1), () => byAuthor(2), () => byAuthor(3));
+      await warmAll(
+        () => byId(2),
+        () => byId(3),
+        () => byId(5),
+        () => byAuthor(1),
+        () => byAuthor(2),
+        () => byAuthor(3),
+      );
       await outside(`DELETE FROM "${ns}".post WHERE id = 2`);
       let selects = selectCount(app.dataSource);
       expect(await byId(2)).to.equal(null);
       expect(titles(await byAuthor(1))).to.deep.equal(["a1"]);
       expect(selectCount(app.dataSource) - selects).to.equal(2);
-      expect(await missed(() => byId(3), () => byId(5), () => byAuthor(2), () => byAuthor(3)), "untouched rows").to.equal(0);
+      expect(
+        await missed(
+          () => byId(3),
+          () => byId(5),
+          () => byAuthor(2),
+          () => byAuthor(3),
+        ),
+        "untouched rows",
+      ).to.equal(0);
 
       await outside(`INSERT INTO "${ns}".post (id, title, "authorId") VALUES (5, 'b2', 2)`);
       selects = selectCount(app.dataSource);
       expect(titles(await byId(5)), "a cached miss of that id").to.deep.equal(["b2"]);
       expect(titles(await byAuthor(2))).to.deep.equal(["b1", "b2"]);
       expect(selectCount(app.dataSource) - selects).to.equal(2);
-      expect(await missed(() => byId(3), () => byAuthor(1), () => byAuthor(3)), "untouched rows").to.equal(0);
+      expect(
+        await missed(
+          () => byId(3),
+          () => byAuthor(1),
+          () => byAuthor(3),
+        ),
+        "untouched rows",
+      ).to.equal(0);
     });
 
     it("soft delete and restore from outside refresh the author's list (its filter column), and keep another author's", async () => {
-      await warmAll(() => byAuthor(1), () => byAuthor(2));
+      await warmAll(
+        () => byAuthor(1),
+        () => byAuthor(2),
+      );
       await outside(`UPDATE "${ns}".post SET "deletedAt" = now() WHERE id = 2`);
       expect(titles(await byAuthor(1))).to.deep.equal(["a1"]);
       expect(await missed(() => byAuthor(2))).to.equal(0);
       await warmAll(() => byAuthor(1));
       await outside(`UPDATE "${ns}".post SET "deletedAt" = NULL WHERE id = 2`);
-      expect(titles(await byAuthor(1)), "the restored row is not in the cached result: its new author value names the list").to.deep.equal(["a1", "a2"]);
+      expect(
+        titles(await byAuthor(1)),
+        "the restored row is not in the cached result: its new author value names the list",
+      ).to.deep.equal(["a1", "a2"]);
       expect(await missed(() => byAuthor(2))).to.equal(0);
     });
 
     it('precision: "table" keeps table-wide invalidation: the feed\'s rows refresh every read of the table', async () => {
       const coarseNs = uniqueNamespace();
-      const coarse = await openFeedApp(pg, coarseNs, { schema: ns, cache: { precision: "table" }, setUp: true });
-      const coarseFeed = new ChangeFeed({ cache: coarse.cache, connection: pg.config, slot: `coarse_${ns}` });
+      const coarse = await openFeedApp(pg, coarseNs, {
+        schema: ns,
+        cache: { precision: "table" },
+        setUp: true,
+      });
+      const coarseFeed = new ChangeFeed({
+        cache: coarse.cache,
+        connection: pg.config,
+        slot: `coarse_${ns}`,
+      });
       const coarseLog = new DeliveryLog(coarseFeed);
       try {
         await coarseFeed.start();
-        const other = () => coarse.cache.wrap("post-3", () => coarse.dataSource.getRepository(Post).findOneBy({ id: 3 }));
+        const other = () =>
+          coarse.cache.wrap("post-3", () =>
+            coarse.dataSource.getRepository(Post).findOneBy({ id: 3 }),
+          );
         await other();
         await other();
         const hits = coarse.cache.stats().hits;
@@ -178,7 +267,10 @@ describe("change feed: outside writes invalidate the rows they changed, and only
         await coarseLog.covering(xid);
         const selects = selectCount(coarse.dataSource);
         expect(titles(await other())).to.deep.equal(["b1"]);
-        expect(selectCount(coarse.dataSource) - selects, "another post's read ran SQL again").to.equal(1);
+        expect(
+          selectCount(coarse.dataSource) - selects,
+          "another post's read ran SQL again",
+        ).to.equal(1);
       } finally {
         await coarseFeed.dropSlot();
         await dropNamespace(coarse.redis, coarseNs);
@@ -187,7 +279,10 @@ describe("change feed: outside writes invalidate the rows they changed, and only
     });
 
     it("TRUNCATE stays table-wide", async () => {
-      await warmAll(() => byId(3), () => byAuthor(3));
+      await warmAll(
+        () => byId(3),
+        () => byAuthor(3),
+      );
       await outside(`TRUNCATE "${ns}".post CASCADE`);
       const selects = selectCount(app.dataSource);
       expect(await byId(3)).to.equal(null);
@@ -199,8 +294,12 @@ describe("change feed: outside writes invalidate the rows they changed, and only
   describe("uuid, text and bigint keys: the stream's values meet the queries' parameters", () => {
     const badges = () => app.dataSource.getRepository(Badge);
     const badge = (id: string) => app.cache.wrap(`badge-${id}`, () => badges().findOneBy({ id }));
-    const labelled = (label: string) => app.cache.wrap(`label-${label}`, () => badges().find({ where: { label }, order: { note: "ASC" } }));
-    const ledger = (id: string) => app.cache.wrap(`ledger-${id}`, () => app.dataSource.getRepository(Ledger).findOneBy({ id }));
+    const labelled = (label: string) =>
+      app.cache.wrap(`label-${label}`, () =>
+        badges().find({ where: { label }, order: { note: "ASC" } }),
+      );
+    const ledger = (id: string) =>
+      app.cache.wrap(`ledger-${id}`, () => app.dataSource.getRepository(Ledger).findOneBy({ id }));
     const U1 = "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11";
     const U2 = "b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12";
     const BIG = "9007199254740993"; // 2^53 + 1: no JavaScript number holds it
@@ -214,17 +313,31 @@ describe("change feed: outside writes invalidate the rows they changed, and only
     });
 
     it("an UPDATE by uuid refreshes the read of that uuid (given in upper case), and keeps the other", async () => {
-      await warmAll(() => badge(U1), () => badge(U2), () => labelled("gold"), () => labelled("silver"));
+      await warmAll(
+        () => badge(U1),
+        () => badge(U2),
+        () => labelled("gold"),
+        () => labelled("silver"),
+      );
       await outside(`UPDATE "${ns}".badge SET note = 'G' WHERE id = '${U1}'`);
       const selects = selectCount(app.dataSource);
       expect((await badge(U1))?.note).to.equal("G");
       expect((await labelled("gold")).map((b) => b.note)).to.deep.equal(["G"]);
       expect(selectCount(app.dataSource) - selects).to.equal(2);
-      expect(await missed(() => badge(U2), () => labelled("silver"))).to.equal(0);
+      expect(
+        await missed(
+          () => badge(U2),
+          () => labelled("silver"),
+        ),
+      ).to.equal(0);
     });
 
     it("an UPDATE of the text key refreshes the reads of its old and new values, and keeps a third", async () => {
-      await warmAll(() => labelled("gold"), () => labelled("bronze"), () => labelled("silver"));
+      await warmAll(
+        () => labelled("gold"),
+        () => labelled("bronze"),
+        () => labelled("silver"),
+      );
       await outside(`UPDATE "${ns}".badge SET label = 'bronze' WHERE label = 'gold'`);
       const selects = selectCount(app.dataSource);
       expect(await labelled("gold")).to.deep.equal([]);
@@ -234,7 +347,10 @@ describe("change feed: outside writes invalidate the rows they changed, and only
     });
 
     it("an UPDATE by a bigint key past 2^53 refreshes that row's read, and keeps the other", async () => {
-      await warmAll(() => ledger(BIG), () => ledger("7"));
+      await warmAll(
+        () => ledger(BIG),
+        () => ledger("7"),
+      );
       await outside(`UPDATE "${ns}".ledger SET note = 'bigger' WHERE id = ${BIG}`);
       const selects = selectCount(app.dataSource);
       expect((await ledger(BIG))?.note).to.equal("bigger");

@@ -6,17 +6,40 @@ import { type CommittedTransaction, TransactionAssembler } from "../lib/change-f
 
 /** The change feed's pieces that need no server: how messages become transactions, and how they merge. */
 describe("change feed, without a server", () => {
-  const relation = (oid: number, name: string, columns: string[] = ["id", "title"]): Pgoutput.MessageRelation => ({
+  const relation = (
+    oid: number,
+    name: string,
+    columns: string[] = ["id", "title"],
+  ): Pgoutput.MessageRelation => ({
     tag: "relation",
     relationOid: oid,
     schema: "s",
     name,
     replicaIdentity: "default",
-    columns: columns.map((c) => ({ name: c, flags: c === "id" ? 1 : 0, typeOid: 23, typeMod: -1, typeSchema: null, typeName: null, parser: (raw: unknown) => raw })),
+    columns: columns.map((c) => ({
+      name: c,
+      flags: c === "id" ? 1 : 0,
+      typeOid: 23,
+      typeMod: -1,
+      typeSchema: null,
+      typeName: null,
+      parser: (raw: unknown) => raw,
+    })),
     keyColumns: columns.filter((c) => c === "id"),
   });
-  const begin = (xid: number): Pgoutput.MessageBegin => ({ tag: "begin", commitLsn: null, commitTime: 0n, xid });
-  const commit = (end: string): Pgoutput.MessageCommit => ({ tag: "commit", flags: 0, commitLsn: null, commitEndLsn: end, commitTime: 1_700_000_000_000_000n });
+  const begin = (xid: number): Pgoutput.MessageBegin => ({
+    tag: "begin",
+    commitLsn: null,
+    commitTime: 0n,
+    xid,
+  });
+  const commit = (end: string): Pgoutput.MessageCommit => ({
+    tag: "commit",
+    flags: 0,
+    commitLsn: null,
+    commitEndLsn: end,
+    commitTime: 1_700_000_000_000_000n,
+  });
 
   it("reads and writes WAL positions", () => {
     expect(parseLsn("16/B374D848")).to.equal((0x16n << 32n) | 0xb374d848n);
@@ -28,10 +51,23 @@ describe("change feed, without a server", () => {
     const assembler = new TransactionAssembler();
     const post = relation(1, "post");
     const tag = relation(2, "tag", ["id"]);
-    for (const message of [begin(7), post, tag] as Pgoutput.Message[]) expect(assembler.accept(message)).to.equal(undefined);
+    for (const message of [begin(7), post, tag] as Pgoutput.Message[])
+      expect(assembler.accept(message)).to.equal(undefined);
     assembler.accept({ tag: "insert", relation: post, new: { id: 1, title: "a" } });
-    assembler.accept({ tag: "update", relation: post, key: { id: 1 }, old: null, new: { id: 2, title: "a" } });
-    assembler.accept({ tag: "update", relation: post, key: null, old: null, new: { id: 2, title: undefined } });
+    assembler.accept({
+      tag: "update",
+      relation: post,
+      key: { id: 1 },
+      old: null,
+      new: { id: 2, title: "a" },
+    });
+    assembler.accept({
+      tag: "update",
+      relation: post,
+      key: null,
+      old: null,
+      new: { id: 2, title: undefined },
+    });
     assembler.accept({ tag: "delete", relation: post, key: { id: 2 }, old: null });
     assembler.accept({ tag: "delete", relation: relation(3, "loose", []), key: null, old: null });
     assembler.accept({ tag: "truncate", cascade: false, restartIdentity: false, relations: [tag] });
@@ -61,12 +97,16 @@ describe("change feed, without a server", () => {
     assembler.accept(relation(1, "post"));
     assembler.accept({ tag: "insert", relation: relation(1, "post"), new: { id: 1 } });
     assembler.reset();
-    expect(assembler.accept(commit("0/20")), "a COMMIT without its BEGIN commits nothing").to.equal(undefined);
+    expect(assembler.accept(commit("0/20")), "a COMMIT without its BEGIN commits nothing").to.equal(
+      undefined,
+    );
     assembler.accept(begin(2));
     const altered = relation(1, "post", ["id", "title", "body"]);
     assembler.accept(altered);
     assembler.accept({ tag: "insert", relation: altered, new: { id: 2 } });
-    expect((assembler.accept(commit("0/30")) as CommittedTransaction).relationsChanged).to.equal(true);
+    expect((assembler.accept(commit("0/30")) as CommittedTransaction).relationsChanged).to.equal(
+      true,
+    );
   });
 
   it("merges waiting transactions into one delivery, lets rows go past the bound, and puts a failed delivery back first", () => {
@@ -75,7 +115,12 @@ describe("change feed, without a server", () => {
       endLsn: end,
       commitTime: xid,
       tables: new Map([[`s.${table}`, { schema: "s", name: table }]]),
-      rows: Array.from({ length: rows }, () => ({ table: { schema: "s", name: table }, kind: "insert" as const, identity: "default" as const, after: {} })),
+      rows: Array.from({ length: rows }, () => ({
+        table: { schema: "s", name: table },
+        kind: "insert" as const,
+        identity: "default" as const,
+        after: {},
+      })),
       truncated: [],
       relationsChanged: false,
     });

@@ -11,7 +11,8 @@ const STORE_TIMEOUT = 200;
 /** Set through QueryCacheOptions.circuitBreaker, so the counts below also prove the option is used. */
 const BREAKER = { failureThreshold: 3, coolDownMs: 500 };
 const viewsOf = (rows: Post[]) => rows.map((p) => p.views);
-const expectViews = (views: number) => (rows: Post[]) => expect(viewsOf(rows)).to.deep.equal([views]);
+const expectViews = (views: number) => (rows: Post[]) =>
+  expect(viewsOf(rows)).to.deep.equal([views]);
 
 describe("circuit breaker: a store that keeps failing is skipped for a while, then tried again by itself", function () {
   this.timeout(120_000);
@@ -23,16 +24,24 @@ describe("circuit breaker: a store that keeps failing is skipped for a while, th
   /** Store commands Redis has run since the last CONFIG RESETSTAT (those a freeze held back included). */
   async function scriptCalls(): Promise<number> {
     const stats = await admin.info("commandstats");
-    return [...stats.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    return [...stats.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce(
+      (sum, m) => sum + Number(m[1]),
+      0,
+    );
   }
 
-  const errorsNamed = (name: string, from = 0) => app.storeErrors.slice(from).filter((e) => e.name === name).length;
+  const errorsNamed = (name: string, from = 0) =>
+    app.storeErrors.slice(from).filter((e) => e.name === name).length;
 
   before(async () => {
     server = await RedisProcess.start();
     admin = new Redis(server.url);
     const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
-    app = await openApp(ns, { fresh: true, redis, cache: { storeTimeout: STORE_TIMEOUT, circuitBreaker: BREAKER } });
+    app = await openApp(ns, {
+      fresh: true,
+      redis,
+      cache: { storeTimeout: STORE_TIMEOUT, circuitBreaker: BREAKER },
+    });
   });
 
   after(async () => {
@@ -69,20 +78,26 @@ describe("circuit breaker: a store that keeps failing is skipped for a while, th
     }
     const frozenMs = performance.now() - started;
     expect(first, "the first call waited for the store").to.be.at.least(STORE_TIMEOUT * 0.9);
-    expect(errorsNamed("CircuitOpenError"), "calls that skipped the store without waiting").to.be.greaterThan(0);
+    expect(
+      errorsNamed("CircuitOpenError"),
+      "calls that skipped the store without waiting",
+    ).to.be.greaterThan(0);
     // Only the calls that opened the breaker, one trial per cool-down, and calls already under way
     // when it opened can have waited for the store: whatever the machine's speed, the rest did not.
     const trials = Math.ceil(frozenMs / BREAKER.coolDownMs) + 1;
-    expect(errorsNamed("StoreTimeoutError"), `timeouts in ${reads} reads and a write over ${frozenMs.toFixed(0)} ms`).to.be.at.most(
-      BREAKER.failureThreshold + trials + 2,
-    );
+    expect(
+      errorsNamed("StoreTimeoutError"),
+      `timeouts in ${reads} reads and a write over ${frozenMs.toFixed(0)} ms`,
+    ).to.be.at.most(BREAKER.failureThreshold + trials + 2);
     const sent = await scriptCalls();
     expect(sent, `store scripts sent during ${reads} cached reads`).to.be.below(reads / 4);
 
     // No restart of anything: the breaker lets a trial through, and the cache serves hits again.
     await readUntilHit(app, () => posts.byTitle({ title }), expectViews(2));
     await posts.update({ title }, { views: 3 });
-    expect(viewsOf(await posts.byTitle({ title })), "invalidation works as before").to.deep.equal([3]);
+    expect(viewsOf(await posts.byTitle({ title })), "invalidation works as before").to.deep.equal([
+      3,
+    ]);
     await readUntilHit(app, () => posts.byTitle({ title }), expectViews(3));
   });
 
@@ -94,16 +109,26 @@ describe("circuit breaker: a store that keeps failing is skipped for a while, th
 
     server.freeze();
     try {
-      const burst = await Promise.all(Array.from({ length: 20 }, () => timed(() => posts.byTitle({ title }))));
+      const burst = await Promise.all(
+        Array.from({ length: 20 }, () => timed(() => posts.byTitle({ title }))),
+      );
       for (const { value } of burst) expect(viewsOf(value)).to.deep.equal([1]);
-      expect(Math.min(...burst.map((r) => r.ms)), "the burst waited for the store").to.be.at.least(STORE_TIMEOUT * 0.9);
+      expect(Math.min(...burst.map((r) => r.ms)), "the burst waited for the store").to.be.at.least(
+        STORE_TIMEOUT * 0.9,
+      );
       const before = app.storeErrors.length;
       const next = await Promise.all(Array.from({ length: 5 }, () => posts.byTitle({ title })));
       for (const rows of next) expect(viewsOf(rows)).to.deep.equal([1]);
       // Without the breaker each of them would time out on its lookup. With it, at most one trial
       // may wait (should a cool-down have passed); the others skip the store.
-      expect(errorsNamed("StoreTimeoutError", before), "calls right after the burst that waited for the store").to.be.at.most(1);
-      expect(errorsNamed("CircuitOpenError", before), "store calls the open breaker refused").to.be.at.least(1);
+      expect(
+        errorsNamed("StoreTimeoutError", before),
+        "calls right after the burst that waited for the store",
+      ).to.be.at.most(1);
+      expect(
+        errorsNamed("CircuitOpenError", before),
+        "store calls the open breaker refused",
+      ).to.be.at.least(1);
     } finally {
       server.thaw();
     }
@@ -111,11 +136,16 @@ describe("circuit breaker: a store that keeps failing is skipped for a while, th
   });
 
   it("refuses circuitBreaker options it cannot use", () => {
-    for (const circuitBreaker of [{ failureThreshold: 0 }, { failureThreshold: 1.5 }, { coolDownMs: -1 }, { coolDownMs: Number.NaN }]) {
-      expect(() => new QueryCache({ dataSource: app.dataSource, namespace: ns, circuitBreaker }), JSON.stringify(circuitBreaker)).to.throw(
-        InvalidOptionError,
-        /circuitBreaker\.(failureThreshold|coolDownMs)/,
-      );
+    for (const circuitBreaker of [
+      { failureThreshold: 0 },
+      { failureThreshold: 1.5 },
+      { coolDownMs: -1 },
+      { coolDownMs: Number.NaN },
+    ]) {
+      expect(
+        () => new QueryCache({ dataSource: app.dataSource, namespace: ns, circuitBreaker }),
+        JSON.stringify(circuitBreaker),
+      ).to.throw(InvalidOptionError, /circuitBreaker\.(failureThreshold|coolDownMs)/);
     }
   });
 });

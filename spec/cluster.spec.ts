@@ -13,7 +13,10 @@ const viewsOf = (rows: Post[]) => rows.map((p) => p.views);
 const BOUNDED_MS = 5000;
 
 /** Every key on every running master that matches a pattern, by node port. */
-async function keysByMaster(cluster: RedisCluster, pattern: string): Promise<Map<number, string[]>> {
+async function keysByMaster(
+  cluster: RedisCluster,
+  pattern: string,
+): Promise<Map<number, string[]>> {
   const found = new Map<number, string[]>();
   for (const info of await cluster.topology()) {
     if (!info.flags.includes("master") || info.flags.includes("fail")) continue;
@@ -21,7 +24,9 @@ async function keysByMaster(cluster: RedisCluster, pattern: string): Promise<Map
     const keys: string[] = [];
     let cursor = "0";
     do {
-      const [next, ...page] = (await node.cli("SCAN", cursor, "MATCH", pattern, "COUNT", "1000")).trim().split("\n");
+      const [next, ...page] = (await node.cli("SCAN", cursor, "MATCH", pattern, "COUNT", "1000"))
+        .trim()
+        .split("\n");
       cursor = next;
       keys.push(...page.filter((k) => k !== ""));
     } while (cursor !== "0");
@@ -82,12 +87,21 @@ describe("Redis Cluster: slot-safe storage, clear() on every master, and failove
 
   it("keeps a namespace's versions and clock in one slot, and spreads its entries over the masters", async () => {
     await a.posts.save({ title: "spread", views: 1 });
-    for (let i = 0; i < 30; i++) await readUntilHit(a, () => a.posts.byTitle({ title: `spread ${i}` }), (rows) => expect(rows).to.deep.equal([]));
+    for (let i = 0; i < 30; i++)
+      await readUntilHit(
+        a,
+        () => a.posts.byTitle({ title: `spread ${i}` }),
+        (rows) => expect(rows).to.deep.equal([]),
+      );
 
-    const versions = [...(await keysByMaster(redis, `${ns}:${versionTag}:*`)).values()].filter((keys) => keys.length > 0);
+    const versions = [...(await keysByMaster(redis, `${ns}:${versionTag}:*`)).values()].filter(
+      (keys) => keys.length > 0,
+    );
     expect(versions, "masters holding versions").to.have.length(1);
     expect(versions[0]).to.include(KeyLayout.clockKey(ns));
-    const entries = [...(await keysByMaster(redis, `${ns}:e:*`)).values()].filter((keys) => keys.length > 0);
+    const entries = [...(await keysByMaster(redis, `${ns}:e:*`)).values()].filter(
+      (keys) => keys.length > 0,
+    );
     expect(entries.length, "masters holding entries").to.be.greaterThan(1);
     expect(entries.flat()).to.have.length(30);
   });
@@ -95,25 +109,51 @@ describe("Redis Cluster: slot-safe storage, clear() on every master, and failove
   it("serves a hit without running SQL, and a write invalidates it", async () => {
     const title = "core";
     await a.posts.save({ title, views: 1 });
-    await readUntilHit(a, () => a.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([1]));
+    await readUntilHit(
+      a,
+      () => a.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([1]),
+    );
 
     const selects = selectCount(a.dataSource);
     await a.posts.update({ title }, { views: 2 });
     expect(viewsOf(await a.posts.byTitle({ title }))).to.deep.equal([2]);
-    expect(selectCount(a.dataSource), "the read after the write ran SQL").to.be.greaterThan(selects);
-    await readUntilHit(a, () => a.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([2]));
+    expect(selectCount(a.dataSource), "the read after the write ran SQL").to.be.greaterThan(
+      selects,
+    );
+    await readUntilHit(
+      a,
+      () => a.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([2]),
+    );
   });
 
   it("two DataSources sharing the cluster see each other's invalidations", async () => {
     const title = "shared";
     await a.posts.save({ title, views: 1 });
-    await readUntilHit(a, () => a.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([1]));
-    await readUntilHit(b, () => b.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([1]));
+    await readUntilHit(
+      a,
+      () => a.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([1]),
+    );
+    await readUntilHit(
+      b,
+      () => b.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([1]),
+    );
 
     await a.posts.update({ title }, { views: 2 });
     expect(viewsOf(await b.posts.byTitle({ title })), "b reads a's write").to.deep.equal([2]);
-    await readUntilHit(b, () => b.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([2]));
-    await readUntilHit(a, () => a.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([2]));
+    await readUntilHit(
+      b,
+      () => b.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([2]),
+    );
+    await readUntilHit(
+      a,
+      () => a.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([2]),
+    );
 
     await b.posts.update({ title }, { views: 3 });
     expect(viewsOf(await a.posts.byTitle({ title })), "a reads b's write").to.deep.equal([3]);
@@ -124,14 +164,28 @@ describe("Redis Cluster: slot-safe storage, clear() on every master, and failove
     for (const key of foreign) await a.redis.set(key, "kept");
     const title = "cleared";
     await a.posts.save({ title, views: 1 });
-    await readUntilHit(a, () => a.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([1]));
-    for (let i = 0; i < 10; i++) await readUntilHit(a, () => a.posts.byTitle({ title: `cleared ${i}` }), () => undefined);
-    const before = [...(await keysByMaster(redis, `${ns}:e:*`)).values()].filter((keys) => keys.length > 0);
+    await readUntilHit(
+      a,
+      () => a.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([1]),
+    );
+    for (let i = 0; i < 10; i++)
+      await readUntilHit(
+        a,
+        () => a.posts.byTitle({ title: `cleared ${i}` }),
+        () => undefined,
+      );
+    const before = [...(await keysByMaster(redis, `${ns}:e:*`)).values()].filter(
+      (keys) => keys.length > 0,
+    );
     expect(before.length, "masters holding entries before clear()").to.be.greaterThan(1);
 
     await a.cache.clear();
 
-    expect([...(await keysByMaster(redis, `${ns}:e:*`)).values()].flat(), "entries left").to.deep.equal([]);
+    expect(
+      [...(await keysByMaster(redis, `${ns}:e:*`)).values()].flat(),
+      "entries left",
+    ).to.deep.equal([]);
     for (const key of foreign) expect(await a.redis.get(key), key).to.equal("kept");
     const selects = selectCount(a.dataSource);
     expect(viewsOf(await a.posts.byTitle({ title }))).to.deep.equal([1]);
@@ -147,8 +201,16 @@ describe("Redis Cluster: slot-safe storage, clear() on every master, and failove
     expect(replicas, "replicas of the version slot's master").to.have.length(1);
     const [replica] = replicas;
     await a.posts.save({ title, views: 1 });
-    await readUntilHit(a, () => a.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([1]));
-    await readUntilHit(b, () => b.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([1]));
+    await readUntilHit(
+      a,
+      () => a.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([1]),
+    );
+    await readUntilHit(
+      b,
+      () => b.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([1]),
+    );
 
     // Freeze the replica and queue more replication traffic than the sockets buffer, so what
     // the master writes next stays in its own memory and dies with it.
@@ -160,7 +222,10 @@ describe("Redis Cluster: slot-safe storage, clear() on every master, and failove
     try {
       for (let i = 0; i < 48; i++) await a.redis.append(filler, chunk);
       await a.posts.update({ title }, { views: 2 });
-      expect(a.cache.stats().invalidations, "the unreplicated invalidation does not count as delivered").to.equal(delivered);
+      expect(
+        a.cache.stats().invalidations,
+        "the unreplicated invalidation does not count as delivered",
+      ).to.equal(delivered);
       expect(a.storeErrors.map((e) => e.name)).to.include("NotReplicatedError");
       await master.kill();
       replica.thaw();
@@ -170,13 +235,30 @@ describe("Redis Cluster: slot-safe storage, clear() on every master, and failove
     }
     await redis.waitUntilHealthy();
     const kept = Number(await replica.cli("STRLEN", filler));
-    expect(kept, "the failover lost the tail of the replication stream").to.be.below(48 * chunk.length);
+    expect(kept, "the failover lost the tail of the replication stream").to.be.below(
+      48 * chunk.length,
+    );
 
-    for (let i = 0; i < 5; i++) expect(viewsOf(await a.posts.byTitle({ title })), "the writer after the failover").to.deep.equal([2]);
-    await readUntilHit(a, () => a.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([2]));
+    for (let i = 0; i < 5; i++)
+      expect(
+        viewsOf(await a.posts.byTitle({ title })),
+        "the writer after the failover",
+      ).to.deep.equal([2]);
+    await readUntilHit(
+      a,
+      () => a.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([2]),
+    );
     // Once the retry has landed, other processes cannot see the old value either.
-    await until("the writer's retry delivered its invalidation", () => a.cache.stats().invalidations > delivered);
-    await readUntilHit(b, () => b.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([2]));
+    await until(
+      "the writer's retry delivered its invalidation",
+      () => a.cache.stats().invalidations > delivered,
+    );
+    await readUntilHit(
+      b,
+      () => b.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([2]),
+    );
 
     await a.redis.unlink(filler);
   });
@@ -187,8 +269,16 @@ describe("Redis Cluster: slot-safe storage, clear() on every master, and failove
     await untilClientKnowsReplicas(a);
     const { master } = await redis.ownerOf(versionSlot);
     await a.posts.save({ title, views: 0 });
-    await readUntilHit(a, () => a.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([0]));
-    await readUntilHit(b, () => b.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([0]));
+    await readUntilHit(
+      a,
+      () => a.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([0]),
+    );
+    await readUntilHit(
+      b,
+      () => b.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([0]),
+    );
 
     let recovered = false;
     let recoveryFailed: Error | undefined;
@@ -221,17 +311,38 @@ describe("Redis Cluster: slot-safe storage, clear() on every master, and failove
       }
       await sleep(50);
     }
-    expect(Math.max(...durations), `slowest call during the failover: ${Math.max(...durations).toFixed(0)} ms`).to.be.below(BOUNDED_MS);
-    expect(a.cache.stats().errors, "store errors during the failover are counted").to.be.greaterThan(errorsBefore);
+    expect(
+      Math.max(...durations),
+      `slowest call during the failover: ${Math.max(...durations).toFixed(0)} ms`,
+    ).to.be.below(BOUNDED_MS);
+    expect(
+      a.cache.stats().errors,
+      "store errors during the failover are counted",
+    ).to.be.greaterThan(errorsBefore);
 
     // After the failover: both processes cache again, and read every write.
-    await readUntilHit(a, () => a.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([views]));
-    await readUntilHit(b, () => b.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([views]));
+    await readUntilHit(
+      a,
+      () => a.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([views]),
+    );
+    await readUntilHit(
+      b,
+      () => b.posts.byTitle({ title }),
+      (rows) => expect(viewsOf(rows)).to.deep.equal([views]),
+    );
     for (let i = 0; i < 3; i++) {
       views++;
       await a.posts.update({ title }, { views });
-      expect(viewsOf(await b.posts.byTitle({ title })), "b reads a's write after the failover").to.deep.equal([views]);
-      await readUntilHit(b, () => b.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([views]));
+      expect(
+        viewsOf(await b.posts.byTitle({ title })),
+        "b reads a's write after the failover",
+      ).to.deep.equal([views]);
+      await readUntilHit(
+        b,
+        () => b.posts.byTitle({ title }),
+        (rows) => expect(viewsOf(rows)).to.deep.equal([views]),
+      );
     }
   });
 });

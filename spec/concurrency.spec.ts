@@ -4,6 +4,7 @@ import { type App, dropNamespace, openApp, uniqueNamespace } from "./support/fix
 import { repositories } from "./support/repositories";
 import { Gate } from "./support/wait";
 import { warm } from "./support/warm";
+
 const titles = (rows: Post[]) => rows.map((p) => p.title).sort();
 
 describe("concurrency: slow readers and other application instances never leave stale entries", () => {

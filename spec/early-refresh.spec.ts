@@ -37,11 +37,15 @@ describe("early refresh (XFetch): a hot entry is recomputed before it expires, b
       const posts = repositories(app.dataSource).posts;
       let runs = 0;
       const read = (beta: number) =>
-        app.cache.wrap(`early-${beta}`, async () => {
-          runs++;
-          await new Promise((r) => setTimeout(r, 20));
-          return posts.count();
-        }, { ttl: 60, earlyRefresh: { beta } });
+        app.cache.wrap(
+          `early-${beta}`,
+          async () => {
+            runs++;
+            await new Promise((r) => setTimeout(r, 20));
+            return posts.count();
+          },
+          { ttl: 60, earlyRefresh: { beta } },
+        );
       await warm(app, () => read(1e-9));
       runs = 0;
       for (let i = 0; i < 5; i++) await read(1e-9);
@@ -60,14 +64,22 @@ describe("early refresh (XFetch): a hot entry is recomputed before it expires, b
     it("rejects a bad earlyRefresh option (a rejected promise, as every other mistake in a call)", async () => {
       let computed = false;
       const call = app.cache.wrap("bad", () => (computed = true), { earlyRefresh: { beta: -1 } });
-      const error = await call.then(() => expect.fail("should reject"), (e: unknown) => e);
-      expect(error).to.be.instanceOf(InvalidOptionError).and.to.match(/earlyRefresh/);
+      const error = await call.then(
+        () => expect.fail("should reject"),
+        (e: unknown) => e,
+      );
+      expect(error)
+        .to.be.instanceOf(InvalidOptionError)
+        .and.to.match(/earlyRefresh/);
       expect(computed, "nothing ran").to.equal(false);
     });
 
     it("set() refuses earlyRefresh: a stored value has no computation to run again", async () => {
       const options = { earlyRefresh: true } as Parameters<typeof app.cache.set>[2];
-      const error = await app.cache.set("early-set", 1, options).then(() => expect.fail("should reject"), (e: unknown) => e);
+      const error = await app.cache.set("early-set", 1, options).then(
+        () => expect.fail("should reject"),
+        (e: unknown) => e,
+      );
       expect(error).to.be.instanceOf(InvalidOptionError);
       expect((error as Error).message).to.match(/wrap\(key, compute, \{ earlyRefresh \}\)/);
       expect(await app.cache.get("early-set"), "nothing was stored").to.equal(undefined);

@@ -19,7 +19,10 @@ let failNext = true;
 class FaithfulRepository extends Repository<Post> {
   @Cached(60)
   everything(): Promise<Post[]> {
-    return this.find({ relations: { author: true, tags: true }, order: { id: "ASC", tags: { id: "ASC" } } });
+    return this.find({
+      relations: { author: true, tags: true },
+      order: { id: "ASC", tags: { id: "ASC" } },
+    });
   }
 
   @Cached(60)
@@ -55,7 +58,11 @@ class FaithfulRepository extends Repository<Post> {
   }
 
   @Cached(60)
-  async withUndefined(): Promise<{ first: Post | null; missing: undefined; list: (Post | undefined)[] }> {
+  async withUndefined(): Promise<{
+    first: Post | null;
+    missing: undefined;
+    list: (Post | undefined)[];
+  }> {
     const rows = await this.find({ order: { id: "ASC" } });
     return { first: rows[0] ?? null, missing: undefined, list: [rows[0], undefined] };
   }
@@ -68,7 +75,9 @@ class FaithfulRepository extends Repository<Post> {
 
   @Cached(60)
   async returnsCycle(): Promise<{ rows: Post[]; self?: unknown }> {
-    const result: { rows: Post[]; self?: unknown } = { rows: await this.find({ order: { id: "ASC" } }) };
+    const result: { rows: Post[]; self?: unknown } = {
+      rows: await this.find({ order: { id: "ASC" } }),
+    };
     result.self = result;
     return result;
   }
@@ -95,7 +104,10 @@ class FaithfulRepository extends Repository<Post> {
 class FaithfulCommentRepository extends Repository<Comment> {
   @Cached(60)
   withPosts(): Promise<Comment[]> {
-    return this.find({ relations: { post: { author: true, tags: true } }, order: { id: "ASC", post: { tags: { id: "ASC" } } } });
+    return this.find({
+      relations: { post: { author: true, tags: true } },
+      order: { id: "ASC", post: { tags: { id: "ASC" } } },
+    });
   }
 }
 
@@ -113,7 +125,9 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
     posts = new FaithfulRepository(Post, app.dataSource.manager);
     comments = new FaithfulCommentRepository(Comment, app.dataSource.manager);
     const ann = await app.dataSource.getRepository(Author).save({ name: "Ann" });
-    const [red, blue] = await app.dataSource.getRepository(Tag).save([{ name: "red" }, { name: "blue" }]);
+    const [red, blue] = await app.dataSource
+      .getRepository(Tag)
+      .save([{ name: "red" }, { name: "blue" }]);
     first = await posts.save(
       posts.create({
         title: "first",
@@ -127,7 +141,17 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
         tags: [red, blue],
       }),
     );
-    second = await posts.save(posts.create({ title: "second", likes: "0", rating: null, cover: null, subtitle: "sub", author: null, tags: [] }));
+    second = await posts.save(
+      posts.create({
+        title: "second",
+        likes: "0",
+        rating: null,
+        cover: null,
+        subtitle: "sub",
+        author: null,
+        tags: [],
+      }),
+    );
     await app.dataSource.getRepository(Comment).save([
       { body: "nice", post: first },
       { body: "meh", post: first },
@@ -243,7 +267,7 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
     it("keeps undefined apart from null, and own properties holding undefined", async () => {
       const { fresh, hit } = await freshAndHit(app, () => posts.withUndefined());
       expect(hit.first).to.be.instanceOf(Post);
-      expect(Object.prototype.hasOwnProperty.call(hit, "missing")).to.equal(true);
+      expect(Object.hasOwn(hit, "missing")).to.equal(true);
       expect(hit.missing).to.equal(undefined);
       expect(hit.list).to.have.length(2);
       expect(hit.list[1]).to.equal(undefined);
@@ -284,7 +308,7 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
       date: new Date("2001-02-03T04:05:06.789Z"),
       buffer: Buffer.from("bytes \u0000\u00ff"),
       bytes: new Uint8Array([1, 2, 3, 250]),
-      text: "line\nbreak \u2028 \"quotes\" \\ and an emoji \u{1F600}",
+      text: 'line\nbreak \u2028 "quotes" \\ and an emoji \u{1F600}',
       nothing: null,
       absent: undefined,
       yes: true,
@@ -308,7 +332,7 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
       expect(Number.isNaN(hit.numbers[0])).to.equal(true);
       expect(hit.numbers[1]).to.equal(Infinity);
       expect(hit.numbers[2]).to.equal(-Infinity);
-      expect(Object.prototype.hasOwnProperty.call(hit, "absent")).to.equal(true);
+      expect(Object.hasOwn(hit, "absent")).to.equal(true);
       expect(hit).to.deep.equal(fresh);
       expectIndistinguishable(hit, fresh);
       expectIndistinguishable(hit, rich());
@@ -340,18 +364,24 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
 
     it("keeps -0 apart from 0", async () => {
       const value = () => ({ negativeZero: -0, inArray: [-0, 0], inMap: new Map([["z", -0]]) });
-      const { fresh, hit } = await freshAndHit(app, () => app.cache.wrap("faithful-negative-zero", value));
+      const { fresh, hit } = await freshAndHit(app, () =>
+        app.cache.wrap("faithful-negative-zero", value),
+      );
       expect(Object.is(fresh.negativeZero, -0)).to.equal(true);
       expect(Object.is(hit.negativeZero, -0), "cached -0 comes back as -0").to.equal(true);
-      expect(Object.is(hit.inArray[0], -0), "cached -0 in an array comes back as -0").to.equal(true);
+      expect(Object.is(hit.inArray[0], -0), "cached -0 in an array comes back as -0").to.equal(
+        true,
+      );
       expect(Object.is(hit.inArray[1], 0)).to.equal(true);
       expectIndistinguishable(hit, value());
 
-      const top = await freshAndHit(app, () => app.cache.wrap("faithful-top-negative-zero", () => -0));
+      const top = await freshAndHit(app, () =>
+        app.cache.wrap("faithful-top-negative-zero", () => -0),
+      );
       expect(Object.is(top.hit, -0), "a top-level cached -0 comes back as -0").to.equal(true);
     });
 
-    it("objects with a \"$t\" key come back as the same plain objects, never as tagged values", async () => {
+    it('objects with a "$t" key come back as the same plain objects, never as tagged values', async () => {
       const value = () => ({
         looksLikeDate: { $t: "d", v: "2020-01-01T00:00:00.000Z" },
         looksLikeEntity: { $t: "e", c: "Post", v: { id: 1, title: "forged" } },
@@ -362,10 +392,16 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
         inArray: [{ $t: "i", v: "5" }],
         inMap: new Map([["k", { $t: "n", v: "NaN" }]]),
       });
-      const { fresh, hit } = await freshAndHit(app, () => app.cache.wrap("faithful-tag-key", value));
+      const { fresh, hit } = await freshAndHit(app, () =>
+        app.cache.wrap("faithful-tag-key", value),
+      );
       expect(hit.looksLikeDate).to.not.be.instanceOf(Date);
       expect(hit.looksLikeEntity).to.not.be.instanceOf(Post);
-      expect(hit.looksLikeEntity).to.deep.equal({ $t: "e", c: "Post", v: { id: 1, title: "forged" } });
+      expect(hit.looksLikeEntity).to.deep.equal({
+        $t: "e",
+        c: "Post",
+        v: { id: 1, title: "forged" },
+      });
       expect(hit).to.deep.equal(fresh);
       expectIndistinguishable(hit, value());
 
@@ -373,7 +409,7 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
       expectIndistinguishable(await app.cache.get("faithful-tag-key-set"), value());
     });
 
-    it("an own \"__proto__\" key round-trips as data and pollutes no prototype", async () => {
+    it('an own "__proto__" key round-trips as data and pollutes no prototype', async () => {
       const evil = () => ({
         top: JSON.parse('{"__proto__": {"polluted": "yes"}, "safe": 1}'),
         withTag: JSON.parse('{"$t": "x", "__proto__": {"polluted": "tagged"}}'),
@@ -381,13 +417,23 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
         inMap: new Map([["m", JSON.parse('{"__proto__": {"polluted": "map"}}')]]),
       });
       const check = (decoded: ReturnType<typeof evil>) => {
-        expect(({} as Record<string, unknown>).polluted, "Object.prototype is not polluted").to.equal(undefined);
-        for (const object of [decoded.top, decoded.withTag, decoded.inArray[0], decoded.inMap.get("m")]) {
+        expect(
+          ({} as Record<string, unknown>).polluted,
+          "Object.prototype is not polluted",
+        ).to.equal(undefined);
+        for (const object of [
+          decoded.top,
+          decoded.withTag,
+          decoded.inArray[0],
+          decoded.inMap.get("m"),
+        ]) {
           expect(Object.getPrototypeOf(object)).to.equal(Object.prototype);
-          expect(Object.prototype.hasOwnProperty.call(object, "__proto__")).to.equal(true);
+          expect(Object.hasOwn(object, "__proto__")).to.equal(true);
           expect((object as Record<string, unknown>).polluted).to.equal(undefined);
         }
-        expect(Object.getOwnPropertyDescriptor(decoded.top, "__proto__")!.value).to.deep.equal({ polluted: "yes" });
+        expect(Object.getOwnPropertyDescriptor(decoded.top, "__proto__")!.value).to.deep.equal({
+          polluted: "yes",
+        });
         expect(decoded.top.safe).to.equal(1);
         expectIndistinguishable(decoded, evil());
       };
@@ -413,14 +459,21 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
     });
 
     /** Calls the method twice; both return the computed value, both run SQL, one warning names the method. */
-    async function expectNotCached<T>(method: string, call: () => Promise<T>, check: (value: T) => void): Promise<void> {
+    async function expectNotCached<T>(
+      method: string,
+      call: () => Promise<T>,
+      check: (value: T) => void,
+    ): Promise<void> {
       await app.cache.clear();
       for (let i = 0; i < 3; i++) {
         const selects = selectCount(app.dataSource);
         const hits = app.cache.stats().hits;
         const value = await call();
         check(value);
-        expect(selectCount(app.dataSource), `call ${i + 1} of ${method} re-runs its SQL`).to.be.greaterThan(selects);
+        expect(
+          selectCount(app.dataSource),
+          `call ${i + 1} of ${method} re-runs its SQL`,
+        ).to.be.greaterThan(selects);
         expect(app.cache.stats().hits, `call ${i + 1} of ${method} is no hit`).to.equal(hits);
       }
       const naming = warnings.filter((w) => w.includes(`FaithfulRepository<Post>.${method}`));
@@ -429,26 +482,38 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
     }
 
     it("a result holding a function is returned, not cached, and warned about once", async () => {
-      await expectNotCached("returnsFunction", () => posts.returnsFunction(), (value) => {
-        expect(value.rows).to.have.length(2);
-        expect(value.rows[0]).to.be.instanceOf(Post);
-        expect(value.describe()).to.equal("2 posts");
-      });
+      await expectNotCached(
+        "returnsFunction",
+        () => posts.returnsFunction(),
+        (value) => {
+          expect(value.rows).to.have.length(2);
+          expect(value.rows[0]).to.be.instanceOf(Post);
+          expect(value.describe()).to.equal("2 posts");
+        },
+      );
     });
 
     it("a circular result is returned, not cached, and warned about once", async () => {
-      await expectNotCached("returnsCycle", () => posts.returnsCycle(), (value) => {
-        expect(value.self).to.equal(value);
-        expect(value.rows).to.have.length(2);
-      });
+      await expectNotCached(
+        "returnsCycle",
+        () => posts.returnsCycle(),
+        (value) => {
+          expect(value.self).to.equal(value);
+          expect(value.rows).to.have.length(2);
+        },
+      );
     });
 
     it("an instance of a non-entity class is returned, not cached, and warned about once", async () => {
-      await expectNotCached("returnsForeignInstance", () => posts.returnsForeignInstance(), (value) => {
-        expect(value).to.have.length(2);
-        expect(value[0]).to.be.instanceOf(Summary);
-        expect(value[0].title).to.equal("first");
-      });
+      await expectNotCached(
+        "returnsForeignInstance",
+        () => posts.returnsForeignInstance(),
+        (value) => {
+          expect(value).to.have.length(2);
+          expect(value[0]).to.be.instanceOf(Summary);
+          expect(value[0].title).to.equal("first");
+        },
+      );
       expect(warnings.find((w) => w.includes("returnsForeignInstance"))).to.include("Summary");
     });
 
@@ -465,12 +530,16 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
         }
         expect(error).to.be.instanceOf(Error);
         expect((error as Error).message).to.equal("boom from failing()");
-        expect(selectCount(app.dataSource), `failing call ${i + 1} ran its SQL`).to.be.greaterThan(selects);
+        expect(selectCount(app.dataSource), `failing call ${i + 1} ran its SQL`).to.be.greaterThan(
+          selects,
+        );
       }
       failNext = false;
       const hits = app.cache.stats().hits;
       expect(await posts.failing()).to.equal(2);
-      expect(app.cache.stats().hits, "the first successful call is computed, not served").to.equal(hits);
+      expect(app.cache.stats().hits, "the first successful call is computed, not served").to.equal(
+        hits,
+      );
       await warm(app, () => posts.failing());
     });
   });
@@ -497,7 +566,10 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
     async function expectCorrectAfterCorruption(): Promise<void> {
       const selects = selectCount(app.dataSource);
       const rows = await posts.corruptible();
-      expect(selectCount(app.dataSource), "the corrupted entry is a miss: SQL runs").to.be.greaterThan(selects);
+      expect(
+        selectCount(app.dataSource),
+        "the corrupted entry is a miss: SQL runs",
+      ).to.be.greaterThan(selects);
       expect(rows.map((p) => p.title)).to.deep.equal(["first", "second"]);
       expect(rows[0]).to.be.instanceOf(Post);
       expect(rows[0].createdAt).to.be.instanceOf(Date);
@@ -530,7 +602,12 @@ describe("faithful results: a cached result is indistinguishable from a fresh on
       const key = await storedEntry();
       const text = (await app.redis.get(key))!;
       const header = text.slice(0, text.indexOf("\n") + 1);
-      await app.redis.set(key, `${header}[{"$t": "e", "c": "NoSuchEntity", "v": {}}, {"$t": "??"}]`, "EX", 60);
+      await app.redis.set(
+        key,
+        `${header}[{"$t": "e", "c": "NoSuchEntity", "v": {}}, {"$t": "??"}]`,
+        "EX",
+        60,
+      );
       await expectCorrectAfterCorruption();
     });
 

@@ -1,15 +1,22 @@
 import { expect } from "chai";
 import Redis from "ioredis";
 import { QueryFailedError, Repository } from "typeorm";
+import { freePort } from "../example/loopback";
 import { Cached, MemoryStore, QueryCache } from "../lib";
 import type { QueryCacheOptions } from "../lib/options";
 import { Post } from "./support/entities";
-import { type App, dropNamespace, openApp, openDataSource, selectCount, uniqueNamespace } from "./support/fixture";
-import { freePort } from "../example/loopback";
+import {
+  type App,
+  dropNamespace,
+  openApp,
+  openDataSource,
+  selectCount,
+  uniqueNamespace,
+} from "./support/fixture";
 import { RedisProcess } from "./support/redis-process";
+import type { PostRepository } from "./support/repositories";
 import { Gate, sleep, timed, until } from "./support/wait";
 import { readUntilHit } from "./support/warm";
-import type { PostRepository } from "./support/repositories";
 
 const thrownByMethod = new RangeError("boom from the method");
 
@@ -94,8 +101,22 @@ describe("faults: the cache fails open, answers in bounded time and never serves
 
   describe("Redis unreachable from the start", () => {
     const clients: [string, (port: number) => Redis][] = [
-      ["a lazyConnect client without offline queue", (port) => new Redis({ host: "127.0.0.1", port, lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false })],
-      ["a client that keeps reconnecting", (port) => new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1, retryStrategy: () => 50 })],
+      [
+        "a lazyConnect client without offline queue",
+        (port) =>
+          new Redis({
+            host: "127.0.0.1",
+            port,
+            lazyConnect: true,
+            maxRetriesPerRequest: 1,
+            enableOfflineQueue: false,
+          }),
+      ],
+      [
+        "a client that keeps reconnecting",
+        (port) =>
+          new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1, retryStrategy: () => 50 }),
+      ],
     ];
 
     for (const [name, makeClient] of clients) {
@@ -114,17 +135,27 @@ describe("faults: the cache fails open, answers in bounded time and never serves
         expect(await read()).to.deep.equal([1]);
         const selects = selectCount(down.dataSource);
         expect(await read()).to.deep.equal([1]);
-        expect(selectCount(down.dataSource) - selects, "without a store every call reads the database").to.equal(1);
+        expect(
+          selectCount(down.dataSource) - selects,
+          "without a store every call reads the database",
+        ).to.equal(1);
 
         const write = await timed(() => down.posts.update({ title }, { views: 2 }));
         durations.push(write.ms);
         for (let i = 0; i < 5; i++) expect(await read()).to.deep.equal([2]);
         // Every read path of the low-level API too.
-        expect(await down.cache.wrap(`w:${title}`, async () => viewsOf(await down.posts.findBy({ title })))).to.deep.equal([2]);
+        expect(
+          await down.cache.wrap(`w:${title}`, async () =>
+            viewsOf(await down.posts.findBy({ title })),
+          ),
+        ).to.deep.equal([2]);
         expect(await down.cache.get(`k:${title}`)).to.equal(undefined);
         expect(await down.cache.set(`k:${title}`, 1)).to.equal(false);
 
-        expect(Math.max(...durations), `slowest call ${Math.max(...durations).toFixed(0)} ms`).to.be.below(BOUNDED_MS);
+        expect(
+          Math.max(...durations),
+          `slowest call ${Math.max(...durations).toFixed(0)} ms`,
+        ).to.be.below(BOUNDED_MS);
         expect(down.cache.stats().errors).to.be.greaterThan(0);
         expect(down.storeErrors.length).to.be.greaterThan(0);
         expect(down.storeErrors[0]).to.be.instanceOf(Error);
@@ -132,15 +163,28 @@ describe("faults: the cache fails open, answers in bounded time and never serves
     }
 
     it("counts a call that bypasses the unreachable store as every other miss: the miss event, stats() and the per-method metrics", async () => {
-      const down = await node(new Redis({ host: "127.0.0.1", port: await freePort(), lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false }));
+      const down = await node(
+        new Redis({
+          host: "127.0.0.1",
+          port: await freePort(),
+          lazyConnect: true,
+          maxRetriesPerRequest: 1,
+          enableOfflineQueue: false,
+        }),
+      );
       const title = "counted while unreachable";
       await down.posts.save({ title, views: 1 });
-      const methodMisses = () => Object.values(down.cache.stats({ byMethod: true }).byMethod).reduce((sum, method) => sum + method.misses, 0);
+      const methodMisses = () =>
+        Object.values(down.cache.stats({ byMethod: true }).byMethod).reduce(
+          (sum, method) => sum + method.misses,
+          0,
+        );
       const before = { ...down.cache.stats(), byMethod: methodMisses() };
       const misses: string[] = [];
       down.cache.on("miss", (key) => misses.push(key));
       // The first read finds the store down; the next ones compute without it, until it is trusted again.
-      for (let i = 0; i < 4; i++) expect(viewsOf(await down.posts.byTitle({ title }))).to.deep.equal([1]);
+      for (let i = 0; i < 4; i++)
+        expect(viewsOf(await down.posts.byTitle({ title }))).to.deep.equal([1]);
       const after = down.cache.stats();
       expect(after.hits - before.hits, "nothing is served from an unreachable store").to.equal(0);
       expect(after.misses - before.misses, "one miss per call").to.equal(4);
@@ -150,7 +194,9 @@ describe("faults: the cache fails open, answers in bounded time and never serves
 
     it("starts caching once a reconnecting client reaches Redis, and serves only fresh data", async () => {
       const port = await freePort();
-      const late = await node(new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1, retryStrategy: () => 50 }));
+      const late = await node(
+        new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1, retryStrategy: () => 50 }),
+      );
       const title = "comes up later";
       await late.posts.save({ title, views: 1 });
       expect(viewsOf(await late.posts.byTitle({ title }))).to.deep.equal([1]);
@@ -158,17 +204,27 @@ describe("faults: the cache fails open, answers in bounded time and never serves
 
       servers.push(await RedisProcess.start(port));
       await until("the client is ready", () => late.redis.status === "ready");
-      await readUntilHit(late, () => late.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([2]));
+      await readUntilHit(
+        late,
+        () => late.posts.byTitle({ title }),
+        (rows) => expect(viewsOf(rows)).to.deep.equal([2]),
+      );
       await late.posts.update({ title }, { views: 3 });
       expect(viewsOf(await late.posts.byTitle({ title }))).to.deep.equal([3]);
     });
 
     it("starts caching with a lazyConnect client nobody connected yet (ioredis connects on the first command)", async () => {
       const up = await server();
-      const lazy = await node(new Redis({ host: "127.0.0.1", port: up.port, lazyConnect: true, maxRetriesPerRequest: 1 }));
+      const lazy = await node(
+        new Redis({ host: "127.0.0.1", port: up.port, lazyConnect: true, maxRetriesPerRequest: 1 }),
+      );
       const title = "lazy client";
       await lazy.posts.save({ title, views: 1 });
-      await readUntilHit(lazy, () => lazy.posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([1]));
+      await readUntilHit(
+        lazy,
+        () => lazy.posts.byTitle({ title }),
+        (rows) => expect(viewsOf(rows)).to.deep.equal([1]),
+      );
     });
   });
 
@@ -179,7 +235,8 @@ describe("faults: the cache fails open, answers in bounded time and never serves
       const b = await node(clientOf(frozen), { storeTimeout: 200 });
       const title = "frozen";
       await a.posts.save({ title, views: 1 });
-      const expectViews = (views: number) => (rows: Post[]) => expect(viewsOf(rows)).to.deep.equal([views]);
+      const expectViews = (views: number) => (rows: Post[]) =>
+        expect(viewsOf(rows)).to.deep.equal([views]);
       await readUntilHit(a, () => a.posts.byTitle({ title }), expectViews(1));
       await readUntilHit(b, () => b.posts.byTitle({ title }), expectViews(1));
 
@@ -194,17 +251,28 @@ describe("faults: the cache fails open, answers in bounded time and never serves
         };
 
         expect(await read(a)).to.deep.equal([1]);
-        expect(durations[0], "Redis really is frozen: the lookup waited for the store timeout").to.be.at.least(150);
+        expect(
+          durations[0],
+          "Redis really is frozen: the lookup waited for the store timeout",
+        ).to.be.at.least(150);
         await a.posts.update({ title }, { views: 2 });
-        expect(await read(a), "the writer reads its write while Redis is frozen").to.deep.equal([2]);
-        expect(await read(b), "another process reads the write while Redis is frozen").to.deep.equal([2]);
+        expect(await read(a), "the writer reads its write while Redis is frozen").to.deep.equal([
+          2,
+        ]);
+        expect(
+          await read(b),
+          "another process reads the write while Redis is frozen",
+        ).to.deep.equal([2]);
         expect(await read(a)).to.deep.equal([2]);
         expect(a.cache.stats().errors, "timeouts are counted").to.be.greaterThan(0);
       } finally {
         frozen.thaw();
       }
       expect(await a.posts.byTitle({ title }).then(viewsOf), "after the thaw").to.deep.equal([2]);
-      expect(await b.posts.byTitle({ title }).then(viewsOf), "after the thaw, another process").to.deep.equal([2]);
+      expect(
+        await b.posts.byTitle({ title }).then(viewsOf),
+        "after the thaw, another process",
+      ).to.deep.equal([2]);
       // The pending invalidation is delivered: both processes cache again, with the new data.
       await readUntilHit(a, () => a.posts.byTitle({ title }), expectViews(2));
       await readUntilHit(b, () => b.posts.byTitle({ title }), expectViews(2));
@@ -222,7 +290,8 @@ describe("faults: the cache fails open, answers in bounded time and never serves
       const a = await node(clientOf(redis));
       const b = await node(clientOf(redis));
       const title = "restart";
-      const expectViews = (views: number) => (rows: Post[]) => expect(viewsOf(rows)).to.deep.equal([views]);
+      const expectViews = (views: number) => (rows: Post[]) =>
+        expect(viewsOf(rows)).to.deep.equal([views]);
       await a.posts.save({ title, views: 1 });
       await readUntilHit(a, () => a.posts.byTitle({ title }), expectViews(1));
       await readUntilHit(b, () => b.posts.byTitle({ title }), expectViews(1));
@@ -233,7 +302,10 @@ describe("faults: the cache fails open, answers in bounded time and never serves
       await gate.arrived();
 
       await redis.kill();
-      await until("both clients saw the outage", () => a.redis.status !== "ready" && b.redis.status !== "ready");
+      await until(
+        "both clients saw the outage",
+        () => a.redis.status !== "ready" && b.redis.status !== "ready",
+      );
       const durations: number[] = [];
       const read = async (n: App) => {
         const { value, ms } = await timed(() => n.posts.byTitle({ title }));
@@ -244,25 +316,43 @@ describe("faults: the cache fails open, answers in bounded time and never serves
       durations.push(write.ms);
       const during = a.cache.health();
       expect(during.storeReachable, "health() during the outage").to.equal(false);
-      expect(during.undeliveredInvalidations, "the write's invalidation waits to be delivered").to.be.greaterThan(0);
+      expect(
+        during.undeliveredInvalidations,
+        "the write's invalidation waits to be delivered",
+      ).to.be.greaterThan(0);
       expect(await read(a), "the writer, during the outage").to.deep.equal([2]);
       expect(await read(b), "another process, during the outage").to.deep.equal([2]);
-      expect(Math.max(...durations), `slowest call during the outage: ${Math.max(...durations).toFixed(0)} ms`).to.be.below(BOUNDED_MS);
+      expect(
+        Math.max(...durations),
+        `slowest call during the outage: ${Math.max(...durations).toFixed(0)} ms`,
+      ).to.be.below(BOUNDED_MS);
 
       await redis.start();
-      await until("both clients reconnected", () => a.redis.status === "ready" && b.redis.status === "ready");
+      await until(
+        "both clients reconnected",
+        () => a.redis.status === "ready" && b.redis.status === "ready",
+      );
       gate.open();
-      expect(viewsOf(await straddling), "a call that began before the write may answer what it read").to.deep.equal([1]);
+      expect(
+        viewsOf(await straddling),
+        "a call that began before the write may answer what it read",
+      ).to.deep.equal([1]);
       await b.cache.settled();
 
       expect(await read(a)).to.deep.equal([2]);
       expect(await read(b)).to.deep.equal([2]);
       // Had its result been stored under its old stamp, this same call would now be a stale hit.
-      expect(viewsOf(await b.posts.held(title)), "the straddling computation was not stored").to.deep.equal([2]);
+      expect(
+        viewsOf(await b.posts.held(title)),
+        "the straddling computation was not stored",
+      ).to.deep.equal([2]);
       await readUntilHit(a, () => a.posts.byTitle({ title }), expectViews(2));
       await readUntilHit(b, () => b.posts.byTitle({ title }), expectViews(2));
       await readUntilHit(b, () => b.posts.held(title), expectViews(2));
-      expect(a.cache.health(), "health() once the store is trusted again").to.deep.equal({ storeReachable: true, undeliveredInvalidations: 0 });
+      expect(a.cache.health(), "health() once the store is trusted again").to.deep.equal({
+        storeReachable: true,
+        undeliveredInvalidations: 0,
+      });
 
       await a.posts.update({ title }, { views: 3 });
       expect(await read(b), "invalidation across processes works again").to.deep.equal([3]);
@@ -295,11 +385,16 @@ describe("faults: the cache fails open, answers in bounded time and never serves
       await app.dataSource.getRepository(Post).save({ title, views: 5 });
 
       const before = selectCount(cold.dataSource);
-      const results = await Promise.all(Array.from({ length: 50 }, () => cold.posts.byTitle({ title })));
+      const results = await Promise.all(
+        Array.from({ length: 50 }, () => cold.posts.byTitle({ title })),
+      );
       for (const rows of results) expect(viewsOf(rows)).to.deep.equal([5]);
       // The first store write is refused by design (a missing version may hide a write), so one
       // more computation is fair; 50 is a stampede.
-      expect(selectCount(cold.dataSource) - before, "SELECTs for 50 concurrent calls").to.be.at.most(2);
+      expect(
+        selectCount(cold.dataSource) - before,
+        "SELECTs for 50 concurrent calls",
+      ).to.be.at.most(2);
     });
   });
 
@@ -311,8 +406,18 @@ describe("faults: the cache fails open, answers in bounded time and never serves
 
     const cases: [string, (r: FaultyRepository) => Promise<unknown>, string, string][] = [
       ["a syntax error", (r) => r.syntaxError(), "SELECT * FROM WHERE", "42601"],
-      ["a missing table", (r) => r.missingTable(), `SELECT * FROM "no_such_table_autocache"`, "42P01"],
-      ["an error at run time (division by zero)", (r) => r.divisionByZero(), "SELECT 1 / count(*) AS x FROM (SELECT 1 WHERE false) AS empty", "22012"],
+      [
+        "a missing table",
+        (r) => r.missingTable(),
+        `SELECT * FROM "no_such_table_autocache"`,
+        "42P01",
+      ],
+      [
+        "an error at run time (division by zero)",
+        (r) => r.divisionByZero(),
+        "SELECT 1 / count(*) AS x FROM (SELECT 1 WHERE false) AS empty",
+        "22012",
+      ],
     ];
 
     for (const [name, call, sql, code] of cases) {
@@ -338,7 +443,9 @@ describe("faults: the cache fails open, answers in bounded time and never serves
 
     it("gives the error to every concurrent caller, then runs the query again on the next call", async () => {
       const runs = faulty.runs;
-      const outcomes = await Promise.allSettled(Array.from({ length: 10 }, () => faulty.missingTable()));
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 10 }, () => faulty.missingTable()),
+      );
       for (const outcome of outcomes) {
         expect(outcome.status).to.equal("rejected");
         expect((outcome as PromiseRejectedResult).reason).to.be.instanceOf(QueryFailedError);
@@ -352,7 +459,10 @@ describe("faults: the cache fails open, answers in bounded time and never serves
     it("rethrows the very error object a cached method throws, and caches nothing", async () => {
       for (let i = 0; i < 2; i++) {
         const runs = faulty.runs;
-        const error = await faulty.throws().then(() => expect.fail("should throw"), (e: unknown) => e);
+        const error = await faulty.throws().then(
+          () => expect.fail("should throw"),
+          (e: unknown) => e,
+        );
         expect(error).to.equal(thrownByMethod);
         expect(faulty.runs - runs).to.equal(1);
       }
@@ -378,7 +488,10 @@ describe("faults: the cache fails open, answers in bounded time and never serves
         process.off("unhandledRejection", collect);
         for (const listener of previous) process.on("unhandledRejection", listener);
       }
-      expect(unhandled.map((r) => String(r)), "unhandled rejections").to.deep.equal([]);
+      expect(
+        unhandled.map((r) => String(r)),
+        "unhandled rejections",
+      ).to.deep.equal([]);
     });
 
     it("keeps caching normally after failures", async () => {
@@ -386,7 +499,11 @@ describe("faults: the cache fails open, answers in bounded time and never serves
       await posts.save({ title, views: 4 });
       await faulty.syntaxError().catch(() => undefined);
       await faulty.missingTable().catch(() => undefined);
-      await readUntilHit(app, () => posts.byTitle({ title }), (rows) => expect(viewsOf(rows)).to.deep.equal([4]));
+      await readUntilHit(
+        app,
+        () => posts.byTitle({ title }),
+        (rows) => expect(viewsOf(rows)).to.deep.equal([4]),
+      );
     });
   });
 });

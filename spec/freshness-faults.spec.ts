@@ -32,7 +32,12 @@ function faultLog(): FaultLog {
 /** Keeps count of each instance's store errors, to tell which one could not reach Redis when. */
 function watchStoreErrors(env: Environment, fault: FaultLog): void {
   env.apps.forEach((app, i) => {
-    const seen = (fault.storeErrors[i] = { byName: new Map<string, number>(), count: 0, lastAt: 0, last: "" });
+    const seen = (fault.storeErrors[i] = {
+      byName: new Map<string, number>(),
+      count: 0,
+      lastAt: 0,
+      last: "",
+    });
     app.cache.on("storeError", (error) => {
       seen.byName.set(error.name, (seen.byName.get(error.name) ?? 0) + 1);
       seen.count++;
@@ -53,15 +58,23 @@ function explain(report: FreshnessReport, fault: FaultLog): string {
   const lines = [
     `${report.stale.length} stale, ${report.dirty.length} dirty reads; fault from ${fault.struckAt?.toFixed(0)} ms to ${fault.endedAt?.toFixed(0)} ms`,
     ...fault.storeErrors.map(
-      (seen, i) => `app${i + 1} store errors: ${[...seen.byName].map(([name, n]) => `${n} ${name}`).join(", ") || "none"}; last at ${seen.lastAt.toFixed(0)} ms (${seen.last})`,
+      (seen, i) =>
+        `app${i + 1} store errors: ${[...seen.byName].map(([name, n]) => `${n} ${name}`).join(", ") || "none"}; last at ${seen.lastAt.toFixed(0)} ms (${seen.last})`,
     ),
   ];
-  for (const v of [...report.stale, ...report.dirty].slice(0, 10)) lines.push(`${v.kind} ${v.read}`, ...v.details.map((d) => `  ${d}`));
+  for (const v of [...report.stale, ...report.dirty].slice(0, 10))
+    lines.push(`${v.kind} ${v.read}`, ...v.details.map((d) => `  ${d}`));
   return [...lines, ...report.readErrors.slice(0, 5)].join("\n");
 }
 
-function expectClean(report: FreshnessReport, fault: FaultLog, excused: (read: string) => boolean = () => false): void {
-  expect(report.unattributed, "every logged write belongs to a recorded operation").to.have.length(0);
+function expectClean(
+  report: FreshnessReport,
+  fault: FaultLog,
+  excused: (read: string) => boolean = () => false,
+): void {
+  expect(report.unattributed, "every logged write belongs to a recorded operation").to.have.length(
+    0,
+  );
   expect(report.readErrors, "no cached read threw anything but a database error").to.deep.equal([]);
   const stale = report.stale.filter((v) => !excused(v.read));
   expect(stale.length + report.dirty.length, explain({ ...report, stale }, fault)).to.equal(0);
@@ -140,7 +153,9 @@ async function recovered(env: Environment, fault: FaultLog): Promise<void> {
   fault.hitsAtEnd = env.hits().hits;
   await until(
     `${OPS_AFTER} operations and ${HITS_AFTER} hits after the fault`,
-    () => opsSince(env, fault.opsAtEnd) >= OPS_AFTER && env.hits().hits - fault.hitsAtEnd! >= HITS_AFTER,
+    () =>
+      opsSince(env, fault.opsAtEnd) >= OPS_AFTER &&
+      env.hits().hits - fault.hitsAtEnd! >= HITS_AFTER,
     PHASE_MS,
   );
 }
@@ -254,7 +269,10 @@ describe("freshness through faults: no stale read across a Redis kill and a clus
         await redis.waitUntilHealthy();
         await recovered(env, fault);
         const owner = await redis.ownerOf(slot);
-        promoted = owner.master.port === replicas[0].port ? "the replica was promoted" : `port ${owner.master.port} took over`;
+        promoted =
+          owner.master.port === replicas[0].port
+            ? "the replica was promoted"
+            : `port ${owner.master.port} took over`;
       },
     });
     convergence.stop();

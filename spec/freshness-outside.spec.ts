@@ -23,12 +23,31 @@ describe("freshness with writers that bypass the library: the change feed", func
   });
 
   it("feed on: no dirty read, and no stale read that started after the feed delivered the write it missed", async () => {
-    const outside = outsideWriters({ pgUrl: pg.url, writes: 120, seed: 11, profile: PROFILE, feed: "in-process" });
-    const report = await runFreshness({ ops: 1200, seed: 11, workers: 8, profile: PROFILE, pgUrl: pg.url, during: outside.during });
-    expect(report.unattributed, "every logged write belongs to a recorded operation").to.have.length(0);
+    const outside = outsideWriters({
+      pgUrl: pg.url,
+      writes: 120,
+      seed: 11,
+      profile: PROFILE,
+      feed: "in-process",
+    });
+    const report = await runFreshness({
+      ops: 1200,
+      seed: 11,
+      workers: 8,
+      profile: PROFILE,
+      pgUrl: pg.url,
+      during: outside.during,
+    });
+    expect(
+      report.unattributed,
+      "every logged write belongs to a recorded operation",
+    ).to.have.length(0);
     expect(report.readErrors).to.deep.equal([]);
     expect(report.dirty, "dirty reads").to.have.length(0);
-    expect(report.stale.map((v) => `${v.read}: ${v.details[0]}`), "stale reads").to.deep.equal([]);
+    expect(
+      report.stale.map((v) => `${v.read}: ${v.details[0]}`),
+      "stale reads",
+    ).to.deep.equal([]);
     expect(outside.result.committed, "outside writes committed").to.be.greaterThan(60);
     const delays = [...outside.result.delaysMs].sort((a, b) => a - b);
     console.log(
@@ -39,17 +58,46 @@ describe("freshness with writers that bypass the library: the change feed", func
   });
 
   it("the feed's process killed (SIGKILL) halfway and replaced: nothing lost, no stale read after delivery", async () => {
-    const outside = outsideWriters({ pgUrl: pg.url, writes: 80, seed: 13, profile: PROFILE, feed: "killed-midway" });
-    const report = await runFreshness({ ops: 800, seed: 13, workers: 8, profile: PROFILE, pgUrl: pg.url, during: outside.during });
+    const outside = outsideWriters({
+      pgUrl: pg.url,
+      writes: 80,
+      seed: 13,
+      profile: PROFILE,
+      feed: "killed-midway",
+    });
+    const report = await runFreshness({
+      ops: 800,
+      seed: 13,
+      workers: 8,
+      profile: PROFILE,
+      pgUrl: pg.url,
+      during: outside.during,
+    });
     expect(report.unattributed).to.have.length(0);
     expect(report.dirty, "dirty reads").to.have.length(0);
-    expect(report.stale.map((v) => `${v.read}: ${v.details[0]}`), "stale reads").to.deep.equal([]);
+    expect(
+      report.stale.map((v) => `${v.read}: ${v.details[0]}`),
+      "stale reads",
+    ).to.deep.equal([]);
     expect(outside.result.committed).to.be.greaterThan(40);
   });
 
   it("feed off: the checker reports the outside writes' stale reads", async () => {
-    const outside = outsideWriters({ pgUrl: pg.url, writes: 120, seed: 12, profile: PROFILE, feed: "off" });
-    const report = await runFreshness({ ops: 1200, seed: 12, workers: 8, profile: PROFILE, pgUrl: pg.url, during: outside.during });
+    const outside = outsideWriters({
+      pgUrl: pg.url,
+      writes: 120,
+      seed: 12,
+      profile: PROFILE,
+      feed: "off",
+    });
+    const report = await runFreshness({
+      ops: 1200,
+      seed: 12,
+      workers: 8,
+      profile: PROFILE,
+      pgUrl: pg.url,
+      during: outside.during,
+    });
     expect(report.dirty).to.have.length(0);
     expect(report.stale.length, "stale reads of outside writes").to.be.greaterThan(0);
   });

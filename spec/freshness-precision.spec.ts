@@ -7,14 +7,23 @@ import { type FreshnessReport, runFreshness } from "./freshness/harness";
 const RACY = { readShare: 0.9, groups: 2, accounts: 6, slowReads: 4, slowMs: 30 };
 
 function explain(report: FreshnessReport): string {
-  const shown = [...report.stale, ...report.dirty].slice(0, 5).map((v) => `${v.kind} ${v.read}: ${v.details[0]}`);
-  return [`${report.stale.length} stale, ${report.dirty.length} dirty reads`, ...shown, ...report.readErrors.slice(0, 5)].join("\n");
+  const shown = [...report.stale, ...report.dirty]
+    .slice(0, 5)
+    .map((v) => `${v.kind} ${v.read}: ${v.details[0]}`);
+  return [
+    `${report.stale.length} stale, ${report.dirty.length} dirty reads`,
+    ...shown,
+    ...report.readErrors.slice(0, 5),
+  ].join("\n");
 }
 
 type WriteKeys = RowPrecision["writeKeys"];
 
 /** Runs with RowPrecision.writeKeys replaced by a broken version of itself. */
-async function withBrokenWrites<T>(broken: (original: WriteKeys) => WriteKeys, run: () => Promise<T>): Promise<T> {
+async function withBrokenWrites<T>(
+  broken: (original: WriteKeys) => WriteKeys,
+  run: () => Promise<T>,
+): Promise<T> {
   const original = RowPrecision.prototype.writeKeys;
   RowPrecision.prototype.writeKeys = broken(original);
   try {
@@ -47,7 +56,9 @@ describe("freshness under row precision", function () {
         "a write that ignores the rows' previous values (no version for an unknown previous value)",
         (original) =>
           function (this: RowPrecision, ...args) {
-            return original.apply(this, args)?.filter((key) => !/#[^=~#]*!?$/.test(key.slice(key.lastIndexOf("#"))));
+            return original
+              .apply(this, args)
+              ?.filter((key) => !/#[^=~#]*!?$/.test(key.slice(key.lastIndexOf("#"))));
           },
       ],
       [
@@ -69,7 +80,9 @@ describe("freshness under row precision", function () {
     ];
     for (const [what, breakIt] of broken) {
       it(`${what}: stale reads reported`, async () => {
-        const report = await withBrokenWrites(breakIt, () => runFreshness({ ops: 1200, seed: 23, workers: 8, profile: RACY }));
+        const report = await withBrokenWrites(breakIt, () =>
+          runFreshness({ ops: 1200, seed: 23, workers: 8, profile: RACY }),
+        );
         expect(report.unattributed).to.have.length(0);
         expect(report.stale.length, explain(report)).to.be.greaterThan(0);
       });

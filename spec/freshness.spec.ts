@@ -1,8 +1,24 @@
 import { expect } from "chai";
-import { LateBumpStore, LostBumpStore, StampAtSetStore, UncheckedLookupStore } from "./freshness/broken-stores";
+import {
+  LateBumpStore,
+  LostBumpStore,
+  StampAtSetStore,
+  UncheckedLookupStore,
+} from "./freshness/broken-stores";
 import { Account, TABLES } from "./freshness/entities";
-import { Environment, type FreshnessReport, runFreshness, type StoreFactory } from "./freshness/harness";
-import { checkHistory, type LogEntry, type Observation, type ReadRecord, type WriteRecord } from "./freshness/history";
+import {
+  Environment,
+  type FreshnessReport,
+  runFreshness,
+  type StoreFactory,
+} from "./freshness/harness";
+import {
+  checkHistory,
+  type LogEntry,
+  type Observation,
+  type ReadRecord,
+  type WriteRecord,
+} from "./freshness/history";
 
 /**
  * Few rows, two groups, many slow readers (60 ms between their query and their write to the
@@ -12,12 +28,20 @@ import { checkHistory, type LogEntry, type Observation, type ReadRecord, type Wr
 const RACY = { readShare: 0.9, groups: 2, accounts: 6, slowReads: 20, slowMs: 60 };
 
 function explain(report: FreshnessReport): string {
-  const shown = [...report.stale, ...report.dirty].slice(0, 5).map((v) => `${v.kind} ${v.read}: ${v.details[0]}`);
-  return [`${report.stale.length} stale, ${report.dirty.length} dirty reads`, ...shown, ...report.readErrors.slice(0, 5)].join("\n");
+  const shown = [...report.stale, ...report.dirty]
+    .slice(0, 5)
+    .map((v) => `${v.kind} ${v.read}: ${v.details[0]}`);
+  return [
+    `${report.stale.length} stale, ${report.dirty.length} dirty reads`,
+    ...shown,
+    ...report.readErrors.slice(0, 5),
+  ].join("\n");
 }
 
 function expectClean(report: FreshnessReport): void {
-  expect(report.unattributed, "every logged write belongs to a recorded operation").to.have.length(0);
+  expect(report.unattributed, "every logged write belongs to a recorded operation").to.have.length(
+    0,
+  );
   expect(report.readErrors, "no cached read threw anything but a database error").to.deep.equal([]);
   expect(report.stale.length + report.dirty.length, explain(report)).to.equal(0);
   expect(report.reads).to.be.greaterThan(report.ops / 2);
@@ -40,10 +64,19 @@ describe("freshness: a randomized checker over two application instances sharing
 
   describe("catches deliberately broken caches", () => {
     const broken: [string, StoreFactory][] = [
-      ["an entry stamped when stored instead of before its query ran (the stale-set race)", (redis) => new StampAtSetStore(redis)],
-      ["invalidation that lands 50 ms after the commit returned", (redis) => new LateBumpStore(redis, 50)],
+      [
+        "an entry stamped when stored instead of before its query ran (the stale-set race)",
+        (redis) => new StampAtSetStore(redis),
+      ],
+      [
+        "invalidation that lands 50 ms after the commit returned",
+        (redis) => new LateBumpStore(redis, 50),
+      ],
       ["invalidations that are lost", (redis) => new LostBumpStore(redis)],
-      ["a lookup that serves entries without checking their versions", (redis) => new UncheckedLookupStore(redis)],
+      [
+        "a lookup that serves entries without checking their versions",
+        (redis) => new UncheckedLookupStore(redis),
+      ],
     ];
     for (const [what, store] of broken) {
       it(`${what}: stale reads reported`, async () => {
@@ -55,7 +88,10 @@ describe("freshness: a randomized checker over two application instances sharing
           expect(report.unattributed).to.have.length(0);
           reports.push(report);
         }
-        expect(reports.at(-1)!.stale.length, `runs: ${reports.length}\n${explain(reports.at(-1)!)}`).to.be.greaterThan(0);
+        expect(
+          reports.at(-1)!.stale.length,
+          `runs: ${reports.length}\n${explain(reports.at(-1)!)}`,
+        ).to.be.greaterThan(0);
       });
     }
   });
@@ -68,11 +104,26 @@ describe("freshness: a randomized checker over two application instances sharing
         const clock = env.recorder;
         const saw = (id: string, key: number, rowSeq: number): ReadRecord => {
           const at = clock.now();
-          return { id, label: id, start: at, end: at, observations: [{ kind: "rows", table: TABLES.account, rows: [{ key: String(key), rowSeq }] }] };
+          return {
+            id,
+            label: id,
+            start: at,
+            end: at,
+            observations: [
+              { kind: "rows", table: TABLES.account, rows: [{ key: String(key), rowSeq }] },
+            ],
+          };
         };
         const runner = dataSource.createQueryRunner();
         const rowSeq = async (id: number) =>
-          Number((await runner.query(`SELECT row_seq FROM "${schema}"."${TABLES.account}" WHERE id = $1`, [id]))[0].row_seq);
+          Number(
+            (
+              await runner.query(
+                `SELECT row_seq FROM "${schema}"."${TABLES.account}" WHERE id = $1`,
+                [id],
+              )
+            )[0].row_seq,
+          );
         try {
           await runner.query(`SELECT set_config('fr.op', 'undone', false)`);
           let start = clock.now();
@@ -80,7 +131,14 @@ describe("freshness: a randomized checker over two application instances sharing
           await runner.manager.update(Account, { id: 1 }, { balance: 7 });
           clock.reads.push(saw("saw-rolled-back", 1, await rowSeq(1)));
           await runner.rollbackTransaction();
-          clock.writes.push({ id: "undone", label: "update", start, commitFrom: start, end: clock.now(), outcome: "rolled back" });
+          clock.writes.push({
+            id: "undone",
+            label: "update",
+            start,
+            commitFrom: start,
+            end: clock.now(),
+            outcome: "rolled back",
+          });
 
           await runner.query(`SELECT set_config('fr.op', 'late', false)`);
           start = clock.now();
@@ -89,7 +147,14 @@ describe("freshness: a randomized checker over two application instances sharing
           clock.reads.push(saw("saw-before-commit", 2, await rowSeq(2)));
           const commitFrom = clock.now();
           await runner.commitTransaction();
-          clock.writes.push({ id: "late", label: "update", start, commitFrom, end: clock.now(), outcome: "committed" });
+          clock.writes.push({
+            id: "late",
+            label: "update",
+            start,
+            commitFrom,
+            end: clock.now(),
+            outcome: "committed",
+          });
           await runner.query(`SELECT set_config('fr.op', '', false)`);
         } finally {
           await runner.release();
@@ -101,11 +166,21 @@ describe("freshness: a randomized checker over two application instances sharing
           label: "after-commit",
           start,
           end: clock.now(),
-          observations: [{ kind: "rows", table: TABLES.account, rows: [{ key: "2", rowSeq: after!.rowSeq }], filter: (s) => s.id === 2 }],
+          observations: [
+            {
+              kind: "rows",
+              table: TABLES.account,
+              rows: [{ key: "2", rowSeq: after!.rowSeq }],
+              filter: (s) => s.id === 2,
+            },
+          ],
         });
 
         const verdict = await env.verdict();
-        expect(verdict.dirty.map((v) => v.read.split(" ")[0])).to.deep.equal(["saw-rolled-back", "saw-before-commit"]);
+        expect(verdict.dirty.map((v) => v.read.split(" ")[0])).to.deep.equal([
+          "saw-rolled-back",
+          "saw-before-commit",
+        ]);
         expect(verdict.stale).to.deep.equal([]);
         expect(verdict.unattributed).to.deep.equal([]);
       } finally {
@@ -120,21 +195,63 @@ describe("freshness: a randomized checker over two application instances sharing
         { id: "w", label: "update", start: 10, commitFrom: 10, end: 20, outcome: "committed" },
       ];
       const log: LogEntry[] = [
-        { ord: 1, table: TABLES.account, key: "1", kind: "insert", rowSeq: 101, state: row(1), op: "seed", txid: "1" },
-        { ord: 2, table: TABLES.account, key: "1", kind: "update", rowSeq: 102, state: row(2), op: "w", txid: "2" },
+        {
+          ord: 1,
+          table: TABLES.account,
+          key: "1",
+          kind: "insert",
+          rowSeq: 101,
+          state: row(1),
+          op: "seed",
+          txid: "1",
+        },
+        {
+          ord: 2,
+          table: TABLES.account,
+          key: "1",
+          kind: "update",
+          rowSeq: 102,
+          state: row(2),
+          op: "w",
+          txid: "2",
+        },
       ];
-      const byId = (rowSeq: number): Observation => ({ kind: "rows", table: TABLES.account, rows: [{ key: "1", rowSeq }] });
-      const group: Observation = { kind: "rows", table: TABLES.account, rows: [], filter: (s) => s.grp === 0 && s.deleted_at === null };
-      const read = (id: string, start: number, end: number, o: Observation): ReadRecord => ({ id, label: id, start, end, observations: [o] });
-      const verdict = checkHistory(writes, [
-        read("during-old", 15, 25, byId(101)),
-        read("during-new", 15, 25, byId(102)),
-        read("after-old", 21, 22, byId(101)),
-        read("after-new", 21, 22, byId(102)),
-        read("before-commit-new", 5, 9, byId(102)),
-        read("after-missing", 21, 22, group),
-        read("count-after", 21, 22, { kind: "count", table: TABLES.account, count: 0, filter: (s) => s.grp === 0 }),
-      ], log);
+      const byId = (rowSeq: number): Observation => ({
+        kind: "rows",
+        table: TABLES.account,
+        rows: [{ key: "1", rowSeq }],
+      });
+      const group: Observation = {
+        kind: "rows",
+        table: TABLES.account,
+        rows: [],
+        filter: (s) => s.grp === 0 && s.deleted_at === null,
+      };
+      const read = (id: string, start: number, end: number, o: Observation): ReadRecord => ({
+        id,
+        label: id,
+        start,
+        end,
+        observations: [o],
+      });
+      const verdict = checkHistory(
+        writes,
+        [
+          read("during-old", 15, 25, byId(101)),
+          read("during-new", 15, 25, byId(102)),
+          read("after-old", 21, 22, byId(101)),
+          read("after-new", 21, 22, byId(102)),
+          read("before-commit-new", 5, 9, byId(102)),
+          read("after-missing", 21, 22, group),
+          read("count-after", 21, 22, {
+            kind: "count",
+            table: TABLES.account,
+            count: 0,
+            filter: (s) => s.grp === 0,
+          }),
+        ],
+        log,
+      );
       const names = (vs: { read: string }[]) => vs.map((v) => v.read.split(" ")[0]);
       expect(names(verdict.stale)).to.deep.equal(["after-old", "after-missing", "count-after"]);
       expect(names(verdict.dirty)).to.deep.equal(["before-commit-new"]);

@@ -21,7 +21,9 @@ describe("invalidation: every write path refreshes the cached reads that depend 
     await app.close();
   });
   beforeEach(async () => {
-    await app.dataSource.query(`TRUNCATE "${ns}"."post_tags_tag", "${ns}"."comment", "${ns}"."post", "${ns}"."author", "${ns}"."tag" RESTART IDENTITY CASCADE`);
+    await app.dataSource.query(
+      `TRUNCATE "${ns}"."post_tags_tag", "${ns}"."comment", "${ns}"."post", "${ns}"."author", "${ns}"."tag" RESTART IDENTITY CASCADE`,
+    );
     author = await repos.authors.save({ name: "Ann" });
     await posts.save([
       { title: "one", published: true, author },
@@ -37,28 +39,82 @@ describe("invalidation: every write path refreshes the cached reads that depend 
   });
 
   const paths: [string, () => Promise<unknown>, string[]][] = [
-    ["save (insert)", () => posts.save({ title: "three", published: true }), ["one", "two", "three"]],
-    ["save (update)", async () => posts.save({ ...(await posts.findOneByOrFail({ title: "one" })), title: "uno" }), ["uno", "two"]],
+    [
+      "save (insert)",
+      () => posts.save({ title: "three", published: true }),
+      ["one", "two", "three"],
+    ],
+    [
+      "save (update)",
+      async () => posts.save({ ...(await posts.findOneByOrFail({ title: "one" })), title: "uno" }),
+      ["uno", "two"],
+    ],
     ["insert", () => posts.insert({ title: "three", published: true }), ["one", "two", "three"]],
     ["update", () => posts.update({ title: "one" }, { title: "uno" }), ["uno", "two"]],
     ["delete", () => posts.delete({ title: "one" }), ["two"]],
     ["remove", async () => posts.remove(await posts.findOneByOrFail({ title: "one" })), ["two"]],
-    ["softRemove", async () => posts.softRemove(await posts.findOneByOrFail({ title: "one" })), ["two"]],
+    [
+      "softRemove",
+      async () => posts.softRemove(await posts.findOneByOrFail({ title: "one" })),
+      ["two"],
+    ],
     ["softDelete", () => posts.softDelete({ title: "one" }), ["two"]],
     ["increment", () => posts.increment({ title: "one" }, "views", 1), ["one", "two"]],
-    ["QueryBuilder update", () => posts.createQueryBuilder().update().set({ title: "uno" }).where("title = :t", { t: "one" }).execute(), ["uno", "two"]],
-    ["QueryBuilder update without listeners", () => posts.createQueryBuilder().update().set({ title: "uno" }).where("title = :t", { t: "one" }).callListeners(false).execute(), ["uno", "two"]],
-    ["QueryBuilder insert", () => posts.createQueryBuilder().insert().values({ title: "three", published: true }).execute(), ["one", "two", "three"]],
-    ["QueryBuilder delete", () => posts.createQueryBuilder().delete().where("title = :t", { t: "one" }).execute(), ["two"]],
-    ["raw SQL through dataSource.query", () => app.dataSource.query(`UPDATE "${ns}"."post" SET title = $1 WHERE title = $2`, ["uno", "one"]), ["uno", "two"]],
-    ["raw SQL through a query runner", async () => {
-      const runner = app.dataSource.createQueryRunner();
-      try {
-        await runner.query(`DELETE FROM "${ns}"."post" WHERE title = 'one'`);
-      } finally {
-        await runner.release();
-      }
-    }, ["two"]],
+    [
+      "QueryBuilder update",
+      () =>
+        posts
+          .createQueryBuilder()
+          .update()
+          .set({ title: "uno" })
+          .where("title = :t", { t: "one" })
+          .execute(),
+      ["uno", "two"],
+    ],
+    [
+      "QueryBuilder update without listeners",
+      () =>
+        posts
+          .createQueryBuilder()
+          .update()
+          .set({ title: "uno" })
+          .where("title = :t", { t: "one" })
+          .callListeners(false)
+          .execute(),
+      ["uno", "two"],
+    ],
+    [
+      "QueryBuilder insert",
+      () =>
+        posts.createQueryBuilder().insert().values({ title: "three", published: true }).execute(),
+      ["one", "two", "three"],
+    ],
+    [
+      "QueryBuilder delete",
+      () => posts.createQueryBuilder().delete().where("title = :t", { t: "one" }).execute(),
+      ["two"],
+    ],
+    [
+      "raw SQL through dataSource.query",
+      () =>
+        app.dataSource.query(`UPDATE "${ns}"."post" SET title = $1 WHERE title = $2`, [
+          "uno",
+          "one",
+        ]),
+      ["uno", "two"],
+    ],
+    [
+      "raw SQL through a query runner",
+      async () => {
+        const runner = app.dataSource.createQueryRunner();
+        try {
+          await runner.query(`DELETE FROM "${ns}"."post" WHERE title = 'one'`);
+        } finally {
+          await runner.release();
+        }
+      },
+      ["two"],
+    ],
     ["TRUNCATE ... CASCADE", () => app.dataSource.query(`TRUNCATE "${ns}"."post" CASCADE`), []],
   ];
 
@@ -69,14 +125,16 @@ describe("invalidation: every write path refreshes the cached reads that depend 
       await write();
       const after = await posts.findPublished();
       expect(titles(after)).to.deep.equal(expected);
-      expect(selectCount(app.dataSource), "the read after the write ran SQL").to.be.greaterThan(selects);
+      expect(selectCount(app.dataSource), "the read after the write ran SQL").to.be.greaterThan(
+        selects,
+      );
       if (name === "increment") expect(after[0].views).to.equal(1);
     });
   }
 
   it("upsert (INSERT ... ON CONFLICT DO UPDATE) invalidates, on both its insert and its update", async () => {
     const tags = () => app.cache.wrap("tags", () => repos.tags.find({ order: { id: "ASC" } }));
-    await repos.tags.save({ name: "news", });
+    await repos.tags.save({ name: "news" });
     await warm(app, tags);
     await repos.tags.upsert([{ name: "news" }, { name: "tech" }], ["name"]);
     expect((await tags()).map((t) => t.name)).to.deep.equal(["news", "tech"]);
@@ -121,10 +179,16 @@ describe("invalidation: every write path refreshes the cached reads that depend 
     await app.dataSource.query(`DELETE FROM "${ns}"."post" WHERE title = 'one'`);
     expect(await cachedComments(), "comments deleted by ON DELETE CASCADE").to.have.length(0);
 
-    const withAuthors = () => app.cache.wrap("posts-with-author-ids", () => posts.find({ loadRelationIds: { relations: ["author"] } }));
+    const withAuthors = () =>
+      app.cache.wrap("posts-with-author-ids", () =>
+        posts.find({ loadRelationIds: { relations: ["author"] } }),
+      );
     expect((await warm(app, withAuthors)).map((p) => p.author)).to.deep.equal([author.id]);
     await app.dataSource.query(`DELETE FROM "${ns}"."author"`);
-    expect((await withAuthors()).map((p) => p.author), "author set to NULL by ON DELETE SET NULL").to.deep.equal([null]);
+    expect(
+      (await withAuthors()).map((p) => p.author),
+      "author set to NULL by ON DELETE SET NULL",
+    ).to.deep.equal([null]);
   });
 
   it("empty results depend on their tables like full ones", async () => {
@@ -144,10 +208,14 @@ describe("invalidation: every write path refreshes the cached reads that depend 
   it("dependsOn adds tables the SQL does not read, and invalidate() drops by entity or table name", async () => {
     let runs = 0;
     const popular = () =>
-      app.cache.wrap("popular", async () => {
-        runs++;
-        return (await posts.count()) * 10;
-      }, { dependsOn: [Comment] });
+      app.cache.wrap(
+        "popular",
+        async () => {
+          runs++;
+          return (await posts.count()) * 10;
+        },
+        { dependsOn: [Comment] },
+      );
     const runsAfter = async (action: () => Promise<unknown>) => {
       await warm(app, popular);
       const before = runs;
@@ -156,10 +224,19 @@ describe("invalidation: every write path refreshes the cached reads that depend 
       return runs - before;
     };
     const one = await posts.findOneByOrFail({ title: "one" });
-    expect(await runsAfter(() => repos.comments.save({ body: "x", post: one })), "a comment invalidated it").to.equal(1);
+    expect(
+      await runsAfter(() => repos.comments.save({ body: "x", post: one })),
+      "a comment invalidated it",
+    ).to.equal(1);
     expect(await runsAfter(() => app.cache.invalidate(Comment)), "invalidate(Comment)").to.equal(1);
-    expect(await runsAfter(() => app.cache.invalidate(`${ns}.comment`)), "invalidate by table name").to.equal(1);
-    expect(await runsAfter(() => repos.tags.save({ name: "unrelated" })), "a write elsewhere leaves it").to.equal(0);
+    expect(
+      await runsAfter(() => app.cache.invalidate(`${ns}.comment`)),
+      "invalidate by table name",
+    ).to.equal(1);
+    expect(
+      await runsAfter(() => repos.tags.save({ name: "unrelated" })),
+      "a write elsewhere leaves it",
+    ).to.equal(0);
   });
 
   it("a nested cached call passes its dependencies to the caller, even on a hit", async () => {

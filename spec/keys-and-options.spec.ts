@@ -1,9 +1,10 @@
 import { expect } from "chai";
 import { DataSource, type ObjectLiteral, Repository } from "typeorm";
+import { getServices } from "../example/services";
 import {
   AutocacheError,
-  CacheNotFoundError,
   Cached,
+  CacheNotFoundError,
   cached,
   DataSourceNotInitializedError,
   DuplicateCacheError,
@@ -13,9 +14,16 @@ import {
   SubscriberMissingError,
   UnkeyableArgumentError,
 } from "../lib";
-import { getServices } from "../example/services";
 import { entities, Post, Tag } from "./support/entities";
-import { type App, dropNamespace, openApp, openDataSource, selectCount, SelectCounter, uniqueNamespace } from "./support/fixture";
+import {
+  type App,
+  dropNamespace,
+  openApp,
+  openDataSource,
+  SelectCounter,
+  selectCount,
+  uniqueNamespace,
+} from "./support/fixture";
 import { PostRepository } from "./support/repositories";
 import { freshAndHit } from "./support/result-checks";
 import { warm } from "./support/warm";
@@ -27,12 +35,17 @@ class KeyedRepository extends Repository<Post> {
   }
 
   @Cached(60)
-  async echoToo(arg: unknown): Promise<{ method: string; arg: unknown; type: string; total: number }> {
+  async echoToo(
+    arg: unknown,
+  ): Promise<{ method: string; arg: unknown; type: string; total: number }> {
     return { method: "echoToo", arg, type: typeof arg, total: await this.count() };
   }
 
   @Cached(60)
-  async matching(filter: { a: number; b: number }): Promise<{ seen: { a: number; b: number }; total: number }> {
+  async matching(filter: {
+    a: number;
+    b: number;
+  }): Promise<{ seen: { a: number; b: number }; total: number }> {
     return { seen: filter, total: await this.count() };
   }
 
@@ -60,7 +73,12 @@ class KeyedRepository extends Repository<Post> {
 class OtherKeyedRepository extends Repository<Post> {
   @Cached(60)
   async echo(arg: unknown): Promise<{ method: string; arg: unknown; type: string; total: number }> {
-    return { method: "OtherKeyedRepository.echo", arg, type: typeof arg, total: await this.count() };
+    return {
+      method: "OtherKeyedRepository.echo",
+      arg,
+      type: typeof arg,
+      total: await this.count(),
+    };
   }
 }
 
@@ -112,13 +130,13 @@ describe("keys and options", () => {
       expect(result.seen).to.deep.equal({ a: 1, b: 2 });
     });
 
-    it("1 and \"1\" do not share an entry", async () => {
+    it('1 and "1" do not share an entry', async () => {
       const { hit } = await freshAndHit(app, () => keyed.echo(1));
       expect(hit.type).to.equal("number");
       const selects = selectCount(app.dataSource);
       const hits = app.cache.stats().hits;
       const asString = await keyed.echo("1");
-      expect(asString.type, "\"1\" gets its own result").to.equal("string");
+      expect(asString.type, '"1" gets its own result').to.equal("string");
       expect(asString.arg).to.equal("1");
       expect(app.cache.stats().hits).to.equal(hits);
       expect(selectCount(app.dataSource)).to.be.greaterThan(selects);
@@ -129,7 +147,7 @@ describe("keys and options", () => {
       expect(stringAgain.type).to.equal("string");
     });
 
-    it("other distinct arguments do not share entries: true/\"true\", null/undefined, 0/-0, [1]/\"1\"", async () => {
+    it('other distinct arguments do not share entries: true/"true", null/undefined, 0/-0, [1]/"1"', async () => {
       const pairs: [unknown, unknown][] = [
         [true, "true"],
         [null, undefined],
@@ -141,7 +159,10 @@ describe("keys and options", () => {
         await freshAndHit(app, () => keyed.echo(x));
         const hits = app.cache.stats().hits;
         const result = await keyed.echo(y);
-        expect(app.cache.stats().hits, `echo(${JSON.stringify(y)}) after echo(${JSON.stringify(x)}) is no hit`).to.equal(hits);
+        expect(
+          app.cache.stats().hits,
+          `echo(${JSON.stringify(y)}) after echo(${JSON.stringify(x)}) is no hit`,
+        ).to.equal(hits);
         expect(result.type).to.equal(typeof y);
       }
     });
@@ -181,18 +202,27 @@ describe("keys and options", () => {
     it("two repositories made with Repository.extend() whose methods share a name do not share entries", async () => {
       const recent = app.dataSource.getRepository(Post).extend({
         pick: cached(async function pick(this: Repository<Post>) {
-          return { from: "recent", titles: (await this.find({ order: { id: "DESC" }, take: 1 })).map((p) => p.title) };
+          return {
+            from: "recent",
+            titles: (await this.find({ order: { id: "DESC" }, take: 1 })).map((p) => p.title),
+          };
         }, 60),
       });
       const oldest = app.dataSource.getRepository(Post).extend({
         pick: cached(async function pick(this: Repository<Post>) {
-          return { from: "oldest", titles: (await this.find({ order: { id: "ASC" }, take: 1 })).map((p) => p.title) };
+          return {
+            from: "oldest",
+            titles: (await this.find({ order: { id: "ASC" }, take: 1 })).map((p) => p.title),
+          };
         }, 60),
       });
       const { hit } = await freshAndHit(app, () => recent.pick());
       expect(hit).to.deep.equal({ from: "recent", titles: ["three"] });
       const fromOldest = await oldest.pick();
-      expect(fromOldest, "the second extended repository gets its own method's result").to.deep.equal({ from: "oldest", titles: ["one"] });
+      expect(
+        fromOldest,
+        "the second extended repository gets its own method's result",
+      ).to.deep.equal({ from: "oldest", titles: ["one"] });
     });
   });
 
@@ -202,7 +232,9 @@ describe("keys and options", () => {
       const error = await rejection(keyed.withCallback((p) => p.published));
       expect(error).to.be.instanceOf(UnkeyableArgumentError);
       expect(error).to.be.instanceOf(AutocacheError);
-      expect((error as UnkeyableArgumentError).method).to.equal("KeyedRepository<Post>.withCallback");
+      expect((error as UnkeyableArgumentError).method).to.equal(
+        "KeyedRepository<Post>.withCallback",
+      );
       expect(error.message).to.include("KeyedRepository<Post>.withCallback");
       expect(error.message).to.include("a function");
       expect(error.message).to.match(/\bkey\b/);
@@ -221,7 +253,9 @@ describe("keys and options", () => {
     });
 
     it("the `key` option makes a function argument work", async () => {
-      const { fresh, hit } = await freshAndHit(app, () => keyed.withCallbackKeyed((p) => p.published, "published"));
+      const { fresh, hit } = await freshAndHit(app, () =>
+        keyed.withCallbackKeyed((p) => p.published, "published"),
+      );
       expect(fresh).to.deep.equal(["one", "two"]);
       expect(hit).to.deep.equal(["one", "two"]);
       // Another key is another entry.
@@ -239,18 +273,64 @@ describe("keys and options", () => {
 
   describe("QueryCache options are checked at construction", () => {
     const invalid: [string, () => unknown, RegExp][] = [
-      ["a negative defaultTtl", () => new QueryCache({ dataSource: app.dataSource, defaultTtl: -5 }), /defaultTtl must be a positive whole number of seconds, got -5/],
-      ["a zero defaultTtl", () => new QueryCache({ dataSource: app.dataSource, defaultTtl: 0 }), /defaultTtl must be a positive whole number of seconds, got 0/],
-      ["a fractional defaultTtl", () => new QueryCache({ dataSource: app.dataSource, defaultTtl: 1.5 }), /defaultTtl must be a positive whole number of seconds, got 1.5/],
-      ["a non-numeric defaultTtl", () => new QueryCache({ dataSource: app.dataSource, defaultTtl: "soon" as unknown as number }), /defaultTtl must be a positive whole number of seconds, got soon/],
-      ["an empty namespace", () => new QueryCache({ dataSource: app.dataSource, namespace: "" }), /namespace must be a non-empty string/],
-      ["a namespace with a space", () => new QueryCache({ dataSource: app.dataSource, namespace: "my app" }), /namespace must be a non-empty string of letters, digits/],
-      ["a missing dataSource", () => new QueryCache({} as never), /dataSource must be a TypeORM DataSource/],
-      ["a dataSource that is no DataSource", () => new QueryCache({ dataSource: {} as never }), /dataSource must be a TypeORM DataSource/],
+      [
+        "a negative defaultTtl",
+        () => new QueryCache({ dataSource: app.dataSource, defaultTtl: -5 }),
+        /defaultTtl must be a positive whole number of seconds, got -5/,
+      ],
+      [
+        "a zero defaultTtl",
+        () => new QueryCache({ dataSource: app.dataSource, defaultTtl: 0 }),
+        /defaultTtl must be a positive whole number of seconds, got 0/,
+      ],
+      [
+        "a fractional defaultTtl",
+        () => new QueryCache({ dataSource: app.dataSource, defaultTtl: 1.5 }),
+        /defaultTtl must be a positive whole number of seconds, got 1.5/,
+      ],
+      [
+        "a non-numeric defaultTtl",
+        () =>
+          new QueryCache({ dataSource: app.dataSource, defaultTtl: "soon" as unknown as number }),
+        /defaultTtl must be a positive whole number of seconds, got soon/,
+      ],
+      [
+        "an empty namespace",
+        () => new QueryCache({ dataSource: app.dataSource, namespace: "" }),
+        /namespace must be a non-empty string/,
+      ],
+      [
+        "a namespace with a space",
+        () => new QueryCache({ dataSource: app.dataSource, namespace: "my app" }),
+        /namespace must be a non-empty string of letters, digits/,
+      ],
+      [
+        "a missing dataSource",
+        () => new QueryCache({} as never),
+        /dataSource must be a TypeORM DataSource/,
+      ],
+      [
+        "a dataSource that is no DataSource",
+        () => new QueryCache({ dataSource: {} as never }),
+        /dataSource must be a TypeORM DataSource/,
+      ],
       ["no options at all", () => new QueryCache(undefined as never), /pass an options object/],
-      ["a negative storeTimeout", () => new QueryCache({ dataSource: app.dataSource, storeTimeout: -1 }), /storeTimeout must be a positive number, got -1/],
-      ["a non-numeric maxValueBytes", () => new QueryCache({ dataSource: app.dataSource, maxValueBytes: "big" as unknown as number }), /maxValueBytes must be a positive number, got big/],
-      ["an empty databaseId", () => new QueryCache({ dataSource: app.dataSource, databaseId: "" }), /databaseId must be a non-empty string/],
+      [
+        "a negative storeTimeout",
+        () => new QueryCache({ dataSource: app.dataSource, storeTimeout: -1 }),
+        /storeTimeout must be a positive number, got -1/,
+      ],
+      [
+        "a non-numeric maxValueBytes",
+        () =>
+          new QueryCache({ dataSource: app.dataSource, maxValueBytes: "big" as unknown as number }),
+        /maxValueBytes must be a positive number, got big/,
+      ],
+      [
+        "an empty databaseId",
+        () => new QueryCache({ dataSource: app.dataSource, databaseId: "" }),
+        /databaseId must be a non-empty string/,
+      ],
     ];
     for (const [name, construct, message] of invalid) {
       it(`rejects ${name} with InvalidOptionError`, () => {
@@ -268,8 +348,14 @@ describe("keys and options", () => {
       const first = new QueryCache({ dataSource, namespace: `${ns}-dup` });
       let second: QueryCache | undefined;
       try {
-        expect(() => new QueryCache({ dataSource, namespace: `${ns}-dup` })).to.throw(DuplicateCacheError, /already has a QueryCache.*close\(\)/);
-        expect(() => new QueryCache({ dataSource: app.dataSource, store: app.cache.store, namespace: ns })).to.throw(DuplicateCacheError);
+        expect(() => new QueryCache({ dataSource, namespace: `${ns}-dup` })).to.throw(
+          DuplicateCacheError,
+          /already has a QueryCache.*close\(\)/,
+        );
+        expect(
+          () =>
+            new QueryCache({ dataSource: app.dataSource, store: app.cache.store, namespace: ns }),
+        ).to.throw(DuplicateCacheError);
         await first.close();
         second = new QueryCache({ dataSource, namespace: `${ns}-dup` });
         const repo = new PostRepository(Post, dataSource.manager);
@@ -303,7 +389,7 @@ describe("keys and options", () => {
       }).to.throw(InvalidOptionError, /ttl must be a positive whole number of seconds, got -1/);
     });
 
-    it("@Cached({ ttl: \"x\" }) throws InvalidOptionError", () => {
+    it('@Cached({ ttl: "x" }) throws InvalidOptionError', () => {
       expect(() => {
         class Bad {
           @Cached({ ttl: "x" as unknown as number })
@@ -316,15 +402,30 @@ describe("keys and options", () => {
     });
 
     it("other bad @Cached options throw with what was expected", () => {
-      expect(() => Cached("60" as unknown as number)).to.throw(InvalidOptionError, /ttl in seconds or an options object/);
-      expect(() => Cached({ key: "id" as never })).to.throw(InvalidOptionError, /key must be a function/);
-      expect(() => Cached({ dependsOn: Post as never })).to.throw(InvalidOptionError, /dependsOn must be an array/);
-      expect(() => Cached({ cache: {} as never })).to.throw(InvalidOptionError, /cache must be a QueryCache/);
+      expect(() => Cached("60" as unknown as number)).to.throw(
+        InvalidOptionError,
+        /ttl in seconds or an options object/,
+      );
+      expect(() => Cached({ key: "id" as never })).to.throw(
+        InvalidOptionError,
+        /key must be a function/,
+      );
+      expect(() => Cached({ dependsOn: Post as never })).to.throw(
+        InvalidOptionError,
+        /dependsOn must be an array/,
+      );
+      expect(() => Cached({ cache: {} as never })).to.throw(
+        InvalidOptionError,
+        /cache must be a QueryCache/,
+      );
     });
 
     it("cached() checks its ttl and needs a name", () => {
       expect(() => cached(async function named() {}, -1)).to.throw(InvalidOptionError, /got -1/);
-      expect(() => cached(async () => 1)).to.throw(InvalidOptionError, /has no name; pass one with \{ name \}/);
+      expect(() => cached(async () => 1)).to.throw(
+        InvalidOptionError,
+        /has no name; pass one with \{ name \}/,
+      );
       expect(() => cached(async () => 1, { name: "answer" })).to.not.throw();
     });
   });
@@ -376,7 +477,13 @@ describe("keys and options", () => {
 
     it("using a cache before dataSource.initialize() rejects with DataSourceNotInitializedError", async () => {
       const { pgUrl } = await getServices();
-      const dataSource = new DataSource({ type: "postgres", url: pgUrl, schema: ns, entities, subscribers: [QueryCacheSubscriber, SelectCounter] });
+      const dataSource = new DataSource({
+        type: "postgres",
+        url: pgUrl,
+        schema: ns,
+        entities,
+        subscribers: [QueryCacheSubscriber, SelectCounter],
+      });
       const cache = new QueryCache({ dataSource, namespace: `${ns}-early` });
       try {
         const viaGet = await rejection(cache.get("anything"));
@@ -384,8 +491,13 @@ describe("keys and options", () => {
         expect(viaGet.message).to.include("await dataSource.initialize()");
         const viaWrap = await rejection(cache.wrap("anything", () => 1));
         expect(viaWrap).to.be.instanceOf(DataSourceNotInitializedError);
-        const viaRepository = await rejection(new PostRepository(Post, dataSource.manager).findAll());
-        expect(viaRepository, `the repository call gave ${viaRepository.name}: ${viaRepository.message}`).to.be.instanceOf(DataSourceNotInitializedError);
+        const viaRepository = await rejection(
+          new PostRepository(Post, dataSource.manager).findAll(),
+        );
+        expect(
+          viaRepository,
+          `the repository call gave ${viaRepository.name}: ${viaRepository.message}`,
+        ).to.be.instanceOf(DataSourceNotInitializedError);
 
         await dataSource.initialize();
         const rows = await new PostRepository(Post, dataSource.manager).findAll();
@@ -398,7 +510,13 @@ describe("keys and options", () => {
 
     it("a DataSource without QueryCacheSubscriber gives SubscriberMissingError at construction", async () => {
       const { pgUrl } = await getServices();
-      const dataSource = await new DataSource({ type: "postgres", url: pgUrl, schema: ns, entities, subscribers: [SelectCounter] }).initialize();
+      const dataSource = await new DataSource({
+        type: "postgres",
+        url: pgUrl,
+        schema: ns,
+        entities,
+        subscribers: [SelectCounter],
+      }).initialize();
       try {
         let error: unknown;
         try {
@@ -439,7 +557,11 @@ describe("keys and options", () => {
 
     it("the tenants' tables really are apart", async () => {
       expect(tenantA.dataSource.getRepository(Post).metadata.tablePath).to.equal(`${schemaA}.post`);
-      expect((await tenantB.dataSource.getRepository(Post).find({ order: { id: "ASC" } })).map((p) => p.title)).to.deep.equal(["beta-1", "beta-2"]);
+      expect(
+        (await tenantB.dataSource.getRepository(Post).find({ order: { id: "ASC" } })).map(
+          (p) => p.title,
+        ),
+      ).to.deep.equal(["beta-1", "beta-2"]);
     });
 
     it("the same repository class, method and arguments never share entries: each sees its own data", async () => {
@@ -449,13 +571,18 @@ describe("keys and options", () => {
       expect(a.map((p) => p.title)).to.deep.equal(["alpha-1"]);
 
       const b = await postsB.findAll();
-      expect(b.map((p) => p.title), "tenant B sees its own posts, not tenant A's cached ones").to.deep.equal(["beta-1", "beta-2"]);
+      expect(
+        b.map((p) => p.title),
+        "tenant B sees its own posts, not tenant A's cached ones",
+      ).to.deep.equal(["beta-1", "beta-2"]);
       const bCached = await warm(tenantB, () => postsB.findAll());
       expect(bCached.map((p) => p.title)).to.deep.equal(["beta-1", "beta-2"]);
       const aCached = await warm(tenantA, () => postsA.findAll());
       expect(aCached.map((p) => p.title)).to.deep.equal(["alpha-1"]);
 
-      const titleA = await freshAndHit(tenantA, () => postsA.byTitle({ title: "beta-1" }), { clear: false });
+      const titleA = await freshAndHit(tenantA, () => postsA.byTitle({ title: "beta-1" }), {
+        clear: false,
+      });
       expect(titleA.hit, "tenant A has no beta-1").to.deep.equal([]);
       const titleB = await postsB.byTitle({ title: "beta-1" });
       expect(titleB.map((p) => p.title)).to.deep.equal(["beta-1"]);
@@ -465,10 +592,20 @@ describe("keys and options", () => {
       const postsA = new PostRepository(Post, tenantA.dataSource.manager);
       const postsB = new PostRepository(Post, tenantB.dataSource.manager);
       await tenantA.dataSource.getRepository(Post).save({ title: "alpha-2", published: true });
-      expect((await postsA.findPublished()).map((p) => p.title)).to.deep.equal(["alpha-1", "alpha-2"]);
-      expect((await postsB.findPublished()).map((p) => p.title)).to.deep.equal(["beta-1", "beta-2"]);
-      expect((await warm(tenantA, () => postsA.findPublished())).map((p) => p.title)).to.deep.equal(["alpha-1", "alpha-2"]);
-      expect((await warm(tenantB, () => postsB.findPublished())).map((p) => p.title)).to.deep.equal(["beta-1", "beta-2"]);
+      expect((await postsA.findPublished()).map((p) => p.title)).to.deep.equal([
+        "alpha-1",
+        "alpha-2",
+      ]);
+      expect((await postsB.findPublished()).map((p) => p.title)).to.deep.equal([
+        "beta-1",
+        "beta-2",
+      ]);
+      expect((await warm(tenantA, () => postsA.findPublished())).map((p) => p.title)).to.deep.equal(
+        ["alpha-1", "alpha-2"],
+      );
+      expect((await warm(tenantB, () => postsB.findPublished())).map((p) => p.title)).to.deep.equal(
+        ["beta-1", "beta-2"],
+      );
     });
   });
 
@@ -486,8 +623,15 @@ describe("keys and options", () => {
 
       const added = await posts.save({ title: "four", published: true });
       try {
-        expect((await posts.findPublished()).map((p) => p.title), "a write refreshes the cached result").to.deep.equal(["one", "two", "four"]);
-        expect((await warm(app, () => posts.findPublished())).map((p) => p.title)).to.deep.equal(["one", "two", "four"]);
+        expect(
+          (await posts.findPublished()).map((p) => p.title),
+          "a write refreshes the cached result",
+        ).to.deep.equal(["one", "two", "four"]);
+        expect((await warm(app, () => posts.findPublished())).map((p) => p.title)).to.deep.equal([
+          "one",
+          "two",
+          "four",
+        ]);
       } finally {
         await posts.delete(added.id);
       }
@@ -500,7 +644,9 @@ describe("keys and options", () => {
 
         titles = cached(
           async function titles(this: PostService, published: boolean) {
-            const rows = await this.dataSource.getRepository(Post).find({ where: { published }, order: { id: "ASC" } });
+            const rows = await this.dataSource
+              .getRepository(Post)
+              .find({ where: { published }, order: { id: "ASC" } });
             return rows.map((p) => p.title);
           },
           { ttl: 60 },
@@ -520,9 +666,14 @@ describe("keys and options", () => {
       expect(drafts).to.deep.equal(["three"]);
       expect(await warm(app, () => service.count())).to.equal(3);
 
-      const added = await app.dataSource.getRepository(Post).save({ title: "draft", published: false });
+      const added = await app.dataSource
+        .getRepository(Post)
+        .save({ title: "draft", published: false });
       try {
-        expect(await service.titles(false), "a write refreshes the cached result").to.deep.equal(["three", "draft"]);
+        expect(await service.titles(false), "a write refreshes the cached result").to.deep.equal([
+          "three",
+          "draft",
+        ]);
         expect(await service.count()).to.equal(4);
       } finally {
         await app.dataSource.getRepository(Post).delete(added.id);

@@ -1,9 +1,15 @@
 import { expect } from "chai";
 import { DataSource } from "typeorm";
-import { QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
 import { getServices } from "../example/services";
+import { QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
 import { entities, Post } from "./support/entities";
-import { dropNamespace, openDataSource, openRedis, SelectCounter, uniqueNamespace } from "./support/fixture";
+import {
+  dropNamespace,
+  openDataSource,
+  openRedis,
+  SelectCounter,
+  uniqueNamespace,
+} from "./support/fixture";
 import { PostRepository } from "./support/repositories";
 
 describe("lifecycle: the cache joins a DataSource before or after initialize()", () => {

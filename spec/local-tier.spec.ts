@@ -6,7 +6,15 @@ import { InvalidOptionError, MemoryStore, QueryCache, RedisStore } from "../lib"
 import type { QueryCacheOptions } from "../lib/options";
 import { countCommands } from "./support/command-counter";
 import { Author, Post, Tag } from "./support/entities";
-import { type App, dropNamespace, openApp, openRedis, queryBehindTheCache, selectCount, uniqueNamespace } from "./support/fixture";
+import {
+  type App,
+  dropNamespace,
+  openApp,
+  openRedis,
+  queryBehindTheCache,
+  selectCount,
+  uniqueNamespace,
+} from "./support/fixture";
 import { RedisProxy } from "./support/redis-proxy";
 import { Gate, ioTurns, sleep, until } from "./support/wait";
 
@@ -30,7 +38,10 @@ function counted(app: App): App {
 }
 
 /** What one read cost: the Redis commands it sent and the SQL SELECTs it ran. */
-async function cost<T>(node: App, read: () => Promise<T>): Promise<{ value: T; commands: number; selects: number }> {
+async function cost<T>(
+  node: App,
+  read: () => Promise<T>,
+): Promise<{ value: T; commands: number; selects: number }> {
   const sent = commandCounts.get(node)!;
   const commands = sent();
   const selects = selectCount(node.dataSource);
@@ -54,23 +65,33 @@ async function fromTier<T>(node: App, read: () => Promise<T>, boundMs = LAG_BOUN
 }
 
 /** Reads until `read` returns a value `fresh` accepts; fails when that takes longer than the bound from now (just after a change). */
-async function lagUntil<T>(read: () => Promise<T>, fresh: (value: T) => boolean, what: string): Promise<void> {
+async function lagUntil<T>(
+  read: () => Promise<T>,
+  fresh: (value: T) => boolean,
+  what: string,
+): Promise<void> {
   const started = performance.now();
   for (;;) {
     const value = await read();
     const elapsed = performance.now() - started;
     if (fresh(value)) return;
-    if (elapsed > LAG_BOUND_MS) expect.fail(`${what} still served ${JSON.stringify(value)} ${Math.round(elapsed)} ms after the change`);
+    if (elapsed > LAG_BOUND_MS)
+      expect.fail(
+        `${what} still served ${JSON.stringify(value)} ${Math.round(elapsed)} ms after the change`,
+      );
     await sleep(1);
   }
 }
-
 
 /**
  * An instance with the tier over a Redis client of the test's choosing: its tier's subscriber is a
  * duplicate of that client, so it logs in and connects the same way.
  */
-function openTieredApp(namespace: string, redis: Redis, options: Partial<QueryCacheOptions> = {}): Promise<App> {
+function openTieredApp(
+  namespace: string,
+  redis: Redis,
+  options: Partial<QueryCacheOptions> = {},
+): Promise<App> {
   return openApp(namespace, { redis, cache: { local: { maxBytes: MAX_BYTES }, ...options } });
 }
 
@@ -111,7 +132,11 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
       expect(value?.author).to.be.instanceOf(Author);
       expect(value?.tags?.[0]).to.be.instanceOf(Tag);
       expect(value?.createdAt).to.be.instanceOf(Date);
-      expect({ title: value?.title, author: value?.author?.name, tags: value?.tags?.map((t) => t.name) }).to.deep.equal({
+      expect({
+        title: value?.title,
+        author: value?.author?.name,
+        tags: value?.tags?.map((t) => t.name),
+      }).to.deep.equal({
         title: "tier hit",
         author: "tier author",
         tags: ["tier tag"],
@@ -136,12 +161,18 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
         await one.posts.save(post);
       },
       (views: number) => one.posts.update({ title }, { views }),
-      (views: number) => one.dataSource.query(`UPDATE "${ns}"."post" SET views = $1 WHERE title = $2`, [views, title]),
+      (views: number) =>
+        one.dataSource.query(`UPDATE "${ns}"."post" SET views = $1 WHERE title = $2`, [
+          views,
+          title,
+        ]),
     ];
     const read = () => one.posts.byTitle({ title });
 
     for (let views = 1; views <= 6; views++) {
-      expect(viewsOf(await fromTier(one, read)), "the tier holds the current value").to.deep.equal([views - 1]);
+      expect(viewsOf(await fromTier(one, read)), "the tier holds the current value").to.deep.equal([
+        views - 1,
+      ]);
       await writes[views % writes.length](views);
       expect(viewsOf(await read()), `the read right after write #${views}`).to.deep.equal([views]);
     }
@@ -157,7 +188,10 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
 
     await one.posts.update({ title }, { views: 2 });
     gate.open();
-    expect(viewsOf(await pending), "the slow read returns what it read before the write").to.deep.equal([1]);
+    expect(
+      viewsOf(await pending),
+      "the slow read returns what it read before the write",
+    ).to.deep.equal([1]);
     expect(viewsOf(await read())).to.deep.equal([2]);
     expect(viewsOf(await fromTier(one, read))).to.deep.equal([2]);
     one.posts.gate = undefined;
@@ -167,18 +201,28 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
     // The reply to the read is held back until the write's announcement has reached the tier: the
     // tier has then dropped what the write covers, and must not keep the value the read brings.
     const proxy = await RedisProxy.start((await getServices()).redisUrl);
-    const late = await openTieredApp(ns, new Redis(proxy.url, { lazyConnect: true, maxRetriesPerRequest: 1 }), { storeTimeout: 5000 });
+    const late = await openTieredApp(
+      ns,
+      new Redis(proxy.url, { lazyConnect: true, maxRetriesPerRequest: 1 }),
+      { storeTimeout: 5000 },
+    );
     try {
-      const read = () => late.cache.wrap("read-before-write", () => "recomputed", { dependsOn: [Post] });
+      const read = () =>
+        late.cache.wrap("read-before-write", () => "recomputed", { dependsOn: [Post] });
       // The version of post exists (a set() naming a missing version is refused), and once the
       // tier serves something from memory, it is subscribed and keeps what it reads.
       await plain.cache.invalidate(Post);
       await fromTier(counted(late), () => late.cache.wrap("canary", () => "canary"));
       // set() stores the entry without keeping it in the tier; the next read then reads it from Redis in one round trip.
-      expect(await late.cache.set("read-before-write", "before", { dependsOn: [Post] })).to.equal(true);
+      expect(await late.cache.set("read-before-write", "before", { dependsOn: [Post] })).to.equal(
+        true,
+      );
       const main = proxy.connections.find((connection) => !connection.isSubscriber);
       const subscriber = proxy.connections.find((connection) => connection.isSubscriber);
-      expect({ main: !!main, subscriber: !!subscriber }, "the instance's connections through the proxy").to.deep.equal({ main: true, subscriber: true });
+      expect(
+        { main: !!main, subscriber: !!subscriber },
+        "the instance's connections through the proxy",
+      ).to.deep.equal({ main: true, subscriber: true });
 
       main!.hold();
       const answered = main!.nextFromServer();
@@ -208,7 +252,10 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
 
     await one.posts.update({ title }, { views: 2 });
     await lagUntil(read(two), (posts) => viewsOf(posts)[0] === 2, "the other instance's tier");
-    expect(viewsOf(await fromTier(two, read(two))), "the tier serves the new value once it has it").to.deep.equal([2]);
+    expect(
+      viewsOf(await fromTier(two, read(two))),
+      "the tier serves the new value once it has it",
+    ).to.deep.equal([2]);
   });
 
   it("a write, or invalidate(), in an instance without the tier still reaches the tiers of the others", async () => {
@@ -227,9 +274,14 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
     ];
 
     for (const { views, change } of changes) {
-      for (const node of [one, two]) expect(viewsOf(await fromTier(node, read(node)))).to.deep.equal([views - 1]);
+      for (const node of [one, two])
+        expect(viewsOf(await fromTier(node, read(node)))).to.deep.equal([views - 1]);
       await change();
-      await Promise.all([one, two].map((node, i) => lagUntil(read(node), (posts) => viewsOf(posts)[0] === views, `instance ${i + 1}'s tier`)));
+      await Promise.all(
+        [one, two].map((node, i) =>
+          lagUntil(read(node), (posts) => viewsOf(posts)[0] === views, `instance ${i + 1}'s tier`),
+        ),
+      );
     }
   });
 
@@ -242,16 +294,38 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
     /** Kills the user's subscribed connections; returns how many there were. */
     async function killSubscriber(): Promise<number> {
       const clients = String(await admin.call("CLIENT", "LIST", "TYPE", "pubsub")).split("\n");
-      const ids = clients.filter((line) => line.includes(` user=${user} `)).map((line) => /\bid=(\d+)/.exec(line)?.[1] ?? "");
+      const ids = clients
+        .filter((line) => line.includes(` user=${user} `))
+        .map((line) => /\bid=(\d+)/.exec(line)?.[1] ?? "");
       for (const id of ids) await admin.call("CLIENT", "KILL", "ID", id);
       return ids.length;
     }
 
     before(async () => {
       admin = await openRedis();
-      await admin.call("ACL", "SETUSER", user, "reset", "on", `>${password}`, `~${ns}:*`, `&${ns}:*`, "+@all");
+      await admin.call(
+        "ACL",
+        "SETUSER",
+        user,
+        "reset",
+        "on",
+        `>${password}`,
+        `~${ns}:*`,
+        `&${ns}:*`,
+        "+@all",
+      );
       const { redisUrl } = await getServices();
-      watcher = counted(await openTieredApp(ns, new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, username: user, password })));
+      watcher = counted(
+        await openTieredApp(
+          ns,
+          new Redis(redisUrl, {
+            lazyConnect: true,
+            maxRetriesPerRequest: 1,
+            username: user,
+            password,
+          }),
+        ),
+      );
     });
     after(async () => {
       await watcher?.close();
@@ -278,7 +352,10 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
       }
 
       await admin.call("ACL", "SETUSER", user, "on");
-      expect(viewsOf(await fromTier(watcher, read, RESUBSCRIBE_BOUND_MS)), "served from memory again once resubscribed").to.deep.equal([2]);
+      expect(
+        viewsOf(await fromTier(watcher, read, RESUBSCRIBE_BOUND_MS)),
+        "served from memory again once resubscribed",
+      ).to.deep.equal([2]);
 
       // And it follows invalidations again.
       await plain.posts.update({ title }, { views: 3 });
@@ -289,15 +366,25 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
   it("a caller that mutates the value it got does not change what the next caller gets from the tier", async () => {
     const author = await one.dataSource.getRepository(Author).save({ name: "pristine author" });
     const tag = await one.dataSource.getRepository(Tag).save({ name: "pristine tag" });
-    const saved = await one.posts.save(Array.from({ length: 10 }, (_, i) => ({ title: `pristine ${i}`, author, tags: [tag] })));
+    const saved = await one.posts.save(
+      Array.from({ length: 10 }, (_, i) => ({ title: `pristine ${i}`, author, tags: [tag] })),
+    );
     const ids = saved.map((post) => post.id);
-    const snapshot = (post: Post | null) => ({ title: post?.title, author: post?.author?.name, tags: post?.tags?.map((t) => t.name) });
+    const snapshot = (post: Post | null) => ({
+      title: post?.title,
+      author: post?.author?.name,
+      tags: post?.tags?.map((t) => t.name),
+    });
 
     /**
      * One key per attempt: an invalidation that arrives while an entry is read keeps it out of the
      * tier, and then the next read is no hit from the tier, so the attempt proves nothing.
      */
-    async function mutateThenReadAgain(node: App, keys: number[], firstRead: "miss" | "hit from Redis"): Promise<void> {
+    async function mutateThenReadAgain(
+      node: App,
+      keys: number[],
+      firstRead: "miss" | "hit from Redis",
+    ): Promise<void> {
       for (const id of keys) {
         // Twice: a store may refuse a table's first entry while it creates the table's version.
         if (firstRead === "hit from Redis") {
@@ -305,7 +392,10 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
           await plain.cache.settled(); // the entry is in Redis
         }
         const first = await cost(node, () => node.posts.byId(id));
-        expect(first.selects > 0 ? "miss" : "hit from Redis", `the first read of post ${id}`).to.equal(firstRead);
+        expect(
+          first.selects > 0 ? "miss" : "hit from Redis",
+          `the first read of post ${id}`,
+        ).to.equal(firstRead);
         const before = snapshot(first.value);
         first.value!.title = "mutated";
         first.value!.author!.name = "mutated";
@@ -344,7 +434,10 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
 
       const early = await cost(small, read(0));
       expect(early.value).to.equal(entry(0));
-      expect(early.commands, "an early entry was evicted: reading it goes to Redis").to.be.greaterThan(0);
+      expect(
+        early.commands,
+        "an early entry was evicted: reading it goes to Redis",
+      ).to.be.greaterThan(0);
 
       // Most recent first: each entry still held is a hit from memory, and each one read back from Redis evicts the oldest.
       let held = 0;
@@ -354,7 +447,9 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
         if (commands === 0) held++;
       }
       expect(held, "entries held in memory").to.be.within(1, Math.floor(maxBytes / 1000));
-      expect(computed, "every evicted entry came back from Redis, none was recomputed").to.equal(computedWhileFilling);
+      expect(computed, "every evicted entry came back from Redis, none was recomputed").to.equal(
+        computedWhileFilling,
+      );
 
       const huge = "y".repeat(2 * maxBytes);
       const hugeRead = () => small.cache.wrap("huge", () => huge);
@@ -362,7 +457,9 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
       for (let i = 0; i < 3; i++) {
         const { value, commands } = await cost(small, hugeRead);
         expect(value).to.equal(huge);
-        expect(commands, "an entry larger than maxBytes is never held in memory").to.be.greaterThan(0);
+        expect(commands, "an entry larger than maxBytes is never held in memory").to.be.greaterThan(
+          0,
+        );
       }
       const last = count - 1;
       expect(await fromTier(small, read(last))).to.equal(entry(last));
@@ -386,9 +483,18 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
     expect(await plain.cache.get(key), "the entry is in Redis").to.equal("computation 1");
 
     await sleep(started + (ttl * 1000) / 2 - Date.now());
-    expect(await one.cache.wrap(key, compute, { ttl }), "a hit from Redis halfway through the entry's life").to.equal("computation 1");
-    await until("the entry has expired in Redis", async () => (await plain.cache.get(key)) === undefined);
-    expect(await one.cache.wrap(key, compute, { ttl }), "the read right after the entry expired").to.equal("computation 2");
+    expect(
+      await one.cache.wrap(key, compute, { ttl }),
+      "a hit from Redis halfway through the entry's life",
+    ).to.equal("computation 1");
+    await until(
+      "the entry has expired in Redis",
+      async () => (await plain.cache.get(key)) === undefined,
+    );
+    expect(
+      await one.cache.wrap(key, compute, { ttl }),
+      "the read right after the entry expired",
+    ).to.equal("computation 2");
   });
 
   it("clear() in another instance empties this tier", async () => {
@@ -398,17 +504,28 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
     expect(viewsOf(await fromTier(one, read))).to.deep.equal([1]);
 
     await two.cache.clear();
-    await lagUntil(() => cost(one, read), ({ commands }) => commands > 0, "the tier of the instance that did not call clear()");
+    await lagUntil(
+      () => cost(one, read),
+      ({ commands }) => commands > 0,
+      "the tier of the instance that did not call clear()",
+    );
   });
 
   describe("options", () => {
     it("refuses the tier over a store that cannot follow invalidations across processes", () => {
       const dataSource = one.dataSource;
-      expect(() => new QueryCache({ dataSource, store: new MemoryStore(), namespace: ns, local: { maxBytes: MAX_BYTES } })).to.throw(
-        InvalidOptionError,
-        /RedisStore/,
-      );
-      expect(() => new QueryCache({ dataSource, namespace: ns, local: { maxBytes: MAX_BYTES } })).to.throw(InvalidOptionError, /RedisStore/);
+      expect(
+        () =>
+          new QueryCache({
+            dataSource,
+            store: new MemoryStore(),
+            namespace: ns,
+            local: { maxBytes: MAX_BYTES },
+          }),
+      ).to.throw(InvalidOptionError, /RedisStore/);
+      expect(
+        () => new QueryCache({ dataSource, namespace: ns, local: { maxBytes: MAX_BYTES } }),
+      ).to.throw(InvalidOptionError, /RedisStore/);
     });
 
     it("refuses a maxBytes that is not a positive number", () => {
@@ -416,7 +533,13 @@ describe("the in-process tier: hits from memory, fresh after writes in this proc
       const store = new RedisStore(one.redis);
       for (const maxBytes of [-1, 0, Number.NaN, undefined, "1mb"]) {
         expect(
-          () => new QueryCache({ dataSource, store, namespace: ns, local: { maxBytes } as unknown as { maxBytes: number } }),
+          () =>
+            new QueryCache({
+              dataSource,
+              store,
+              namespace: ns,
+              local: { maxBytes } as unknown as { maxBytes: number },
+            }),
           `maxBytes ${String(maxBytes)}`,
         ).to.throw(InvalidOptionError, /local\.maxBytes must be a positive number/);
       }

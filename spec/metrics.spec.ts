@@ -8,7 +8,11 @@ import {
   MeterProvider,
   PeriodicExportingMetricReader,
 } from "@opentelemetry/sdk-metrics";
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+} from "@opentelemetry/sdk-trace-base";
 import { expect } from "chai";
 import { Post } from "./support/entities";
 import { type App, openApp, uniqueNamespace } from "./support/fixture";
@@ -45,7 +49,14 @@ describe("metrics and traces", function () {
       expect(stats.invalidationsByTable[`${ns}.post`]).to.equal(1);
       expect(stats.breakerOpen).to.equal(false);
       expect(stats.local).to.equal(undefined);
-      expect(app.cache.stats(), "the plain form keeps its shape").to.have.all.keys("hits", "misses", "sets", "invalidations", "errors", "skipped");
+      expect(app.cache.stats(), "the plain form keeps its shape").to.have.all.keys(
+        "hits",
+        "misses",
+        "sets",
+        "invalidations",
+        "errors",
+        "skipped",
+      );
     });
   });
 
@@ -55,7 +66,9 @@ describe("metrics and traces", function () {
     const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
     const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
     const meterProvider = new MeterProvider({ readers: [reader] });
-    const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] });
+    const tracerProvider = new BasicTracerProvider({
+      spanProcessors: [new SimpleSpanProcessor(spans)],
+    });
     let app: App;
 
     before(async () => {
@@ -81,13 +94,22 @@ describe("metrics and traces", function () {
       const points = new Map<string, DataPoint<number | Histogram>[]>();
       for (const resource of exporter.getMetrics()) {
         for (const scope of resource.scopeMetrics) {
-          for (const metric of scope.metrics) points.set(metric.descriptor.name, [...(points.get(metric.descriptor.name) ?? []), ...(metric.dataPoints as DataPoint<number | Histogram>[])]);
+          for (const metric of scope.metrics)
+            points.set(metric.descriptor.name, [
+              ...(points.get(metric.descriptor.name) ?? []),
+              ...(metric.dataPoints as DataPoint<number | Histogram>[]),
+            ]);
         }
       }
       return points;
     }
 
-    function valueFor(points: Map<string, DataPoint<number | Histogram>[]>, name: string, attribute: string, value: string): number | Histogram | undefined {
+    function valueFor(
+      points: Map<string, DataPoint<number | Histogram>[]>,
+      name: string,
+      attribute: string,
+      value: string,
+    ): number | Histogram | undefined {
       return points.get(name)?.find((p) => p.attributes[attribute] === value)?.value;
     }
 
@@ -99,14 +121,25 @@ describe("metrics and traces", function () {
       const stats = app.cache.stats({ byMethod: true }).byMethod[METHOD];
       const points = await collect();
       expect(valueFor(points, "autocache.hits", "autocache.method", METHOD)).to.equal(stats.hits);
-      expect(valueFor(points, "autocache.misses", "autocache.method", METHOD)).to.equal(stats.misses);
+      expect(valueFor(points, "autocache.misses", "autocache.method", METHOD)).to.equal(
+        stats.misses,
+      );
       expect(valueFor(points, "autocache.sets", "autocache.method", METHOD)).to.equal(stats.sets);
-      expect((valueFor(points, "autocache.hit.duration", "autocache.method", METHOD) as Histogram).count).to.equal(stats.hits);
-      expect((valueFor(points, "autocache.miss.duration", "autocache.method", METHOD) as Histogram).count).to.equal(stats.misses);
-      expect(valueFor(points, "autocache.invalidations", "autocache.table", `${ns}.post`)).to.equal(1);
+      expect(
+        (valueFor(points, "autocache.hit.duration", "autocache.method", METHOD) as Histogram).count,
+      ).to.equal(stats.hits);
+      expect(
+        (valueFor(points, "autocache.miss.duration", "autocache.method", METHOD) as Histogram)
+          .count,
+      ).to.equal(stats.misses);
+      expect(valueFor(points, "autocache.invalidations", "autocache.table", `${ns}.post`)).to.equal(
+        1,
+      );
       expect(valueFor(points, "autocache.breaker.open", "autocache.namespace", ns)).to.equal(0);
       expect(valueFor(points, "autocache.local.entries", "autocache.namespace", ns)).to.equal(1);
-      expect(valueFor(points, "autocache.local.bytes", "autocache.namespace", ns)).to.be.greaterThan(0);
+      expect(
+        valueFor(points, "autocache.local.bytes", "autocache.namespace", ns),
+      ).to.be.greaterThan(0);
       expect(points.get("autocache.hits")?.[0].attributes["autocache.namespace"]).to.equal(ns);
     });
 
@@ -119,7 +152,9 @@ describe("metrics and traces", function () {
         parent.end();
       });
       const finished = spans.getFinishedSpans();
-      const miss = finished.find((s) => s.name === "autocache.miss PostRepository<Post>.findPublished");
+      const miss = finished.find(
+        (s) => s.name === "autocache.miss PostRepository<Post>.findPublished",
+      );
       expect(miss, finished.map((s) => s.name).join(", ")).to.not.equal(undefined);
       expect(miss?.attributes["autocache.key"]).to.be.a("string").and.include("findPublished");
       expect(miss?.attributes["autocache.tables"]).to.deep.equal([`${ns}.author`, `${ns}.post`]);
@@ -139,9 +174,13 @@ describe("metrics and traces", function () {
       let thrown: unknown;
       await broken.call(failing).catch((error: unknown) => (thrown = error));
       expect(thrown).to.be.an("error");
-      const span = spans.getFinishedSpans().find((s) => s.name.startsWith("autocache.miss") && s.name.endsWith(".broken"));
+      const span = spans
+        .getFinishedSpans()
+        .find((s) => s.name.startsWith("autocache.miss") && s.name.endsWith(".broken"));
       expect(span?.status.code).to.equal(2);
-      expect(app.cache.stats({ byMethod: true }).byMethod["Failing<Post>.broken"].errors).to.equal(1);
+      expect(app.cache.stats({ byMethod: true }).byMethod["Failing<Post>.broken"].errors).to.equal(
+        1,
+      );
     });
   });
 });

@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import { DataSource, Repository } from "typeorm";
+import { getServices } from "../example/services";
 import { Cached, QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
 import { InvalidStoreClientError, SubscriberMissingError, UnknownTableError } from "../lib/errors";
-import { getServices } from "../example/services";
 import { entities, Post } from "./support/entities";
 import { type App, openApp, openRedis, uniqueNamespace } from "./support/fixture";
 
@@ -48,7 +48,13 @@ describe("misconfiguration is reported where it is made, with the fix", () => {
   describe("a DataSource without QueryCacheSubscriber", () => {
     const options = async (subscribers: unknown[]) => {
       const { pgUrl } = await getServices();
-      return new DataSource({ type: "postgres", url: pgUrl, schema: ns, entities, subscribers: subscribers as never });
+      return new DataSource({
+        type: "postgres",
+        url: pgUrl,
+        schema: ns,
+        entities,
+        subscribers: subscribers as never,
+      });
     };
 
     it("is refused by the constructor before initialize(), whether subscribers are listed as classes or instances", async () => {
@@ -64,7 +70,9 @@ describe("misconfiguration is reported where it is made, with the fix", () => {
     it("is refused by the constructor after initialize()", async () => {
       const dataSource = await (await options([])).initialize();
       try {
-        expect(await thrown(() => new QueryCache({ dataSource }))).to.be.instanceOf(SubscriberMissingError);
+        expect(await thrown(() => new QueryCache({ dataSource }))).to.be.instanceOf(
+          SubscriberMissingError,
+        );
       } finally {
         await dataSource.destroy();
       }
@@ -73,13 +81,25 @@ describe("misconfiguration is reported where it is made, with the fix", () => {
 
   describe("a store client that is not ioredis", () => {
     it("new RedisStore({}) throws InvalidStoreClientError naming what to pass", () => {
-      expect(() => new RedisStore({} as never)).to.throw(InvalidStoreClientError, /new RedisStore\(new Redis\(url\)\).*a plain object/);
+      expect(() => new RedisStore({} as never)).to.throw(
+        InvalidStoreClientError,
+        /new RedisStore\(new Redis\(url\)\).*a plain object/,
+      );
     });
 
     it("a node-redis client is refused by name", () => {
       // The shape of a node-redis v4/v5 client: isOpen, sendCommand, connect, no status.
-      const nodeRedis = { isOpen: false, isReady: false, connect: async () => undefined, sendCommand: async () => undefined, get: async () => null };
-      expect(() => new RedisStore(nodeRedis as never)).to.throw(InvalidStoreClientError, /a node-redis client/);
+      const nodeRedis = {
+        isOpen: false,
+        isReady: false,
+        connect: async () => undefined,
+        sendCommand: async () => undefined,
+        get: async () => null,
+      };
+      expect(() => new RedisStore(nodeRedis as never)).to.throw(
+        InvalidStoreClientError,
+        /a node-redis client/,
+      );
     });
 
     it("an ioredis client, connected or not, is taken", async () => {
@@ -111,15 +131,21 @@ describe("misconfiguration is reported where it is made, with the fix", () => {
     });
 
     it("wrap(), set() and invalidate() report it too", async () => {
-      expect(await thrown(() => app.cache.wrap("k", async () => 1, { dependsOn: ["nope"] }))).to.be.instanceOf(UnknownTableError);
-      expect(await thrown(() => app.cache.set("k", 1, { dependsOn: ["nope"] }))).to.be.instanceOf(UnknownTableError);
+      expect(
+        await thrown(() => app.cache.wrap("k", async () => 1, { dependsOn: ["nope"] })),
+      ).to.be.instanceOf(UnknownTableError);
+      expect(await thrown(() => app.cache.set("k", 1, { dependsOn: ["nope"] }))).to.be.instanceOf(
+        UnknownTableError,
+      );
       expect(await thrown(() => app.cache.invalidate("nope"))).to.be.instanceOf(UnknownTableError);
       expect(await thrown(() => app.cache.invalidate(`${ns}.post`, "comment"))).to.equal(undefined);
     });
 
     it("a table created after the catalog was read is found, not reported", async () => {
       await app.dataSource.query(`CREATE TABLE "${ns}"."late" (id int)`);
-      expect(await app.cache.wrap("late", async () => 1, { dependsOn: [`${ns}.late`] })).to.equal(1);
+      expect(await app.cache.wrap("late", async () => 1, { dependsOn: [`${ns}.late`] })).to.equal(
+        1,
+      );
     });
   });
 });

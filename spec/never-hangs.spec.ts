@@ -1,9 +1,15 @@
 import { expect } from "chai";
 import { DataSource } from "typeorm";
-import { QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
 import { getServices } from "../example/services";
+import { QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
 import { entities, Post } from "./support/entities";
-import { dropNamespace, openDataSource, openRedis, SelectCounter, uniqueNamespace } from "./support/fixture";
+import {
+  dropNamespace,
+  openDataSource,
+  openRedis,
+  SelectCounter,
+  uniqueNamespace,
+} from "./support/fixture";
 import { PostRepository } from "./support/repositories";
 import { within } from "./support/within";
 
@@ -11,7 +17,10 @@ import { within } from "./support/within";
 const BOUND_MS = 20_000;
 
 /** A DataSource on the spec's schema with its own pool options, a QueryCache on it, and how to close both. */
-async function openPooled(ns: string, options: { extra?: Record<string, unknown>; url?: string } = {}) {
+async function openPooled(
+  ns: string,
+  options: { extra?: Record<string, unknown>; url?: string } = {},
+) {
   const { pgUrl } = await getServices();
   const dataSource = new DataSource({
     type: "postgres",
@@ -64,7 +73,11 @@ describe("nothing hangs: the cache never waits for a pool connection while the c
       for (let i = 0; i < 3; i++) await within(BOUND_MS, app.posts.findAll(), "a cached read");
       expect(app.cache.stats().hits).to.be.greaterThan(0);
       await within(BOUND_MS, app.posts.insert({ title: "b" }), "a write");
-      expect((await within(BOUND_MS, app.posts.findAll(), "the read after the write")).map((p) => p.title)).to.deep.equal(["a", "b"]);
+      expect(
+        (await within(BOUND_MS, app.posts.findAll(), "the read after the write")).map(
+          (p) => p.title,
+        ),
+      ).to.deep.equal(["a", "b"]);
     } finally {
       await app.close();
     }
@@ -74,9 +87,21 @@ describe("nothing hangs: the cache never waits for a pool connection while the c
     const app = await openPooled(ns, { extra: { max: 1 } });
     try {
       await within(BOUND_MS, app.dataSource.query(`SELECT 1`), "the first query");
-      await within(BOUND_MS, app.dataSource.query(`CREATE TABLE "${ns}"."ddl_made" (id int)`), "CREATE TABLE");
-      await within(BOUND_MS, app.dataSource.query(`INSERT INTO "${ns}"."ddl_made" VALUES (1)`), "the insert after it");
-      await within(BOUND_MS, app.dataSource.query(`ALTER TABLE "${ns}"."ddl_made" ADD COLUMN note text`), "ALTER TABLE");
+      await within(
+        BOUND_MS,
+        app.dataSource.query(`CREATE TABLE "${ns}"."ddl_made" (id int)`),
+        "CREATE TABLE",
+      );
+      await within(
+        BOUND_MS,
+        app.dataSource.query(`INSERT INTO "${ns}"."ddl_made" VALUES (1)`),
+        "the insert after it",
+      );
+      await within(
+        BOUND_MS,
+        app.dataSource.query(`ALTER TABLE "${ns}"."ddl_made" ADD COLUMN note text`),
+        "ALTER TABLE",
+      );
       await within(BOUND_MS, app.dataSource.query(`DROP TABLE "${ns}"."ddl_made"`), "DROP TABLE");
     } finally {
       await app.close();
@@ -88,9 +113,16 @@ describe("nothing hangs: the cache never waits for a pool connection while the c
     try {
       await within(BOUND_MS, app.dataSource.query(`SELECT 1`), "the first query");
       await admin.query(`CREATE TABLE "${ns}"."elsewhere" (id int)`);
-      const read = () => app.cache.wrap("elsewhere", () => app.dataSource.query(`SELECT count(*)::int AS n FROM "${ns}"."elsewhere"`));
+      const read = () =>
+        app.cache.wrap("elsewhere", () =>
+          app.dataSource.query(`SELECT count(*)::int AS n FROM "${ns}"."elsewhere"`),
+        );
       for (let i = 0; i < 3; i++) await within(BOUND_MS, read(), "a cached read of the new table");
-      await within(BOUND_MS, app.dataSource.query(`INSERT INTO "${ns}"."elsewhere" VALUES (1)`), "the write to the new table");
+      await within(
+        BOUND_MS,
+        app.dataSource.query(`INSERT INTO "${ns}"."elsewhere" VALUES (1)`),
+        "the write to the new table",
+      );
       expect(await within(BOUND_MS, read(), "the read after the write")).to.deep.equal([{ n: 1 }]);
     } finally {
       await app.close();
@@ -103,7 +135,9 @@ describe("nothing hangs: the cache never waits for a pool connection while the c
     try {
       const results = await within(
         BOUND_MS,
-        Promise.all(Array.from({ length: 10 }, (_, i) => app.dataSource.query(`SELECT $1::int AS i`, [i]))),
+        Promise.all(
+          Array.from({ length: 10 }, (_, i) => app.dataSource.query(`SELECT $1::int AS i`, [i])),
+        ),
         "ten concurrent queries",
       );
       expect(results.map((rows) => rows[0].i)).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
@@ -115,9 +149,13 @@ describe("nothing hangs: the cache never waits for a pool connection while the c
   it("with the default pool, ten concurrent cached reads and writes right after new QueryCache() all succeed", async () => {
     const app = await openPooled(ns);
     try {
-      const calls = Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? app.posts.findAll() : app.posts.insert({ title: `t${i}` })));
+      const calls = Array.from({ length: 10 }, (_, i) =>
+        i % 2 === 0 ? app.posts.findAll() : app.posts.insert({ title: `t${i}` }),
+      );
       await within(BOUND_MS, Promise.all(calls), "ten concurrent calls");
-      expect((await within(BOUND_MS, app.posts.findAll(), "the read after them")).length).to.equal(5);
+      expect((await within(BOUND_MS, app.posts.findAll(), "the read after them")).length).to.equal(
+        5,
+      );
     } finally {
       await app.close();
     }
@@ -150,7 +188,9 @@ describe("a cache that cannot open its own connection degrades: queries succeed,
   it("when a catalog re-read fails, a write to a table it could not learn succeeds and invalidates every entry", async () => {
     await admin.query(`ALTER ROLE "${role}" CONNECTION LIMIT 2`);
     // Unqualified names resolve on this path; without the catalog, "made_later" could be in either schema.
-    await admin.query(`CREATE SCHEMA IF NOT EXISTS "${ns}_first"; GRANT USAGE ON SCHEMA "${ns}_first" TO "${role}"`);
+    await admin.query(
+      `CREATE SCHEMA IF NOT EXISTS "${ns}_first"; GRANT USAGE ON SCHEMA "${ns}_first" TO "${role}"`,
+    );
     const { pgUrl } = await getServices();
     const url = new URL(pgUrl);
     url.username = role;
@@ -167,13 +207,25 @@ describe("a cache that cannot open its own connection degrades: queries succeed,
         `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 ORDER BY backend_start DESC LIMIT 1`,
         [role],
       );
-      await admin.query(`CREATE TABLE "${ns}"."made_later" (id int); INSERT INTO "${ns}"."made_later" VALUES (1)`);
+      await admin.query(
+        `CREATE TABLE "${ns}"."made_later" (id int); INSERT INTO "${ns}"."made_later" VALUES (1)`,
+      );
       await admin.query(`GRANT ALL ON "${ns}"."made_later" TO "${role}"`);
-      const count = () => healthy.cache.wrap("made-later", () => healthy.dataSource.query(`SELECT count(*)::int AS n FROM "${ns}"."made_later"`));
+      const count = () =>
+        healthy.cache.wrap("made-later", () =>
+          healthy.dataSource.query(`SELECT count(*)::int AS n FROM "${ns}"."made_later"`),
+        );
       for (let i = 0; i < 3; i++) await count();
-      expect(healthy.cache.stats().hits, "the healthy process caches the new table").to.be.greaterThan(0);
+      expect(
+        healthy.cache.stats().hits,
+        "the healthy process caches the new table",
+      ).to.be.greaterThan(0);
 
-      await within(BOUND_MS, limited.dataSource.query(`INSERT INTO made_later VALUES (2)`), "a write whose catalog read fails");
+      await within(
+        BOUND_MS,
+        limited.dataSource.query(`INSERT INTO made_later VALUES (2)`),
+        "a write whose catalog read fails",
+      );
       expect(await count(), "the write invalidated what read the table").to.deep.equal([{ n: 2 }]);
       expect(limited.warnings.join("\n")).to.match(/could not read the database catalog/);
     } finally {
@@ -188,16 +240,27 @@ describe("a cache that cannot open its own connection degrades: queries succeed,
     const url = new URL(pgUrl);
     url.username = role;
     // idleTimeoutMillis 0: the pool keeps its one connection, so the role's limit stays reached.
-    const limited = await openPooled(ns, { url: url.toString(), extra: { max: 1, idleTimeoutMillis: 0 } });
+    const limited = await openPooled(ns, {
+      url: url.toString(),
+      extra: { max: 1, idleTimeoutMillis: 0 },
+    });
     const healthy = await openPooled(ns);
     try {
       await healthy.posts.insert({ title: "a" });
       for (let i = 0; i < 3; i++) await healthy.posts.findAll();
       expect(healthy.cache.stats().hits, "the healthy process caches").to.be.greaterThan(0);
 
-      const read = await within(BOUND_MS, limited.posts.findAll(), "a cached call without a catalog connection");
+      const read = await within(
+        BOUND_MS,
+        limited.posts.findAll(),
+        "a cached call without a catalog connection",
+      );
       expect(read.map((p) => p.title)).to.deep.equal(["a"]);
-      await within(BOUND_MS, limited.posts.insert({ title: "b" }), "a write without a catalog connection");
+      await within(
+        BOUND_MS,
+        limited.posts.insert({ title: "b" }),
+        "a write without a catalog connection",
+      );
       expect((await limited.posts.findAll()).map((p) => p.title)).to.deep.equal(["a", "b"]);
       expect(limited.cache.stats().hits, "nothing is served from the cache meanwhile").to.equal(0);
       expect(limited.warnings.join("\n")).to.match(/own connection.*CONNECTION LIMIT/s);
@@ -210,7 +273,10 @@ describe("a cache that cannot open its own connection degrades: queries succeed,
         await limited.dataSource.query(`SELECT 1`);
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
-      expect((await healthy.posts.findAll()).map((p) => p.title), "the other process's entry is gone").to.deep.equal(["a", "b"]);
+      expect(
+        (await healthy.posts.findAll()).map((p) => p.title),
+        "the other process's entry is gone",
+      ).to.deep.equal(["a", "b"]);
     } finally {
       await limited.close();
       await healthy.close();

@@ -4,7 +4,14 @@ import { Cached, RedisStore } from "../lib";
 import type { FollowHandlers } from "../lib/stores/store";
 import { countCommands } from "./support/command-counter";
 import { Author, Comment, Post, Tag } from "./support/entities";
-import { type App, dropNamespace, openApp, openRedis, selectCount, uniqueNamespace } from "./support/fixture";
+import {
+  type App,
+  dropNamespace,
+  openApp,
+  openRedis,
+  selectCount,
+  uniqueNamespace,
+} from "./support/fixture";
 
 class PostReads extends Repository<Post> {
   @Cached(60)
@@ -24,7 +31,11 @@ class PostReads extends Repository<Post> {
 
   @Cached(60)
   byAuthorWithAuthor(authorId: number): Promise<Post[]> {
-    return this.find({ where: { author: { id: authorId } }, relations: { author: true }, order: { id: "ASC" } });
+    return this.find({
+      where: { author: { id: authorId } },
+      relations: { author: true },
+      order: { id: "ASC" },
+    });
   }
 
   @Cached(60)
@@ -35,7 +46,11 @@ class PostReads extends Repository<Post> {
 
   @Cached(60)
   withRelations(id: number): Promise<Post[]> {
-    return this.find({ where: { id }, relations: { author: true, comments: true }, relationLoadStrategy: "query" });
+    return this.find({
+      where: { id },
+      relations: { author: true, comments: true },
+      relationLoadStrategy: "query",
+    });
   }
 
   @Cached(60)
@@ -45,21 +60,30 @@ class PostReads extends Repository<Post> {
 
   @Cached(60)
   tagged(postId: number, tagId: number): Promise<{ postId: number; tagId: number }[]> {
-    return this.query(`SELECT "postId", "tagId" FROM "${this.metadata.schema}"."post_tags_tag" WHERE "postId" = $1 AND "tagId" = $2`, [postId, tagId]);
+    return this.query(
+      `SELECT "postId", "tagId" FROM "${this.metadata.schema}"."post_tags_tag" WHERE "postId" = $1 AND "tagId" = $2`,
+      [postId, tagId],
+    );
   }
 
   /** The ON condition of a LEFT JOIN does not bound its preserved side: every post is returned. */
   @Cached(60)
   preservedSide(id: number): Promise<{ id: number; name: string | null }[]> {
     const s = this.metadata.schema;
-    return this.query(`SELECT p.id, a.name FROM "${s}"."post" p LEFT JOIN "${s}"."author" a ON a.id = p."authorId" AND p.id = $1 ORDER BY p.id`, [id]);
+    return this.query(
+      `SELECT p.id, a.name FROM "${s}"."post" p LEFT JOIN "${s}"."author" a ON a.id = p."authorId" AND p.id = $1 ORDER BY p.id`,
+      [id],
+    );
   }
 
   /** A table read in a subquery depends on all of its rows. */
   @Cached(60)
   inSubquery(id: number): Promise<{ id: number }[]> {
     const s = this.metadata.schema;
-    return this.query(`SELECT id FROM "${s}"."author" WHERE id IN (SELECT "authorId" FROM "${s}"."post" WHERE id = $1)`, [id]);
+    return this.query(
+      `SELECT id FROM "${s}"."author" WHERE id IN (SELECT "authorId" FROM "${s}"."post" WHERE id = $1)`,
+      [id],
+    );
   }
 
   @Cached(60)
@@ -90,8 +114,12 @@ describe("precision: a write invalidates the results of the rows it changed, and
     await app.close();
   });
   beforeEach(async () => {
-    await app.dataSource.query(`TRUNCATE "${ns}"."post_tags_tag", "${ns}"."comment", "${ns}"."post", "${ns}"."author", "${ns}"."tag" RESTART IDENTITY CASCADE`);
-    [ann, bob] = await app.dataSource.getRepository(Author).save([{ name: "Ann" }, { name: "Bob" }]);
+    await app.dataSource.query(
+      `TRUNCATE "${ns}"."post_tags_tag", "${ns}"."comment", "${ns}"."post", "${ns}"."author", "${ns}"."tag" RESTART IDENTITY CASCADE`,
+    );
+    [ann, bob] = await app.dataSource
+      .getRepository(Author)
+      .save([{ name: "Ann" }, { name: "Bob" }]);
     posts = await app.dataSource.getRepository(Post).save([
       { title: "a1", author: ann },
       { title: "a2", author: ann },
@@ -117,13 +145,17 @@ describe("precision: a write invalidates the results of the rows it changed, and
     expect(await missed(...calls), "the second call of each read is a hit").to.equal(0);
   }
 
-  const titles = (rows: Post[] | Post | null) => (Array.isArray(rows) ? rows : rows ? [rows] : []).map((p) => p.title);
+  const titles = (rows: Post[] | Post | null) =>
+    (Array.isArray(rows) ? rows : rows ? [rows] : []).map((p) => p.title);
   const repo = () => app.dataSource.getRepository(Post);
 
   describe("reads by primary key", () => {
     it("findOneBy({ id }): update({ id }) refreshes that id and keeps the others", async () => {
       const [p1, p2] = posts;
-      await warmAll(() => reads.byId(p1.id), () => reads.byId(p2.id));
+      await warmAll(
+        () => reads.byId(p1.id),
+        () => reads.byId(p2.id),
+      );
       await repo().update({ id: p2.id }, { title: "changed" });
       expect(await missed(() => reads.byId(p1.id)), "another id stays cached").to.equal(0);
       expect(titles(await reads.byId(p2.id))).to.deep.equal(["changed"]);
@@ -133,21 +165,32 @@ describe("precision: a write invalidates the results of the rows it changed, and
     it("save() of a loaded entity, remove(), and an insert (raw SQL) that creates a cached missing id", async () => {
       const [p1, p2, p3] = posts;
       const absent = p3.id + 100;
-      await warmAll(() => reads.byId(p1.id), () => reads.byId(p2.id), () => reads.byId(p3.id), () => reads.byId(absent));
+      await warmAll(
+        () => reads.byId(p1.id),
+        () => reads.byId(p2.id),
+        () => reads.byId(p3.id),
+        () => reads.byId(absent),
+      );
       const loaded = (await repo().findOneBy({ id: p1.id })) as Post;
       loaded.title = "saved";
       await repo().save(loaded);
       expect(titles(await reads.byId(p1.id))).to.deep.equal(["saved"]);
       await repo().remove((await repo().findOneBy({ id: p2.id })) as Post);
       expect(await reads.byId(p2.id)).to.equal(null);
-      await app.dataSource.query(`INSERT INTO "${ns}"."post" (id, title) VALUES ($1, $2)`, [absent, "new"]);
+      await app.dataSource.query(`INSERT INTO "${ns}"."post" (id, title) VALUES ($1, $2)`, [
+        absent,
+        "new",
+      ]);
       expect(titles(await reads.byId(absent))).to.deep.equal(["new"]);
       expect(await missed(() => reads.byId(p3.id)), "an id no write touched").to.equal(0);
     });
 
     it("findBy({ id: In(ids) }): a write to one listed id refreshes that list only", async () => {
       const [p1, p2, p3, p4] = posts;
-      await warmAll(() => reads.byIds([p1.id, p2.id]), () => reads.byIds([p3.id, p4.id]));
+      await warmAll(
+        () => reads.byIds([p1.id, p2.id]),
+        () => reads.byIds([p3.id, p4.id]),
+      );
       await repo().delete({ id: In([p2.id]) });
       expect(await missed(() => reads.byIds([p3.id, p4.id]))).to.equal(0);
       expect(titles(await reads.byIds([p1.id, p2.id]))).to.deep.equal(["a1"]);
@@ -156,7 +199,11 @@ describe("precision: a write invalidates the results of the rows it changed, and
     it("updating the key itself refreshes reads of the old and the new id", async () => {
       const [p1, p2] = posts;
       const moved = p4Id() + 50;
-      await warmAll(() => reads.byId(p1.id), () => reads.byId(moved), () => reads.byId(p2.id));
+      await warmAll(
+        () => reads.byId(p1.id),
+        () => reads.byId(moved),
+        () => reads.byId(p2.id),
+      );
       await app.dataSource.query(`UPDATE "${ns}"."post" SET id = $1 WHERE id = $2`, [moved, p1.id]);
       expect(await reads.byId(p1.id)).to.equal(null);
       expect(titles(await reads.byId(moved))).to.deep.equal(["a1"]);
@@ -166,7 +213,10 @@ describe("precision: a write invalidates the results of the rows it changed, and
 
   describe("reads by foreign key", () => {
     it("update({ id }, { title }) refreshes the author of that post, not the others (the result lists it)", async () => {
-      await warmAll(() => reads.byAuthor(ann.id), () => reads.byAuthor(bob.id));
+      await warmAll(
+        () => reads.byAuthor(ann.id),
+        () => reads.byAuthor(bob.id),
+      );
       await repo().update({ id: posts[2].id }, { title: "b1'" });
       expect(await missed(() => reads.byAuthor(ann.id)), "Ann's posts stay cached").to.equal(0);
       expect(titles(await reads.byAuthor(bob.id))).to.deep.equal(["b1'", "b2"]);
@@ -176,38 +226,70 @@ describe("precision: a write invalidates the results of the rows it changed, and
       const carol = await app.dataSource.getRepository(Author).save({ name: "Carol" });
       const moves: [string, () => Promise<unknown>][] = [
         ["update()", () => repo().update({ id: posts[0].id }, { author: { id: bob.id } })],
-        ["save()", async () => {
-          const loaded = (await repo().findOne({ where: { id: posts[0].id }, relations: { author: true } })) as Post;
-          loaded.author = ann;
-          return repo().save(loaded);
-        }],
-        ["raw SQL", () => app.dataSource.query(`UPDATE "${ns}"."post" SET "authorId" = $1 WHERE id = $2`, [bob.id, posts[0].id])],
+        [
+          "save()",
+          async () => {
+            const loaded = (await repo().findOne({
+              where: { id: posts[0].id },
+              relations: { author: true },
+            })) as Post;
+            loaded.author = ann;
+            return repo().save(loaded);
+          },
+        ],
+        [
+          "raw SQL",
+          () =>
+            app.dataSource.query(`UPDATE "${ns}"."post" SET "authorId" = $1 WHERE id = $2`, [
+              bob.id,
+              posts[0].id,
+            ]),
+        ],
       ];
       let owner = ann;
       for (const [how, move] of moves) {
-        await warmAll(() => reads.byAuthor(ann.id), () => reads.byAuthor(bob.id), () => reads.byAuthor(carol.id));
+        await warmAll(
+          () => reads.byAuthor(ann.id),
+          () => reads.byAuthor(bob.id),
+          () => reads.byAuthor(carol.id),
+        );
         await move();
         owner = owner.id === ann.id ? bob : ann;
         const other = owner.id === ann.id ? bob : ann;
         expect(titles(await reads.byAuthor(owner.id)), `${how}: the new author`).to.include("a1");
-        expect(titles(await reads.byAuthor(other.id)), `${how}: the old author`).not.to.include("a1");
-        expect(await missed(() => reads.byAuthor(carol.id)), `${how}: an author no row moved to or from`).to.equal(0);
+        expect(titles(await reads.byAuthor(other.id)), `${how}: the old author`).not.to.include(
+          "a1",
+        );
+        expect(
+          await missed(() => reads.byAuthor(carol.id)),
+          `${how}: an author no row moved to or from`,
+        ).to.equal(0);
       }
     });
 
     it("insert and delete refresh the author they belong to; the joined author is read too", async () => {
-      await warmAll(() => reads.byAuthorWithAuthor(ann.id), () => reads.byAuthorWithAuthor(bob.id));
+      await warmAll(
+        () => reads.byAuthorWithAuthor(ann.id),
+        () => reads.byAuthorWithAuthor(bob.id),
+      );
       await repo().insert({ title: "a3", author: { id: ann.id } });
       expect(await missed(() => reads.byAuthorWithAuthor(bob.id))).to.equal(0);
       expect(titles(await reads.byAuthorWithAuthor(ann.id))).to.deep.equal(["a1", "a2", "a3"]);
       await app.dataSource.getRepository(Author).update({ id: ann.id }, { name: "Anne" });
-      expect((await reads.byAuthorWithAuthor(ann.id)).map((p) => p.author?.name)).to.deep.equal(["Anne", "Anne", "Anne"]);
+      expect((await reads.byAuthorWithAuthor(ann.id)).map((p) => p.author?.name)).to.deep.equal([
+        "Anne",
+        "Anne",
+        "Anne",
+      ]);
       await repo().delete({ id: posts[3].id });
       expect(titles(await reads.byAuthorWithAuthor(bob.id))).to.deep.equal(["b1"]);
     });
 
     it("soft delete and restore (the filter column of the read) refresh it", async () => {
-      await warmAll(() => reads.byAuthor(ann.id), () => reads.byAuthor(bob.id));
+      await warmAll(
+        () => reads.byAuthor(ann.id),
+        () => reads.byAuthor(bob.id),
+      );
       await repo().softDelete({ id: posts[0].id });
       expect(titles(await reads.byAuthor(ann.id))).to.deep.equal(["a2"]);
       await warmAll(() => reads.byAuthor(ann.id));
@@ -216,8 +298,15 @@ describe("precision: a write invalidates the results of the rows it changed, and
     });
 
     it("a write by foreign key (UPDATE ... WHERE authorId = $1) refreshes that author and reads by id", async () => {
-      await warmAll(() => reads.byAuthor(ann.id), () => reads.byAuthor(bob.id), () => reads.byId(posts[0].id));
-      await app.dataSource.query(`UPDATE "${ns}"."post" SET title = title || '!' WHERE "authorId" = $1`, [ann.id]);
+      await warmAll(
+        () => reads.byAuthor(ann.id),
+        () => reads.byAuthor(bob.id),
+        () => reads.byId(posts[0].id),
+      );
+      await app.dataSource.query(
+        `UPDATE "${ns}"."post" SET title = title || '!' WHERE "authorId" = $1`,
+        [ann.id],
+      );
       expect(titles(await reads.byAuthor(ann.id))).to.deep.equal(["a1!", "a2!"]);
       expect(titles(await reads.byId(posts[0].id))).to.deep.equal(["a1!"]);
       expect(await missed(() => reads.byAuthor(bob.id))).to.equal(0);
@@ -227,12 +316,18 @@ describe("precision: a write invalidates the results of the rows it changed, and
   describe("relation loading and composite keys", () => {
     it("a post with its author depends on that author's row, whichever author the post names", async () => {
       const [a1, , b1] = posts;
-      await warmAll(() => reads.withAuthor(a1.id), () => reads.withAuthor(b1.id));
+      await warmAll(
+        () => reads.withAuthor(a1.id),
+        () => reads.withAuthor(b1.id),
+      );
       await app.dataSource.getRepository(Author).update({ id: bob.id }, { name: "Robert" });
       expect(await missed(() => reads.withAuthor(a1.id)), "another author renamed").to.equal(0);
       expect((await reads.withAuthor(b1.id))?.author?.name).to.equal("Robert");
       await repo().update({ id: a1.id }, { author: { id: bob.id } });
-      expect((await reads.withAuthor(a1.id))?.author?.name, "the post now names another author").to.equal("Robert");
+      expect(
+        (await reads.withAuthor(a1.id))?.author?.name,
+        "the post now names another author",
+      ).to.equal("Robert");
       await warmAll(() => reads.withAuthor(a1.id));
       await app.dataSource.getRepository(Author).update({ id: bob.id }, { name: "Bobby" });
       expect((await reads.withAuthor(a1.id))?.author?.name).to.equal("Bobby");
@@ -242,10 +337,19 @@ describe("precision: a write invalidates the results of the rows it changed, and
       const [p1, p2] = posts;
       const tag = await app.dataSource.getRepository(Tag).save({ name: "t" });
       await app.dataSource.getRepository(Comment).save({ body: "c", post: p1 });
-      await warmAll(() => reads.withRelations(p1.id), () => reads.withRelations(p2.id), () => reads.withTagIds(p1.id), () => reads.withTagIds(p2.id));
+      await warmAll(
+        () => reads.withRelations(p1.id),
+        () => reads.withRelations(p2.id),
+        () => reads.withTagIds(p1.id),
+        () => reads.withTagIds(p2.id),
+      );
       await app.dataSource.getRepository(Comment).save({ body: "d", post: p2 });
-      expect(await missed(() => reads.withRelations(p1.id)), "a comment on another post").to.equal(0);
-      expect((await reads.withRelations(p2.id))[0].comments?.map((c) => c.body)).to.deep.equal(["d"]);
+      expect(await missed(() => reads.withRelations(p1.id)), "a comment on another post").to.equal(
+        0,
+      );
+      expect((await reads.withRelations(p2.id))[0].comments?.map((c) => c.body)).to.deep.equal([
+        "d",
+      ]);
       await app.dataSource.createQueryBuilder().relation(Post, "tags").of(p2.id).add(tag.id);
       expect(await missed(() => reads.withTagIds(p1.id)), "a tag on another post").to.equal(0);
       expect((await reads.withTagIds(p2.id))[0].tags).to.deep.equal([tag.id]);
@@ -254,7 +358,10 @@ describe("precision: a write invalidates the results of the rows it changed, and
     it("a composite key read is refreshed by the junction rows it names, not by others", async () => {
       const [p1, p2] = posts;
       const [t1, t2] = await app.dataSource.getRepository(Tag).save([{ name: "x" }, { name: "y" }]);
-      await warmAll(() => reads.tagged(p1.id, t1.id), () => reads.tagged(p2.id, t2.id));
+      await warmAll(
+        () => reads.tagged(p1.id, t1.id),
+        () => reads.tagged(p2.id, t2.id),
+      );
       await app.dataSource.createQueryBuilder().relation(Post, "tags").of(p1.id).add(t1.id);
       expect(await missed(() => reads.tagged(p2.id, t2.id))).to.equal(0);
       expect(await reads.tagged(p1.id, t1.id)).to.deep.equal([{ postId: p1.id, tagId: t1.id }]);
@@ -265,15 +372,31 @@ describe("precision: a write invalidates the results of the rows it changed, and
 
   describe("what stays table-wide", () => {
     it("a write whose rows are unknown refreshes every bounded read of the table", async () => {
-      await warmAll(() => reads.byId(posts[0].id), () => reads.byAuthor(bob.id));
-      await app.dataSource.query(`UPDATE "${ns}"."post" SET views = views + 1 WHERE title LIKE $1`, ["b%"]);
-      expect(await missed(() => reads.byId(posts[0].id), () => reads.byAuthor(bob.id))).to.equal(2);
+      await warmAll(
+        () => reads.byId(posts[0].id),
+        () => reads.byAuthor(bob.id),
+      );
+      await app.dataSource.query(
+        `UPDATE "${ns}"."post" SET views = views + 1 WHERE title LIKE $1`,
+        ["b%"],
+      );
+      expect(
+        await missed(
+          () => reads.byId(posts[0].id),
+          () => reads.byAuthor(bob.id),
+        ),
+      ).to.equal(2);
     });
 
     it("a LEFT JOIN's preserved side is not bounded by the ON clause, nor a table in a subquery", async () => {
-      await warmAll(() => reads.preservedSide(posts[0].id), () => reads.inSubquery(posts[0].id));
+      await warmAll(
+        () => reads.preservedSide(posts[0].id),
+        () => reads.inSubquery(posts[0].id),
+      );
       await repo().update({ id: posts[3].id }, { title: "elsewhere" });
-      expect(await missed(() => reads.preservedSide(posts[0].id)), "the preserved side").to.equal(1);
+      expect(await missed(() => reads.preservedSide(posts[0].id)), "the preserved side").to.equal(
+        1,
+      );
       await repo().update({ id: posts[0].id }, { author: { id: bob.id } });
       expect(await reads.inSubquery(posts[0].id)).to.deep.equal([{ id: bob.id }]);
     });
@@ -306,20 +429,45 @@ describe("precision: a write invalidates the results of the rows it changed, and
     it("invalidateRows() refreshes the rows' old and new values, and keeps the others", async () => {
       const carol = await app.dataSource.getRepository(Author).save({ name: "Carol" });
       const [p1, p2] = posts;
-      await warmAll(() => reads.byAuthor(ann.id), () => reads.byAuthor(bob.id), () => reads.byAuthor(carol.id), () => reads.byId(p2.id));
+      await warmAll(
+        () => reads.byAuthor(ann.id),
+        () => reads.byAuthor(bob.id),
+        () => reads.byAuthor(carol.id),
+        () => reads.byId(p2.id),
+      );
       // Written by another process: the cache cannot see it, and still serves what it has.
-      const outside = new DataSource({ type: "postgres", url: (app.dataSource.options as { url: string }).url });
+      const outside = new DataSource({
+        type: "postgres",
+        url: (app.dataSource.options as { url: string }).url,
+      });
       await outside.initialize();
       try {
-        await outside.query(`UPDATE "${ns}"."post" SET "authorId" = $1 WHERE id = $2`, [bob.id, p1.id]);
+        await outside.query(`UPDATE "${ns}"."post" SET "authorId" = $1 WHERE id = $2`, [
+          bob.id,
+          p1.id,
+        ]);
       } finally {
         await outside.destroy();
       }
       expect(titles(await reads.byAuthor(ann.id)), "not reported yet").to.deep.equal(["a1", "a2"]);
-      expect(await app.cache.invalidateRows([{ table: `${ns}.post`, before: { id: p1.id, authorId: ann.id }, after: { id: p1.id, authorId: bob.id } }])).to.equal(true);
+      expect(
+        await app.cache.invalidateRows([
+          {
+            table: `${ns}.post`,
+            before: { id: p1.id, authorId: ann.id },
+            after: { id: p1.id, authorId: bob.id },
+          },
+        ]),
+      ).to.equal(true);
       expect(titles(await reads.byAuthor(ann.id))).to.deep.equal(["a2"]);
       expect(titles(await reads.byAuthor(bob.id))).to.deep.equal(["a1", "b1", "b2"]);
-      expect(await missed(() => reads.byAuthor(carol.id), () => reads.byId(p2.id)), "rows the change did not touch").to.equal(0);
+      expect(
+        await missed(
+          () => reads.byAuthor(carol.id),
+          () => reads.byId(p2.id),
+        ),
+        "rows the change did not touch",
+      ).to.equal(0);
     });
   });
 
@@ -362,11 +510,16 @@ describe("precision: a write invalidates the results of the rows it changed, and
         await fromTier(() => tierReads.byId(p1.id));
         await fromTier(() => tierReads.byId(p2.id));
         await two.dataSource.getRepository(Post).update({ id: p2.id }, { title: "from two" });
-        const arrived = () => store.delivered.some((keys) => keys.some((k) => k.endsWith(`#id=${p2.id}`)));
-        for (let i = 0; i < 500 && !arrived(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+        const arrived = () =>
+          store.delivered.some((keys) => keys.some((k) => k.endsWith(`#id=${p2.id}`)));
+        for (let i = 0; i < 500 && !arrived(); i++)
+          await new Promise((resolve) => setTimeout(resolve, 10));
         expect(arrived(), "the feed carried the row version to this process").to.equal(true);
         const sent = commands();
-        expect(titles((await tierReads.byId(p1.id)) as Post), "the other row, still from the tier").to.deep.equal(["a1"]);
+        expect(
+          titles((await tierReads.byId(p1.id)) as Post),
+          "the other row, still from the tier",
+        ).to.deep.equal(["a1"]);
         expect(commands(), "no Redis command for the row no one wrote").to.equal(sent);
         expect(titles((await tierReads.byId(p2.id)) as Post)).to.deep.equal(["from two"]);
       } finally {
@@ -379,10 +532,16 @@ describe("precision: a write invalidates the results of the rows it changed, and
 
   describe("transactions", () => {
     it("a row write in a transaction refreshes its rows at COMMIT, and nothing on ROLLBACK", async () => {
-      await warmAll(() => reads.byId(posts[0].id), () => reads.byId(posts[1].id));
+      await warmAll(
+        () => reads.byId(posts[0].id),
+        () => reads.byId(posts[1].id),
+      );
       await app.dataSource.transaction(async (manager) => {
         await manager.update(Post, { id: posts[0].id }, { title: "in tx" });
-        expect(await missed(() => reads.byId(posts[0].id)), "not yet committed: the cache still serves").to.equal(0);
+        expect(
+          await missed(() => reads.byId(posts[0].id)),
+          "not yet committed: the cache still serves",
+        ).to.equal(0);
       });
       expect(titles(await reads.byId(posts[0].id))).to.deep.equal(["in tx"]);
       const runner = app.dataSource.createQueryRunner();

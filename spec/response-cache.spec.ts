@@ -6,7 +6,14 @@ import express from "express";
 import type Redis from "ioredis";
 import { cacheResponses } from "../lib/http";
 import { Post } from "./support/entities";
-import { type App, openApp, openDataSource, openRedis, selectCount, uniqueNamespace } from "./support/fixture";
+import {
+  type App,
+  openApp,
+  openDataSource,
+  openRedis,
+  selectCount,
+  uniqueNamespace,
+} from "./support/fixture";
 import { type HttpApp, type HttpAppKind, startHttpApp } from "./support/http-apps";
 
 interface Answer {
@@ -17,15 +24,29 @@ interface Answer {
   selects: number;
 }
 
-async function get(app: HttpApp, path: string, headers: Record<string, string> = {}, method = "GET"): Promise<Answer> {
+async function get(
+  app: HttpApp,
+  path: string,
+  headers: Record<string, string> = {},
+  method = "GET",
+): Promise<Answer> {
   const before = selectCount(app.dataSource);
   const response = await fetch(`${app.url}${path}`, { method, headers });
   const text = await response.text();
-  return { status: response.status, text, headers: response.headers, selects: selectCount(app.dataSource) - before };
+  return {
+    status: response.status,
+    text,
+    headers: response.headers,
+    selects: selectCount(app.dataSource) - before,
+  };
 }
 
 async function post(app: HttpApp, title: string): Promise<void> {
-  const response = await fetch(`${app.url}/posts`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ title }) });
+  const response = await fetch(`${app.url}/posts`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ title }),
+  });
   expect(response.status, await response.text()).to.equal(201);
 }
 
@@ -33,7 +54,11 @@ async function post(app: HttpApp, title: string): Promise<void> {
  * GETs until the cache serves the page (a namespace's first entry for a table may be refused
  * while its version is created), and returns that answer, which ran no SQL.
  */
-async function cached(app: HttpApp, path: string, headers: Record<string, string> = {}): Promise<Answer> {
+async function cached(
+  app: HttpApp,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<Answer> {
   for (let i = 0; i < 4; i++) {
     const answer = await get(app, path, headers);
     expect(answer.status, answer.text).to.equal(200);
@@ -100,7 +125,8 @@ for (const kind of kinds) {
 
     it("caches HEAD apart from GET, with no body and the GET's headers", async () => {
       let head = await get(app, "/posts", {}, "HEAD");
-      for (let i = 0; i < 3 && (head.selects > 0 || i === 0); i++) head = await get(app, "/posts", {}, "HEAD");
+      for (let i = 0; i < 3 && (head.selects > 0 || i === 0); i++)
+        head = await get(app, "/posts", {}, "HEAD");
       expect(head.status).to.equal(200);
       expect(head.selects, "a HEAD served from the cache").to.equal(0);
       expect(head.text).to.equal("");
@@ -118,12 +144,17 @@ for (const kind of kinds) {
 
     it("does not cache requests with Authorization or a cookie unless a key rule names whose page it is", async () => {
       await cached(app, "/posts/1");
-      const credentials: Record<string, string>[] = [{ authorization: "Bearer secret" }, { cookie: "session=abc" }];
+      const credentials: Record<string, string>[] = [
+        { authorization: "Bearer secret" },
+        { cookie: "session=abc" },
+      ];
       for (const headers of credentials) {
         for (let i = 0; i < 2; i++) {
           const answer = await get(app, "/posts/1", headers);
           expect(answer.status).to.equal(200);
-          expect(answer.selects, `${Object.keys(headers)[0]}: the handler ran`).to.be.greaterThan(0);
+          expect(answer.selects, `${Object.keys(headers)[0]}: the handler ran`).to.be.greaterThan(
+            0,
+          );
         }
       }
       // With a key rule, each user gets a page of their own.
@@ -197,7 +228,8 @@ describe("whole responses on Express behind a compressing layer", function () {
       this.removeHeader("content-length");
       return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
     } as typeof writeHead;
-    res.write = ((chunk: string | Buffer) => chunks.push(Buffer.from(chunk)) > 0) as typeof res.write;
+    res.write = ((chunk: string | Buffer) =>
+      chunks.push(Buffer.from(chunk)) > 0) as typeof res.write;
     res.end = function (this: ServerResponse, chunk?: unknown) {
       if (chunk && typeof chunk !== "function") chunks.push(Buffer.from(chunk as string));
       const body = gzipSync(Buffer.concat(chunks));
@@ -213,7 +245,11 @@ describe("whole responses on Express behind a compressing layer", function () {
     const posts = app.dataSource.getRepository(Post);
     const site = express();
     site.use(gzipLayer);
-    site.get("/posts", cacheResponses(app.cache, { ttl: 60 }), async (_req, res) => void res.json(await posts.find({ order: { id: "ASC" } })));
+    site.get(
+      "/posts",
+      cacheResponses(app.cache, { ttl: 60 }),
+      async (_req, res) => void res.json(await posts.find({ order: { id: "ASC" } })),
+    );
     server = await new Promise<Server>((resolve) => {
       const s = site.listen(0, "127.0.0.1", () => resolve(s));
     });

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { Column, DataSource, Entity, PrimaryColumn, Repository } from "typeorm";
-import { Cached, QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
 import { getServices } from "../example/services";
+import { Cached, QueryCache, QueryCacheSubscriber, RedisStore } from "../lib";
 import { openDataSource, openRedis, SelectCounter, uniqueNamespace } from "./support/fixture";
 
 /** A table found by the search path: TypeORM writes its name unqualified. */
@@ -33,7 +33,10 @@ describe("search_path: a session that sets its own is charged and served by its 
   let cache: QueryCache;
   let items: ItemRepository;
   const labels = (rows: Item[]) => rows.map((i) => i.label);
-  const itemsOfB = () => cache.wrap(`b-items`, () => dataSource.query(`SELECT label FROM "${schemaB}".item ORDER BY id`));
+  const itemsOfB = () =>
+    cache.wrap(`b-items`, () =>
+      dataSource.query(`SELECT label FROM "${schemaB}".item ORDER BY id`),
+    );
 
   before(async () => {
     // Creates both schemas (the fixture drops them after the run).
@@ -57,8 +60,13 @@ describe("search_path: a session that sets its own is charged and served by its 
     await dataSource.destroy();
   });
   beforeEach(async () => {
-    for (const [schema, label] of [[schemaA, "a"], [schemaB, "b"]]) {
-      await dataSource.query(`DROP TABLE IF EXISTS "${schema}".item; CREATE TABLE "${schema}".item (id int PRIMARY KEY, label text NOT NULL)`);
+    for (const [schema, label] of [
+      [schemaA, "a"],
+      [schemaB, "b"],
+    ]) {
+      await dataSource.query(
+        `DROP TABLE IF EXISTS "${schema}".item; CREATE TABLE "${schema}".item (id int PRIMARY KEY, label text NOT NULL)`,
+      );
       await dataSource.query(`INSERT INTO "${schema}".item VALUES (1, '${label}1')`);
     }
     await cache.clear();
@@ -115,7 +123,10 @@ describe("search_path: a session that sets its own is charged and served by its 
       await runner.query(`SET search_path TO "${schemaB}"`);
       expect(labels(await runner.manager.withRepository(items).all())).to.deep.equal(["b1"]);
       await runner.query(`RESET search_path`);
-      expect(labels(await runner.manager.withRepository(items).all()), "after RESET, the default schema again").to.deep.equal(["a1"]);
+      expect(
+        labels(await runner.manager.withRepository(items).all()),
+        "after RESET, the default schema again",
+      ).to.deep.equal(["a1"]);
     } finally {
       await runner.release();
     }

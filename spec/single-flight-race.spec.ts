@@ -1,6 +1,6 @@
 import { expect } from "chai";
-import { RedisStore } from "../lib";
 import type { Lookup, StoreEntry } from "../lib";
+import { RedisStore } from "../lib";
 import { Post } from "./support/entities";
 import { type App, dropNamespace, openApp, openRedis, uniqueNamespace } from "./support/fixture";
 import { repositories } from "./support/repositories";
@@ -29,10 +29,11 @@ class CoalescingStore extends RedisStore {
 
   private hold<T>(reply: Promise<T>, kind: string): Promise<T> {
     if (!this.holding) return reply;
-    return new Promise<T>((resolve, reject) => reply.then((value) => this.held.push({ kind, go: () => resolve(value) }), reject));
+    return new Promise<T>((resolve, reject) =>
+      reply.then((value) => this.held.push({ kind, go: () => resolve(value) }), reject),
+    );
   }
 }
-
 
 describe("single flight: a caller that starts after a write never takes a flight that read before it", () => {
   const ns = uniqueNamespace();
@@ -58,13 +59,28 @@ describe("single flight: a caller that starts after a write never takes a flight
     await repositories(writer.dataSource).posts.insert([{ title: "a" }, { title: "b" }]);
     store.holding = true;
     const leader = posts.findAll(); // misses, queries, stores: its set reply is held
-    await until("a lookup reply is held", () => store.held.some((h) => h.kind === "lookup"), undefined, 2);
+    await until(
+      "a lookup reply is held",
+      () => store.held.some((h) => h.kind === "lookup"),
+      undefined,
+      2,
+    );
     store.release();
     store.holding = true;
-    await until("a set reply is held", () => store.held.some((h) => h.kind === "set"), undefined, 2);
+    await until(
+      "a set reply is held",
+      () => store.held.some((h) => h.kind === "set"),
+      undefined,
+      2,
+    );
     await writer.dataSource.getRepository(Post).insert({ title: "c" }); // commits, invalidates, returns
     const follower = posts.findAll(); // starts after the insert returned
-    await until("a lookup reply is held", () => store.held.some((h) => h.kind === "lookup"), undefined, 2);
+    await until(
+      "a lookup reply is held",
+      () => store.held.some((h) => h.kind === "lookup"),
+      undefined,
+      2,
+    );
     store.release(); // the two replies together, in Redis's order: set, then lookup
     expect(await leader, "the leader read before the insert").to.have.length(2);
     expect(await follower, "the follower started after the insert returned").to.have.length(3);

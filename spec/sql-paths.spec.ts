@@ -2,7 +2,16 @@ import { expect } from "chai";
 import type { Repository } from "typeorm";
 import { type App, dropNamespace, openApp, uniqueNamespace } from "./support/fixture";
 import {
-  ArchivedBook, Book, Bookmark, City, Country, Review, Setting, Shelf, Sticker, writePathEntities,
+  ArchivedBook,
+  Book,
+  Bookmark,
+  City,
+  Country,
+  Review,
+  Setting,
+  Shelf,
+  Sticker,
+  writePathEntities,
 } from "./support/paths-entities";
 import { warm } from "./support/warm";
 
@@ -21,20 +30,37 @@ describe("write paths: foreign-key rules, orphaned rows and SQL-only writes refr
   let archive: Repository<ArchivedBook>;
 
   // Each read is a separate cached computation, keyed by name, like a repository method would be.
-  const bookTitles = () => app.cache.wrap("book-titles", async () => (await books.find({ order: { id: "ASC" } })).map((b) => b.title));
-  const reviewStars = () => app.cache.wrap("review-stars", async () => (await reviews.find({ order: { id: "ASC" } })).map((r) => r.stars));
+  const bookTitles = () =>
+    app.cache.wrap("book-titles", async () =>
+      (await books.find({ order: { id: "ASC" } })).map((b) => b.title),
+    );
+  const reviewStars = () =>
+    app.cache.wrap("review-stars", async () =>
+      (await reviews.find({ order: { id: "ASC" } })).map((r) => r.stars),
+    );
   const stickerShelves = () =>
     app.cache.wrap("sticker-shelves", async () =>
-      (await stickers.find({ relations: { shelf: true }, order: { id: "ASC" } })).map((s) => [s.label, s.shelf?.name ?? null]),
+      (await stickers.find({ relations: { shelf: true }, order: { id: "ASC" } })).map((s) => [
+        s.label,
+        s.shelf?.name ?? null,
+      ]),
     );
-  const bookmarkPages = () => app.cache.wrap("bookmark-pages", async () => (await bookmarks.find({ order: { id: "ASC" } })).map((b) => b.page));
+  const bookmarkPages = () =>
+    app.cache.wrap("bookmark-pages", async () =>
+      (await bookmarks.find({ order: { id: "ASC" } })).map((b) => b.page),
+    );
   const cityCountries = () =>
-    app.cache.wrap("city-countries", () => app.dataSource.query(`SELECT name, "countryCode" FROM ${t("city")} ORDER BY id`));
+    app.cache.wrap("city-countries", () =>
+      app.dataSource.query(`SELECT name, "countryCode" FROM ${t("city")} ORDER BY id`),
+    );
   const settingValues = () =>
-    app.cache.wrap("setting-values", async () => (await settings.find({ order: { id: "ASC" } })).map((s) => `${s.name}=${s.value}`));
+    app.cache.wrap("setting-values", async () =>
+      (await settings.find({ order: { id: "ASC" } })).map((s) => `${s.name}=${s.value}`),
+    );
   const archivedTitles = () =>
-    app.cache.wrap("archived-titles", async () => (await archive.find({ order: { id: "ASC" } })).map((b) => b.title));
-
+    app.cache.wrap("archived-titles", async () =>
+      (await archive.find({ order: { id: "ASC" } })).map((b) => b.title),
+    );
 
   before(async () => {
     app = await openApp(ns, { fresh: true, extraEntities: writePathEntities });
@@ -54,7 +80,17 @@ describe("write paths: foreign-key rules, orphaned rows and SQL-only writes refr
     await app.close();
   });
   beforeEach(async () => {
-    const tables = ["review", "book", "sticker", "bookmark", "shelf", "city", "country", "setting", "archived_book"].map(t);
+    const tables = [
+      "review",
+      "book",
+      "sticker",
+      "bookmark",
+      "shelf",
+      "city",
+      "country",
+      "setting",
+      "archived_book",
+    ].map(t);
     await app.dataSource.query(`TRUNCATE ${tables.join(", ")} RESTART IDENTITY CASCADE`);
     await shelves.save({
       name: "A",
@@ -67,9 +103,18 @@ describe("write paths: foreign-key rules, orphaned rows and SQL-only writes refr
       { stars: 5, book: { id: 1 } },
       { stars: 3, book: { id: 3 } },
     ]);
-    await countries.save([{ code: "GE", name: "Germany" }, { code: "FR", name: "France" }]);
-    await cities.save([{ name: "Berlin", countryCode: "GE" }, { name: "Paris", countryCode: "FR" }]);
-    await settings.save([{ name: "theme", value: "dark" }, { name: "lang", value: "en" }]);
+    await countries.save([
+      { code: "GE", name: "Germany" },
+      { code: "FR", name: "France" },
+    ]);
+    await cities.save([
+      { name: "Berlin", countryCode: "GE" },
+      { name: "Paris", countryCode: "FR" },
+    ]);
+    await settings.save([
+      { name: "theme", value: "dark" },
+      { name: "lang", value: "en" },
+    ]);
   });
 
   describe("foreign-key rules", () => {
@@ -82,9 +127,17 @@ describe("write paths: foreign-key rules, orphaned rows and SQL-only writes refr
     });
 
     it("ON DELETE SET NULL refreshes the referencing table", async () => {
-      expect(await warm(app, stickerShelves)).to.deep.equal([["red", "A"], ["blue", "A"], ["green", "B"]]);
+      expect(await warm(app, stickerShelves)).to.deep.equal([
+        ["red", "A"],
+        ["blue", "A"],
+        ["green", "B"],
+      ]);
       await app.dataSource.query(`DELETE FROM ${t("shelf")} WHERE name = 'B'`);
-      expect(await stickerShelves()).to.deep.equal([["red", "A"], ["blue", "A"], ["green", null]]);
+      expect(await stickerShelves()).to.deep.equal([
+        ["red", "A"],
+        ["blue", "A"],
+        ["green", null],
+      ]);
     });
 
     it("ON UPDATE CASCADE refreshes the referencing table when the referenced key changes", async () => {
@@ -104,7 +157,11 @@ describe("write paths: foreign-key rules, orphaned rows and SQL-only writes refr
       await warm(app, reviewStars);
       await app.dataSource.transaction(async (em) => {
         await em.delete(Shelf, { name: "A" });
-        expect(await warm(app, bookTitles, 1), "nothing uncommitted shows outside").to.deep.equal(["a1", "a2", "b1"]);
+        expect(await warm(app, bookTitles, 1), "nothing uncommitted shows outside").to.deep.equal([
+          "a1",
+          "a2",
+          "b1",
+        ]);
       });
       expect(await bookTitles()).to.deep.equal(["b1"]);
       expect(await reviewStars()).to.deep.equal([3]);
@@ -122,7 +179,11 @@ describe("write paths: foreign-key rules, orphaned rows and SQL-only writes refr
   });
 
   describe("orphanedRowAction", () => {
-    const shelfA = () => shelves.findOneOrFail({ where: { name: "A" }, relations: { books: true, stickers: true, bookmarks: true } });
+    const shelfA = () =>
+      shelves.findOneOrFail({
+        where: { name: "A" },
+        relations: { books: true, stickers: true, bookmarks: true },
+      });
 
     it('"delete" removes the orphan, and cached reads of the child table see it gone', async () => {
       expect(await warm(app, bookTitles)).to.deep.equal(["a1", "a2", "b1"]);
@@ -137,7 +198,11 @@ describe("write paths: foreign-key rules, orphaned rows and SQL-only writes refr
       const shelf = await shelfA();
       shelf.stickers = shelf.stickers?.filter((s) => s.label === "red");
       await shelves.save(shelf);
-      expect(await stickerShelves()).to.deep.equal([["red", "A"], ["blue", null], ["green", "B"]]);
+      expect(await stickerShelves()).to.deep.equal([
+        ["red", "A"],
+        ["blue", null],
+        ["green", "B"],
+      ]);
     });
 
     it('"soft-delete" soft-removes the orphan, and cached finds stop returning it', async () => {
@@ -159,7 +224,9 @@ describe("write paths: foreign-key rules, orphaned rows and SQL-only writes refr
     it("INSERT ... SELECT refreshes the target; the source, only read, keeps its entry", async () => {
       expect(await warm(app, archivedTitles)).to.deep.equal([]);
       await warm(app, bookTitles);
-      await app.dataSource.query(`INSERT INTO ${t("archived_book")} (title) SELECT title FROM ${t("book")} WHERE title LIKE 'a%' ORDER BY id`);
+      await app.dataSource.query(
+        `INSERT INTO ${t("archived_book")} (title) SELECT title FROM ${t("book")} WHERE title LIKE 'a%' ORDER BY id`,
+      );
       expect(await archivedTitles()).to.deep.equal(["a1", "a2"]);
       expect(await warm(app, bookTitles, 1)).to.deep.equal(["a1", "a2", "b1"]);
     });
@@ -175,7 +242,10 @@ describe("write paths: foreign-key rules, orphaned rows and SQL-only writes refr
 
     it("DELETE ... USING refreshes the target", async () => {
       await warm(app, bookTitles);
-      await app.dataSource.query(`DELETE FROM ${t("book")} b USING ${t("shelf")} s WHERE s.id = b."shelfId" AND s.name = $1`, ["A"]);
+      await app.dataSource.query(
+        `DELETE FROM ${t("book")} b USING ${t("shelf")} s WHERE s.id = b."shelfId" AND s.name = $1`,
+        ["A"],
+      );
       expect(await bookTitles()).to.deep.equal(["b1"]);
     });
 
@@ -245,7 +315,9 @@ describe("write paths: foreign-key rules, orphaned rows and SQL-only writes refr
     });
 
     it("a trigger that writes another table refreshes that table's cached reads", async () => {
-      await app.dataSource.query(`CREATE TRIGGER archive_new_book AFTER INSERT ON ${t("book")} FOR EACH ROW EXECUTE FUNCTION ${t("archive_book")}()`);
+      await app.dataSource.query(
+        `CREATE TRIGGER archive_new_book AFTER INSERT ON ${t("book")} FOR EACH ROW EXECUTE FUNCTION ${t("archive_book")}()`,
+      );
       try {
         expect(await warm(app, archivedTitles)).to.deep.equal([]);
         await books.insert({ title: "c1", shelf: { id: 2 } });

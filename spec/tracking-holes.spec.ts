@@ -1,9 +1,16 @@
 import { expect } from "chai";
 import { DataSource, In, Repository } from "typeorm";
-import { Cached, cached, MemoryStore, QueryCache } from "../lib";
 import { getServices } from "../example/services";
+import { Cached, cached, MemoryStore, QueryCache } from "../lib";
 import { Comment, Post, Tag } from "./support/entities";
-import { type App, dropNamespace, openApp, openDataSource, selectCount, uniqueNamespace } from "./support/fixture";
+import {
+  type App,
+  dropNamespace,
+  openApp,
+  openDataSource,
+  selectCount,
+  uniqueNamespace,
+} from "./support/fixture";
 import { PostRepository } from "./support/repositories";
 import { warm } from "./support/warm";
 
@@ -41,7 +48,9 @@ class HoleRepository extends Repository<Post> {
 
   @Cached(60)
   async tagNames(): Promise<string[]> {
-    return cache.wrap("tag-names", async () => (await this.manager.find(Tag, { order: { id: "ASC" } })).map((t) => t.name));
+    return cache.wrap("tag-names", async () =>
+      (await this.manager.find(Tag, { order: { id: "ASC" } })).map((t) => t.name),
+    );
   }
 
   @Cached(60)
@@ -60,7 +69,9 @@ class HoleRepository extends Repository<Post> {
   @Cached(60)
   async lateLabels(): Promise<string[]> {
     try {
-      return (await this.query(`SELECT label FROM "${schema}"."late" ORDER BY label`)).map((r: { label: string }) => r.label);
+      return (await this.query(`SELECT label FROM "${schema}"."late" ORDER BY label`)).map(
+        (r: { label: string }) => r.label,
+      );
     } catch {
       return ["fallback"];
     }
@@ -69,7 +80,9 @@ class HoleRepository extends Repository<Post> {
   @Cached({ ttl: 60, cacheFallback: true })
   async lateLabelsOrFallback(): Promise<string[]> {
     try {
-      return (await this.query(`SELECT label FROM "${schema}"."later" ORDER BY label`)).map((r: { label: string }) => r.label);
+      return (await this.query(`SELECT label FROM "${schema}"."later" ORDER BY label`)).map(
+        (r: { label: string }) => r.label,
+      );
     } catch {
       return ["fallback"];
     }
@@ -78,7 +91,11 @@ class HoleRepository extends Repository<Post> {
 
 /** A minimal DataLoader: loads issued in one tick are served by one query, run in the first caller's context. */
 class TitleLoader {
-  private pending: { id: number; resolve: (title: string | null) => void; reject: (error: unknown) => void }[] = [];
+  private pending: {
+    id: number;
+    resolve: (title: string | null) => void;
+    reject: (error: unknown) => void;
+  }[] = [];
 
   constructor(private readonly posts: Repository<Post>) {}
 
@@ -122,7 +139,9 @@ class CrossService {
   @Cached(60)
   async both(): Promise<{ here: number; there: string[] }> {
     const here = await this.dataSource.getRepository(Post).count();
-    const there = (await this.other.getRepository(Post).find({ order: { id: "ASC" } })).map((p) => p.title);
+    const there = (await this.other.getRepository(Post).find({ order: { id: "ASC" } })).map(
+      (p) => p.title,
+    );
     return { here, there };
   }
 }
@@ -157,7 +176,9 @@ describe("tracking has no holes: a cached result depends on everything it was co
     cache = app.cache;
     app.cache.on("warning", (message: string) => warnings.push(message));
     repo = new HoleRepository(Post, app.dataSource.manager);
-    const posts = await app.dataSource.getRepository(Post).save([{ title: "first" }, { title: "second" }, { title: "third" }]);
+    const posts = await app.dataSource
+      .getRepository(Post)
+      .save([{ title: "first" }, { title: "second" }, { title: "third" }]);
     postIds = posts.map((p) => p.id);
     await app.dataSource.getRepository(Comment).save([{ body: "c1", post: posts[0] }]);
     await app.dataSource.getRepository(Tag).save([{ name: "red" }]);
@@ -178,10 +199,17 @@ describe("tracking has no holes: a cached result depends on everything it was co
   describe("nested cached calls", () => {
     it("a refused nested call makes its caller refused too, so the caller never goes stale", async () => {
       expect(await repo.summary()).to.deep.equal({ comments: 1 });
-      expect(await hitsOver(app, 3, () => repo.summary()), "neither the nested call nor its caller is served").to.equal(0);
+      expect(
+        await hitsOver(app, 3, () => repo.summary()),
+        "neither the nested call nor its caller is served",
+      ).to.equal(0);
       await app.dataSource.getRepository(Comment).save({ body: "c2", post: { id: postIds[1] } });
-      expect(await repo.summary(), "the caller sees the new comment").to.deep.equal({ comments: 2 });
-      expect(warnings.join("\n")).to.match(/HoleRepository<Post>\.summary: result not cached because it calls .*comment_total\(\)/);
+      expect(await repo.summary(), "the caller sees the new comment").to.deep.equal({
+        comments: 2,
+      });
+      expect(warnings.join("\n")).to.match(
+        /HoleRepository<Post>\.summary: result not cached because it calls .*comment_total\(\)/,
+      );
     });
 
     it("a nested call that names its dependencies with dependsOn passes them on: its caller is cached and stays fresh", async () => {
@@ -194,9 +222,15 @@ describe("tracking has no holes: a cached result depends on everything it was co
     it("a caller whose only reads are nested cached hits is cached, and depends on what they read", async () => {
       await warm(app, () => repo.titleOf(postIds[0]));
       await warm(app, () => repo.titleOf(postIds[1]));
-      expect(await warm(app, () => repo.titlesOf([postIds[0], postIds[1]]))).to.deep.equal(["first", "second"]);
+      expect(await warm(app, () => repo.titlesOf([postIds[0], postIds[1]]))).to.deep.equal([
+        "first",
+        "second",
+      ]);
       await app.dataSource.getRepository(Post).update(postIds[1], { title: "second, renamed" });
-      expect(await repo.titlesOf([postIds[0], postIds[1]])).to.deep.equal(["first", "second, renamed"]);
+      expect(await repo.titlesOf([postIds[0], postIds[1]])).to.deep.equal([
+        "first",
+        "second, renamed",
+      ]);
       await app.dataSource.getRepository(Post).update(postIds[1], { title: "second" });
     });
   });
@@ -207,14 +241,19 @@ describe("tracking has no holes: a cached result depends on everything it was co
       expect(await warm(app, () => repo.featured())).to.deep.equal({ featured: "spring sale" });
       await app.dataSource.getRepository(Post).update(postIds[2], { views: 7 });
       expect(await app.cache.get("featured"), "the write ended the entry").to.equal(undefined);
-      expect(await repo.featured(), "and the caller that used it").to.deep.equal({ featured: null });
+      expect(await repo.featured(), "and the caller that used it").to.deep.equal({
+        featured: null,
+      });
     });
 
     it("a caller that read a key with get() is refreshed when set() or delete() replaces it, hit or miss", async () => {
       await app.cache.delete("featured");
       expect(await warm(app, () => repo.featured())).to.deep.equal({ featured: null });
       expect(await app.cache.set("featured", "winter sale")).to.equal(true);
-      expect(await repo.featured(), "the caller that saw no value sees the one set since").to.deep.equal({ featured: "winter sale" });
+      expect(
+        await repo.featured(),
+        "the caller that saw no value sees the one set since",
+      ).to.deep.equal({ featured: "winter sale" });
       expect(await warm(app, () => repo.featured())).to.deep.equal({ featured: "winter sale" });
       expect(await app.cache.set("featured", "summer sale")).to.equal(true);
       expect(await repo.featured(), "a replaced value").to.deep.equal({ featured: "summer sale" });
@@ -225,7 +264,11 @@ describe("tracking has no holes: a cached result depends on everything it was co
 
     it("a caller that used a wrap() entry is refreshed when set() replaces the entry", async () => {
       const tags = app.dataSource.getRepository(Tag);
-      await warm(app, () => app.cache.wrap("tag-names", async () => (await tags.find({ order: { id: "ASC" } })).map((t) => t.name)));
+      await warm(app, () =>
+        app.cache.wrap("tag-names", async () =>
+          (await tags.find({ order: { id: "ASC" } })).map((t) => t.name),
+        ),
+      );
       const names = await warm(app, () => repo.tagNames());
       expect(await app.cache.set("tag-names", ["overridden"])).to.equal(true);
       expect(await repo.tagNames()).to.deep.equal(["overridden"]);
@@ -235,7 +278,11 @@ describe("tracking has no holes: a cached result depends on everything it was co
 
     it("a wrap() hit passes the entry's dependencies to its caller", async () => {
       const tags = app.dataSource.getRepository(Tag);
-      await warm(app, () => app.cache.wrap("tag-names", async () => (await tags.find({ order: { id: "ASC" } })).map((t) => t.name)));
+      await warm(app, () =>
+        app.cache.wrap("tag-names", async () =>
+          (await tags.find({ order: { id: "ASC" } })).map((t) => t.name),
+        ),
+      );
       expect(await warm(app, () => repo.tagNames())).to.deep.equal(["red"]);
       await app.dataSource.getRepository(Tag).save({ name: "blue" });
       expect(await repo.tagNames()).to.deep.equal(["red", "blue"]);
@@ -244,15 +291,23 @@ describe("tracking has no holes: a cached result depends on everything it was co
 
   describe("work done on behalf of several calls (DataLoader-style batching)", () => {
     it("a call served by another call's query is not stored, so it never goes stale", async () => {
-      const service = new BatchedService(app.dataSource, new TitleLoader(app.dataSource.getRepository(Post)));
+      const service = new BatchedService(
+        app.dataSource,
+        new TitleLoader(app.dataSource.getRepository(Post)),
+      );
       for (let round = 0; round < 3; round++) {
         const titles = await Promise.all([service.title(postIds[0]), service.title(postIds[1])]);
         expect(titles).to.deep.equal(["first", "second"]);
       }
       await app.dataSource.getRepository(Post).update(postIds[1], { title: "second, batched" });
       const titles = await Promise.all([service.title(postIds[0]), service.title(postIds[1])]);
-      expect(titles, "the call whose row another call fetched sees the write").to.deep.equal(["first", "second, batched"]);
-      expect(warnings.join("\n")).to.include("BatchedService.title: result not cached because it ran no query");
+      expect(titles, "the call whose row another call fetched sees the write").to.deep.equal([
+        "first",
+        "second, batched",
+      ]);
+      expect(warnings.join("\n")).to.include(
+        "BatchedService.title: result not cached because it ran no query",
+      );
       await app.dataSource.getRepository(Post).update(postIds[1], { title: "second" });
     });
   });
@@ -277,7 +332,9 @@ describe("tracking has no holes: a cached result depends on everything it was co
       expect(await hitsOver(app, 2, () => service.both())).to.equal(0);
       await other.dataSource.getRepository(Post).save({ title: "over there too" });
       expect((await service.both()).there).to.deep.equal(["over there", "over there too"]);
-      expect(warnings.join("\n")).to.include("CrossService.both: result not cached because it ran a query through another DataSource");
+      expect(warnings.join("\n")).to.include(
+        "CrossService.both: result not cached because it ran a query through another DataSource",
+      );
       await other.dataSource.getRepository(Post).delete({ title: "over there too" });
     });
 
@@ -297,17 +354,28 @@ describe("tracking has no holes: a cached result depends on everything it was co
     });
 
     it("a cached call of another cache with another store, nested in this one's: the caller is not stored", async () => {
-      const separate = await openApp(`${ns}m`, { schema: otherSchema, cache: { store: new MemoryStore() } });
+      const separate = await openApp(`${ns}m`, {
+        schema: otherSchema,
+        cache: { store: new MemoryStore() },
+      });
       try {
         const theirs = new PostRepository(Post, separate.dataSource.manager);
-        const service = { dataSource: app.dataSource, nested: cached(async function nested() {
-          return (await theirs.findAll()).map((p) => p.title);
-        }, 60) };
+        const service = {
+          dataSource: app.dataSource,
+          nested: cached(async function nested() {
+            return (await theirs.findAll()).map((p) => p.title);
+          }, 60),
+        };
         expect(await service.nested()).to.deep.equal(["over there"]);
-        expect(await hitsOver(app, 3, () => service.nested()), "never served from this cache").to.equal(0);
+        expect(
+          await hitsOver(app, 3, () => service.nested()),
+          "never served from this cache",
+        ).to.equal(0);
         await separate.dataSource.getRepository(Post).save({ title: "via memory" });
         expect(await service.nested()).to.deep.equal(["over there", "via memory"]);
-        expect(warnings.join("\n")).to.include("nested: result not cached because it used a value of another QueryCache");
+        expect(warnings.join("\n")).to.include(
+          "nested: result not cached because it used a value of another QueryCache",
+        );
         await separate.dataSource.getRepository(Post).delete({ title: "via memory" });
       } finally {
         await separate.close();
@@ -334,24 +402,34 @@ describe("tracking has no holes: a cached result depends on everything it was co
       expect(await repo.lateLabels()).to.deep.equal(["fallback"]);
       expect(await hitsOver(app, 2, () => repo.lateLabels())).to.equal(0);
       // Another process creates the table: this cache sees neither the DDL nor the insert.
-      await adminQuery(`CREATE TABLE "${ns}"."late" (label text); INSERT INTO "${ns}"."late" VALUES ('real')`);
+      await adminQuery(
+        `CREATE TABLE "${ns}"."late" (label text); INSERT INTO "${ns}"."late" VALUES ('real')`,
+      );
       expect(await repo.lateLabels()).to.deep.equal(["real"]);
-      expect(warnings.join("\n")).to.include("HoleRepository<Post>.lateLabels: result not cached because a query in it failed");
+      expect(warnings.join("\n")).to.include(
+        "HoleRepository<Post>.lateLabels: result not cached because a query in it failed",
+      );
       expect(warnings.join("\n")).to.include("cacheFallback: true");
     });
 
     it("wrap() follows the same rule, and its cacheFallback option", async () => {
       const read = (key: string, options = {}) =>
-        app.cache.wrap(key, async () => {
-          try {
-            return (await app.dataSource.query(`SELECT label FROM "${ns}"."latest"`)).length;
-          } catch {
-            return -1;
-          }
-        }, options);
+        app.cache.wrap(
+          key,
+          async () => {
+            try {
+              return (await app.dataSource.query(`SELECT label FROM "${ns}"."latest"`)).length;
+            } catch {
+              return -1;
+            }
+          },
+          options,
+        );
       expect(await read("latest-count")).to.equal(-1);
       expect(await hitsOver(app, 2, () => read("latest-count"))).to.equal(0);
-      expect(await warm(app, () => read("latest-count-or-fallback", { cacheFallback: true }))).to.equal(-1);
+      expect(
+        await warm(app, () => read("latest-count-or-fallback", { cacheFallback: true })),
+      ).to.equal(-1);
     });
 
     it("is stored when the method opts in with cacheFallback: true", async () => {

@@ -39,18 +39,26 @@ describe("transaction control: invalidations follow what PostgreSQL committed, h
 
   /** A reader outside the transaction caches what is committed while the transaction is still open. */
   const cacheWhileOpen = async (expected: string[]) => {
-    expect(titles(await warm(app, () => posts.findAll(), 3, "outside the open transaction"))).to.deep.equal(expected);
+    expect(
+      titles(await warm(app, () => posts.findAll(), 3, "outside the open transaction")),
+    ).to.deep.equal(expected);
   };
 
   it("COMMIT AND CHAIN delivers the first transaction's writes, and holds the chained one's until it commits", async () => {
     await runner.query("BEGIN");
     await runner.query(`UPDATE ${table()} SET title = 'first' WHERE title = 'one'`);
     await runner.query("COMMIT AND CHAIN");
-    expect(titles(await posts.findAll()), "the first transaction committed").to.deep.equal(["first", "two"]);
+    expect(titles(await posts.findAll()), "the first transaction committed").to.deep.equal([
+      "first",
+      "two",
+    ]);
     await runner.query(`UPDATE ${table()} SET title = 'chained' WHERE title = 'two'`);
     await cacheWhileOpen(["first", "two"]);
     await runner.query("COMMIT");
-    expect(titles(await posts.findAll()), "the chained transaction committed").to.deep.equal(["first", "chained"]);
+    expect(titles(await posts.findAll()), "the chained transaction committed").to.deep.equal([
+      "first",
+      "chained",
+    ]);
   });
 
   it("ROLLBACK AND CHAIN drops the first transaction's writes, and holds the chained one's until it commits", async () => {
@@ -65,7 +73,10 @@ describe("transaction control: invalidations follow what PostgreSQL committed, h
 
   it("one text that commits an UPDATE and then fails invalidates what the UPDATE changed", async () => {
     const text = `BEGIN; UPDATE ${table()} SET title = 'committed' WHERE title = 'one'; COMMIT; SELECT 1 / 0`;
-    const error = await runner.query(text).then(() => undefined, (e: Error) => e);
+    const error = await runner.query(text).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(error?.message).to.match(/division by zero/);
     expect(titles(await posts.findAll())).to.deep.equal(["committed", "two"]);
   });
@@ -78,7 +89,9 @@ describe("transaction control: invalidations follow what PostgreSQL committed, h
 
   it("a failed text inside a transaction, then ROLLBACK TO an earlier savepoint and COMMIT, invalidates what was written before the savepoint", async () => {
     await runner.query("BEGIN");
-    await runner.query(`UPDATE ${table()} SET title = 'kept' WHERE title = 'one'; SAVEPOINT s; SELECT 1 / 0`).catch(() => undefined);
+    await runner
+      .query(`UPDATE ${table()} SET title = 'kept' WHERE title = 'one'; SAVEPOINT s; SELECT 1 / 0`)
+      .catch(() => undefined);
     await runner.query("ROLLBACK TO SAVEPOINT s");
     await cacheWhileOpen(["one", "two"]);
     await runner.query("COMMIT");
@@ -92,14 +105,22 @@ describe("transaction control: invalidations follow what PostgreSQL committed, h
     const inside = await runner.manager.withRepository(posts).findAll();
     expect(titles(inside)).to.deep.equal(["one", "two", "mine"]);
     const now = app.cache.stats();
-    expect([now.hits, now.sets], "the cache was neither read nor written").to.deep.equal([before.hits, before.sets]);
-    expect(titles(await posts.findAll()), "nothing uncommitted shows outside").to.deep.equal(["one", "two"]);
+    expect([now.hits, now.sets], "the cache was neither read nor written").to.deep.equal([
+      before.hits,
+      before.sets,
+    ]);
+    expect(titles(await posts.findAll()), "nothing uncommitted shows outside").to.deep.equal([
+      "one",
+      "two",
+    ]);
     await runner.query("COMMIT");
     expect(titles(await posts.findAll())).to.deep.equal(["one", "two", "mine"]);
   });
 
   it("START TRANSACTION sent with the write in one text is held until its COMMIT", async () => {
-    await runner.query(`START TRANSACTION; UPDATE ${table()} SET title = 'later' WHERE title = 'one'`);
+    await runner.query(
+      `START TRANSACTION; UPDATE ${table()} SET title = 'later' WHERE title = 'one'`,
+    );
     await cacheWhileOpen(["one", "two"]);
     await runner.query("END");
     expect(titles(await posts.findAll())).to.deep.equal(["later", "two"]);

@@ -11,7 +11,9 @@ class PostService {
 
   @Cached(60)
   titles(manager?: EntityManager): Promise<string[]> {
-    return (manager ?? this.dataSource.manager).find(Post, { order: { id: "ASC" } }).then((rows) => rows.map((p) => p.title));
+    return (manager ?? this.dataSource.manager)
+      .find(Post, { order: { id: "ASC" } })
+      .then((rows) => rows.map((p) => p.title));
   }
 }
 
@@ -22,7 +24,10 @@ describe("transactions: the cache is bypassed inside them, and their invalidatio
   const titles = (rows: Post[]) => rows.map((p) => p.title);
   const unchanged = (before: ReturnType<App["cache"]["stats"]>) => {
     const now = app.cache.stats();
-    expect([now.hits, now.misses, now.sets], "the cache was neither read nor written").to.deep.equal([before.hits, before.misses, before.sets]);
+    expect(
+      [now.hits, now.misses, now.sets],
+      "the cache was neither read nor written",
+    ).to.deep.equal([before.hits, before.misses, before.sets]);
   };
 
   before(async () => {
@@ -46,9 +51,16 @@ describe("transactions: the cache is bypassed inside them, and their invalidatio
       const inside = await em.withRepository(posts).findAll();
       expect(titles(inside)).to.deep.equal(["one", "two", "three"]);
       unchanged(before);
-      expect(titles(await posts.findAll()), "outside the transaction, nothing uncommitted shows").to.deep.equal(["one", "two"]);
+      expect(
+        titles(await posts.findAll()),
+        "outside the transaction, nothing uncommitted shows",
+      ).to.deep.equal(["one", "two"]);
     });
-    expect(titles(await posts.findAll()), "fresh once the commit returned").to.deep.equal(["one", "two", "three"]);
+    expect(titles(await posts.findAll()), "fresh once the commit returned").to.deep.equal([
+      "one",
+      "two",
+      "three",
+    ]);
   });
 
   it("a service method given a transactional manager bypasses the cache", async () => {
@@ -87,10 +99,19 @@ describe("transactions: the cache is bypassed inside them, and their invalidatio
       await runner.manager.insert(Post, { title: "released" });
       await runner.commitTransaction(); // RELEASE SAVEPOINT
       await runner.startTransaction();
-      await runner.manager.getRepository("comment").insert({ body: "dropped", post: { id: 1 } }).catch(() => undefined);
+      await runner.manager
+        .getRepository("comment")
+        .insert({ body: "dropped", post: { id: 1 } })
+        .catch(() => undefined);
       await runner.rollbackTransaction(); // ROLLBACK TO SAVEPOINT
-      expect(app.cache.stats().invalidations, "nothing is delivered before the outermost commit").to.equal(invalidations);
-      expect(titles(await posts.findAll()), "cached reads outside see committed data only").to.deep.equal(["one", "two"]);
+      expect(
+        app.cache.stats().invalidations,
+        "nothing is delivered before the outermost commit",
+      ).to.equal(invalidations);
+      expect(
+        titles(await posts.findAll()),
+        "cached reads outside see committed data only",
+      ).to.deep.equal(["one", "two"]);
       await runner.commitTransaction();
     } finally {
       await runner.release();
@@ -99,7 +120,9 @@ describe("transactions: the cache is bypassed inside them, and their invalidatio
   });
 
   it("a failed COMMIT (deferred constraint) invalidates nothing", async () => {
-    await app.dataSource.query(`CREATE TABLE IF NOT EXISTS "${ns}".uniq (v int, CONSTRAINT uniq_v UNIQUE (v) DEFERRABLE INITIALLY DEFERRED)`);
+    await app.dataSource.query(
+      `CREATE TABLE IF NOT EXISTS "${ns}".uniq (v int, CONSTRAINT uniq_v UNIQUE (v) DEFERRABLE INITIALLY DEFERRED)`,
+    );
     const invalidations = app.cache.stats().invalidations;
     const runner = app.dataSource.createQueryRunner();
     try {

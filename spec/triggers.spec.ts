@@ -11,7 +11,9 @@ describe("triggers: a write refreshes what its triggers write, and no more when 
 
   // Each read is a separate cached computation over one table, keyed by the table's name.
   const rows = (table: string) => () =>
-    app.cache.wrap(`rows-of-${table}`, () => app.dataSource.query(`SELECT * FROM ${t(table)} ORDER BY id`));
+    app.cache.wrap(`rows-of-${table}`, () =>
+      app.dataSource.query(`SELECT * FROM ${t(table)} ORDER BY id`),
+    );
   const auditLog = rows("audit_log");
   const unrelated = rows("unrelated");
 
@@ -35,7 +37,8 @@ describe("triggers: a write refreshes what its triggers write, and no more when 
 
   before(async () => {
     app = await openApp(ns);
-    const table = (name: string, columns = "v text") => `CREATE TABLE ${t(name)} (id serial PRIMARY KEY, ${columns})`;
+    const table = (name: string, columns = "v text") =>
+      `CREATE TABLE ${t(name)} (id serial PRIMARY KEY, ${columns})`;
     const logTo = (name: string, target: string) =>
       `CREATE FUNCTION ${t(name)}() RETURNS trigger LANGUAGE plpgsql AS $$
        BEGIN
@@ -147,8 +150,13 @@ describe("triggers: a write refreshes what its triggers write, and no more when 
     });
 
     it("fires the triggers of rows a foreign key deletes (ON DELETE CASCADE)", async () => {
-      const [{ id }] = await app.dataSource.query(`INSERT INTO ${t("parent")} (v) VALUES ('p') RETURNING id`);
-      const [child] = await app.dataSource.query(`INSERT INTO ${t("child")} (parent_id) VALUES ($1) RETURNING id`, [id]);
+      const [{ id }] = await app.dataSource.query(
+        `INSERT INTO ${t("parent")} (v) VALUES ('p') RETURNING id`,
+      );
+      const [child] = await app.dataSource.query(
+        `INSERT INTO ${t("child")} (parent_id) VALUES ($1) RETURNING id`,
+        [id],
+      );
       await warm(app, auditLog);
       await app.dataSource.query(`DELETE FROM ${t("parent")} WHERE id = $1`, [id]);
       expect((await recomputed(auditLog)).at(-1).v).to.equal(`delete ${child.id}`);
@@ -170,14 +178,23 @@ describe("triggers: a write refreshes what its triggers write, and no more when 
       await app.dataSource.query(`INSERT INTO ${t("dynamic_source")} (v) VALUES ('copied')`);
       expect(await recomputed(rows("dynamic_target"))).to.deep.equal([{ id: 1, v: "copied" }]);
       expect(await recomputed(unrelated)).to.deep.equal([{ id: 1, v: "untouched" }]);
-      expect(warnings.some((w) => w.includes("copy_dynamically") && w.includes("EXECUTE")), `warnings: ${JSON.stringify(warnings)}`).to.equal(true);
+      expect(
+        warnings.some((w) => w.includes("copy_dynamically") && w.includes("EXECUTE")),
+        `warnings: ${JSON.stringify(warnings)}`,
+      ).to.equal(true);
     });
 
     it("a call of the application's own function: refreshes every cached read of the database, and warns", async () => {
       await warm(app, unrelated);
       await app.dataSource.query(`INSERT INTO ${t("calling_source")} (v) VALUES ('noted')`);
-      expect((await recomputed(unrelated)).map((r: { v: string }) => r.v)).to.deep.equal(["untouched", "noted"]);
-      expect(warnings.some((w) => w.includes("call_note") && w.includes(`${ns}.note()`)), `warnings: ${JSON.stringify(warnings)}`).to.equal(true);
+      expect((await recomputed(unrelated)).map((r: { v: string }) => r.v)).to.deep.equal([
+        "untouched",
+        "noted",
+      ]);
+      expect(
+        warnings.some((w) => w.includes("call_note") && w.includes(`${ns}.note()`)),
+        `warnings: ${JSON.stringify(warnings)}`,
+      ).to.equal(true);
       await app.dataSource.query(`DELETE FROM ${t("unrelated")} WHERE v = 'noted'`);
     });
   });

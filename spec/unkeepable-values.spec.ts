@@ -107,7 +107,9 @@ describe("values the cache cannot keep are returned, not broken or thrown", () =
       expect(rows.map((w) => w.owner)).to.deep.equal(["ann", "bob"]);
       expect(rows.every((w) => w instanceof Wallet)).to.equal(true);
       expect(rows[0].opened.getTime(), `call ${i + 1}: the private field is there`).to.equal(0);
-      expect(selectCount(app.dataSource), `call ${i + 1} read the database`).to.be.greaterThan(selects);
+      expect(selectCount(app.dataSource), `call ${i + 1} read the database`).to.be.greaterThan(
+        selects,
+      );
     }
     expect(app.cache.stats().hits).to.equal(stats.hits);
     expect(app.cache.stats().skipped - stats.skipped).to.equal(3);
@@ -125,7 +127,9 @@ describe("values the cache cannot keep are returned, not broken or thrown", () =
       expect(depthOf(doc?.body), `call ${i + 1}`).to.equal(DEPTH);
     }
     expect(warnings, warnings.join("\n")).to.have.lengthOf(1);
-    expect(warnings[0]).to.include("DocRepository<Doc>.byId").and.to.include("nested more than 1000 levels deep");
+    expect(warnings[0])
+      .to.include("DocRepository<Doc>.byId")
+      .and.to.include("nested more than 1000 levels deep");
   });
 
   for (const [kind, check] of [
@@ -156,6 +160,8 @@ describe("values the cache cannot keep are returned, not broken or thrown", () =
     const result = await docs.withFailingGetter();
     expect(result.count).to.equal(1);
     expect(() => result.broken).to.throw("computed on demand only");
-    expect(warnings.join("\n")).to.include("DocRepository<Doc>.withFailingGetter").and.to.include("computed on demand only");
+    expect(warnings.join("\n"))
+      .to.include("DocRepository<Doc>.withFailingGetter")
+      .and.to.include("computed on demand only");
   });
 });

@@ -1,4 +1,14 @@
-import { Body, Controller, Get, HttpCode, Injectable, Module, Param, ParseIntPipe, Post as PostRoute } from "@nestjs/common";
+import {
+  Body,
+  Controller,
+  Get,
+  HttpCode,
+  Injectable,
+  Module,
+  Param,
+  ParseIntPipe,
+  Post as PostRoute,
+} from "@nestjs/common";
 import { InjectRepository, TypeOrmModule } from "@nestjs/typeorm";
 import type { Repository } from "typeorm";
 import { Cached } from "../../lib";
@@ -50,7 +60,10 @@ export class PostsController {
 
   @PostRoute("by/:author")
   @HttpCode(201)
-  publish(@Param("author", ParseIntPipe) author: number, @Body() body: { title: string }): Promise<PostView> {
+  publish(
+    @Param("author", ParseIntPipe) author: number,
+    @Body() body: { title: string },
+  ): Promise<PostView> {
     return this.posts.publish(body.title, author);
   }
 }
@@ -72,7 +85,13 @@ export function blogModule(settings: { pgUrl: string; redisUrl: string }) {
       }),
       TypeOrmModule.forFeature([Post, Author]),
       // A Redis URL: the module opens the connection and quits it when the app closes.
-      QueryCacheModule.forRootAsync({ useFactory: () => ({ redis: settings.redisUrl, namespace: NEST_NAMESPACE, defaultTtl: 300 }) }),
+      QueryCacheModule.forRootAsync({
+        useFactory: () => ({
+          redis: settings.redisUrl,
+          namespace: NEST_NAMESPACE,
+          defaultTtl: 300,
+        }),
+      }),
     ],
     controllers: [PostsController],
     providers: [PostsService],

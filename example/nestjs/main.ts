@@ -19,7 +19,9 @@ async function main(): Promise<void> {
   const serve = process.argv.includes("--serve");
   const { pgUrl, redisUrl } = await getServices();
   await createSchema(pgUrl);
-  const app = await NestFactory.create(blogModule({ pgUrl, redisUrl }), { logger: ["error", "warn"] });
+  const app = await NestFactory.create(blogModule({ pgUrl, redisUrl }), {
+    logger: ["error", "warn"],
+  });
   app.enableShutdownHooks();
   const cache = app.get(QueryCache);
   cache.on("warning", (message: string) => console.log(`   (cache warning: ${message})`));
@@ -29,21 +31,27 @@ async function main(): Promise<void> {
   const url = (await app.getUrl()).replace("[::1]", "127.0.0.1");
   console.log(`typeorm-autocache NestJS example: ${url}/posts (schema "${NEST_SCHEMA}")`);
   if (serve) {
-    console.log("Serving; Ctrl-C closes the app (the cache flushes and quits its Redis connection).");
+    console.log(
+      "Serving; Ctrl-C closes the app (the cache flushes and quits its Redis connection).",
+    );
     return;
   }
   const failures: string[] = [];
   try {
     await tour(url, failures);
     const stats = cache.stats({ byMethod: true });
-    console.log(`Cache counters: ${stats.hits} hits, ${stats.misses} misses, ${stats.sets} stored, ${stats.invalidations} versions bumped.`);
-    for (const [method, m] of Object.entries(stats.byMethod)) console.log(`  ${method}: ${m.hits} hits, ${m.misses} misses`);
+    console.log(
+      `Cache counters: ${stats.hits} hits, ${stats.misses} misses, ${stats.sets} stored, ${stats.invalidations} versions bumped.`,
+    );
+    for (const [method, m] of Object.entries(stats.byMethod))
+      console.log(`  ${method}: ${m.hits} hits, ${m.misses} misses`);
     await cache.clear();
   } finally {
     await app.close();
     await stopServices();
   }
-  if (failures.length > 0) throw new Error(`The example's checks failed:\n  - ${failures.join("\n  - ")}`);
+  if (failures.length > 0)
+    throw new Error(`The example's checks failed:\n  - ${failures.join("\n  - ")}`);
   console.log("All checks passed; the app is closed and the process exits by itself.");
 }
 
@@ -54,10 +62,17 @@ async function tour(url: string, failures: string[]): Promise<void> {
     const started = performance.now();
     const response = await fetch(`${url}/posts`, { headers });
     const text = await response.text();
-    return { response, text, ms: performance.now() - started, sql: sqlSince(mark).filter((q) => /^\s*select/i.test(q)).length };
+    return {
+      response,
+      text,
+      ms: performance.now() - started,
+      sql: sqlSince(mark).filter((q) => /^\s*select/i.test(q)).length,
+    };
   };
   const say = (step: string, r: { response: Response; ms: number; sql: number }) =>
-    console.log(`${step}: ${r.response.status}, ${r.sql} SQL ${r.sql === 1 ? "query" : "queries"}, ${r.ms.toFixed(1)} ms, Cache-Control: ${r.response.headers.get("cache-control")}`);
+    console.log(
+      `${step}: ${r.response.status}, ${r.sql} SQL ${r.sql === 1 ? "query" : "queries"}, ${r.ms.toFixed(1)} ms, Cache-Control: ${r.response.headers.get("cache-control")}`,
+    );
 
   const page = await get();
   say("1. GET /posts (miss: the handler runs)", page);
@@ -65,17 +80,32 @@ async function tour(url: string, failures: string[]): Promise<void> {
   let hit = await get();
   for (let i = 0; i < 2 && hit.sql > 0; i++) hit = await get();
   say("2. GET /posts again (hit: the stored response)", hit);
-  check(hit.sql === 0 && hit.text === page.text, "the second GET is served from the cache, with no SQL");
+  check(
+    hit.sql === 0 && hit.text === page.text,
+    "the second GET is served from the cache, with no SQL",
+  );
   const etag = hit.response.headers.get("etag") ?? "";
   const revalidated = await get({ "if-none-match": etag });
   say(`3. GET /posts with If-None-Match: ${etag}`, revalidated);
-  check(revalidated.response.status === 304 && revalidated.sql === 0, "If-None-Match gets 304 from the cache");
-  const posted = await fetch(`${url}/posts/by/1`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ title: "Caching whole pages" }) });
+  check(
+    revalidated.response.status === 304 && revalidated.sql === 0,
+    "If-None-Match gets 304 from the cache",
+  );
+  const posted = await fetch(`${url}/posts/by/1`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ title: "Caching whole pages" }),
+  });
   console.log(`4. POST /posts/by/1 "Caching whole pages": ${posted.status}`);
   const fresh = await get();
   say("5. GET /posts after the write (fresh: the page read post)", fresh);
-  check(fresh.sql > 0 && fresh.text.includes("Caching whole pages"), "the GET after the write shows the new post");
-  console.log(`   ${(JSON.parse(fresh.text) as { posts: { title: string }[] }).posts.map((p) => p.title).join(" | ")}`);
+  check(
+    fresh.sql > 0 && fresh.text.includes("Caching whole pages"),
+    "the GET after the write shows the new post",
+  );
+  console.log(
+    `   ${(JSON.parse(fresh.text) as { posts: { title: string }[] }).posts.map((p) => p.title).join(" | ")}`,
+  );
 }
 
 async function createSchema(pgUrl: string): Promise<void> {

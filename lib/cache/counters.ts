@@ -21,7 +21,14 @@ export interface CacheStats {
  * bypass after an outage) served the call.
  */
 export class Counters {
-  readonly totals: CacheStats = { hits: 0, misses: 0, sets: 0, invalidations: 0, errors: 0, skipped: 0 };
+  readonly totals: CacheStats = {
+    hits: 0,
+    misses: 0,
+    sets: 0,
+    invalidations: 0,
+    errors: 0,
+    skipped: 0,
+  };
 
   constructor(
     private readonly metrics: CacheMetrics,
@@ -45,7 +52,12 @@ export class Counters {
    * A miss whose computation `run` starts at once: counted before it runs, so concurrent callers
    * see it, and timed (or counted as failed) once it settles.
    */
-  async computing<T>(key: string, label: string, started: number, run: () => Promise<T>): Promise<T> {
+  async computing<T>(
+    key: string,
+    label: string,
+    started: number,
+    run: () => Promise<T>,
+  ): Promise<T> {
     this.miss(key);
     let value: T;
     try {

@@ -5,23 +5,35 @@ import type { Dependency } from "../options";
 import type { Setup } from "./setup";
 
 /** Version keys of the named tables; for "write", with what a write to them changes besides. */
-export async function dependencyKeys(dataSource: DataSource, setup: Setup, targets: readonly Dependency[] | undefined, use: "read" | "write"): Promise<string[]> {
+export async function dependencyKeys(
+  dataSource: DataSource,
+  setup: Setup,
+  targets: readonly Dependency[] | undefined,
+  use: "read" | "write",
+): Promise<string[]> {
   if (!targets?.length) return [];
   let catalog = await setup.catalog.get();
   const schema = (dataSource.options as { schema?: string }).schema;
   const keys: string[] = [];
   for (const target of targets) {
-    const path = typeof target === "string" ? target : dataSource.getMetadata(target as EntityTarget<unknown>).tablePath;
+    const path =
+      typeof target === "string"
+        ? target
+        : dataSource.getMetadata(target as EntityTarget<unknown>).tablePath;
     const dot = path.indexOf(".");
-    const ref = dot < 0 ? { name: path } : { schema: path.slice(0, dot), name: path.slice(dot + 1) };
+    const ref =
+      dot < 0 ? { name: path } : { schema: path.slice(0, dot), name: path.slice(dot + 1) };
     // A bare name means what TypeORM would write for it: a table of the DataSource's schema first.
     const schemas = schema ? [schema, ...catalog.searchPath] : undefined;
     // A misspelled name would never be invalidated: it is an error, unless the catalog could not be read to tell.
     if (!catalog.knows(ref, schemas)) catalog = await setup.catalog.reload();
-    if (!catalog.knows(ref, schemas) && !setup.catalog.failed) throw new UnknownTableError(use === "read" ? "dependsOn" : "invalidate()", path);
+    if (!catalog.knows(ref, schemas) && !setup.catalog.failed)
+      throw new UnknownTableError(use === "read" ? "dependsOn" : "invalidate()", path);
     const table = catalog.qualify(ref, schemas);
-    const tables = use === "read" ? catalog.readDependencies(table) : catalog.writeDependencies(table, "merge");
-    for (const t of tables) keys.push(...(use === "read" ? [setup.keys.version(t)] : setup.keys.tableWide(t)));
+    const tables =
+      use === "read" ? catalog.readDependencies(table) : catalog.writeDependencies(table, "merge");
+    for (const t of tables)
+      keys.push(...(use === "read" ? [setup.keys.version(t)] : setup.keys.tableWide(t)));
   }
   return keys;
 }

@@ -25,7 +25,10 @@ export class EntryWriter {
    */
   async put(label: string, entry: StoreEntry, clockKey: string): Promise<boolean | undefined> {
     const tooLarge = Buffer.byteLength(splitFreshness(entry.value).json) > this.maxValueBytes;
-    if (tooLarge) this.warn(`${label}: result not cached because it is larger than maxValueBytes (${this.maxValueBytes}).`);
+    if (tooLarge)
+      this.warn(
+        `${label}: result not cached because it is larger than maxValueBytes (${this.maxValueBytes}).`,
+      );
     const stored = tooLarge ? false : await this.guard.call((store) => store.set(entry, clockKey));
     this.counters.stored(label, stored === true);
     return stored;

@@ -106,7 +106,8 @@ export class ReadPath {
       return held.value;
     }
     // Checked before awaiting, so a hit pays no extra turn of the microtask queue.
-    if (guard.down && !(await this.trusted(setup))) return this.computeAlone(key, plan, compute, started);
+    if (guard.down && !(await this.trusted(setup)))
+      return this.computeAlone(key, plan, compute, started);
     let mark = local?.mark() ?? 0;
     let found = await guard.call((store) => store.lookup(key, setup.keys.clockKey));
     let hit = this.served(setup, plan, key, found, mark);
@@ -158,8 +159,13 @@ export class ReadPath {
     // A cached computation that reads a key depends on its replacement (set, delete) too, hit or miss.
     context?.addDeps([keyVersion(setup.keys, key)]);
     if (guard.down && !(await this.trusted(setup))) return this.missed(key);
-    const found = await guard.call((store) => store.lookup(setup.keys.user(key), setup.keys.clockKey));
-    const value = found?.hit && !invalidator.blocks(found.deps) ? this.decoded(setup, splitFreshness(found.value).json, key) : undefined;
+    const found = await guard.call((store) =>
+      store.lookup(setup.keys.user(key), setup.keys.clockKey),
+    );
+    const value =
+      found?.hit && !invalidator.blocks(found.deps)
+        ? this.decoded(setup, splitFreshness(found.value).json, key)
+        : undefined;
     if (!value) return this.missed(key);
     // ...and on what the value depends on.
     if (found?.hit) context?.addDeps(found.deps);
@@ -178,10 +184,21 @@ export class ReadPath {
   }
 
   /** The value of a store hit this call may serve (kept locally), or undefined. */
-  private served(setup: Setup, plan: FetchPlan, key: string, found: Lookup | undefined, mark: number): { value: unknown } | undefined {
+  private served(
+    setup: Setup,
+    plan: FetchPlan,
+    key: string,
+    found: Lookup | undefined,
+    mark: number,
+  ): { value: unknown } | undefined {
     if (!found?.hit || this.sources.invalidator.blocks(found.deps)) return undefined;
     const { json, freshness } = splitFreshness(found.value);
-    if (freshness && plan.earlyRefreshBeta !== undefined && refreshesEarly(freshness, plan.earlyRefreshBeta)) return undefined;
+    if (
+      freshness &&
+      plan.earlyRefreshBeta !== undefined &&
+      refreshesEarly(freshness, plan.earlyRefreshBeta)
+    )
+      return undefined;
     const value = this.decoded(setup, json, key);
     if (!value) return undefined;
     this.parentContext()?.addDeps(found.deps);
@@ -209,9 +226,16 @@ export class ReadPath {
    * Runs a computation without the store, still tracked so that nested calls behave; counted as
    * any other miss, under its key (or its label when the cache could not be set up to key it).
    */
-  private async computeAlone(key: string, plan: FetchPlan, compute: () => unknown, started: number): Promise<unknown> {
+  private async computeAlone(
+    key: string,
+    plan: FetchPlan,
+    compute: () => unknown,
+    started: number,
+  ): Promise<unknown> {
     const context = this.trackingContext(plan);
-    const value = await this.sources.counters.computing(key, plan.label, started, async () => tracking.run(context, compute));
+    const value = await this.sources.counters.computing(key, plan.label, started, async () =>
+      tracking.run(context, compute),
+    );
     this.parentContext()?.absorb(context.deps, this.refusal(plan, context));
     return value;
   }
@@ -222,8 +246,15 @@ export class ReadPath {
    */
   private parentContext(): TrackingContext | undefined {
     const parent = tracking.current();
-    if (!parent || parent.owner === this.sources.owner || parent.policy.sharesVersions(this.sources.owner)) return parent;
-    parent.refuse("it used a value of another QueryCache whose store or namespace differs, so writes there could not invalidate it");
+    if (
+      !parent ||
+      parent.owner === this.sources.owner ||
+      parent.policy.sharesVersions(this.sources.owner)
+    )
+      return parent;
+    parent.refuse(
+      "it used a value of another QueryCache whose store or namespace differs, so writes there could not invalidate it",
+    );
     return undefined;
   }
 
@@ -238,7 +269,12 @@ export class ReadPath {
   /** Why a tracked computation must not be stored (its callers inherit it), or undefined. */
   private refusal(plan: FetchPlan, context: TrackingContext): string | undefined {
     if (context.uncacheable) return context.uncacheable;
-    if (plan.requiresReads && !context.sawQuery && context.deps.size === 0 && plan.dependsOn === undefined) {
+    if (
+      plan.requiresReads &&
+      !context.sawQuery &&
+      context.deps.size === 0 &&
+      plan.dependsOn === undefined
+    ) {
       return (
         "it ran no query and used no cached value, so nothing could invalidate it (when another call's query " +
         "served it, as with DataLoader, that query was charged to that call); name what it reads with dependsOn, " +
@@ -252,7 +288,14 @@ export class ReadPath {
    * Keeps a decoded copy of its own in the local tier, so no caller's mutations reach it, until
    * the entry expires in the store.
    */
-  private keepLocally(setup: Setup, key: string, json: string, deps: readonly string[], expiresAt: number, mark: number): void {
+  private keepLocally(
+    setup: Setup,
+    key: string,
+    json: string,
+    deps: readonly string[],
+    expiresAt: number,
+    mark: number,
+  ): void {
     const ttlMs = expiresAt - Date.now();
     const local = this.sources.local;
     if (!local || ttlMs <= 0) return;
@@ -272,9 +315,18 @@ export class ReadPath {
     const stamp = await miss.stamp;
     const context = this.trackingContext(plan);
     const started = performance.now();
-    const value = await this.sources.metrics.compute(plan.label, key, async () => tracking.run(context, compute), () => context.deps);
+    const value = await this.sources.metrics.compute(
+      plan.label,
+      key,
+      async () => tracking.run(context, compute),
+      () => context.deps,
+    );
     const computeMs = performance.now() - started;
-    const deps = [setup.keys.everything, ...context.deps, ...(await dependencyKeys(this.sources.dataSource, setup, plan.dependsOn, "read"))];
+    const deps = [
+      setup.keys.everything,
+      ...context.deps,
+      ...(await dependencyKeys(this.sources.dataSource, setup, plan.dependsOn, "read")),
+    ];
     const refusal = this.refusal(plan, context);
     const skip = (why?: string): Computed => {
       if (why) this.sources.warn(`${plan.label}: result not cached because ${why}`);
@@ -293,9 +345,11 @@ export class ReadPath {
     const ttlSeconds = checkTtl(`${plan.label}: ttl`, plan.ttl ?? this.sources.defaultTtl);
     const expiresAt = Date.now() + ttlSeconds * 1000;
     const entry = withFreshness(encoded, { expiresAt, computeMs: Math.ceil(computeMs) });
-    const stored = writer.put(plan.label, { key, value: entry, deps, stamp, ttlSeconds }, setup.keys.clockKey).then((accepted) => {
-      if (accepted) this.keepLocally(setup, key, encoded, deps, expiresAt, miss.mark);
-    });
+    const stored = writer
+      .put(plan.label, { key, value: entry, deps, stamp, ttlSeconds }, setup.keys.clockKey)
+      .then((accepted) => {
+        if (accepted) this.keepLocally(setup, key, encoded, deps, expiresAt, miss.mark);
+      });
     writer.behind(stored);
     return { value, deps, stored };
   }
@@ -304,7 +358,9 @@ export class ReadPath {
     try {
       return { value: decode(text, setup.classes) };
     } catch (error) {
-      this.sources.warn(`entry ${key} could not be read (${(error as Error).message}); it is treated as a miss.`);
+      this.sources.warn(
+        `entry ${key} could not be read (${(error as Error).message}); it is treated as a miss.`,
+      );
       return undefined;
     }
   }

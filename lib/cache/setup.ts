@@ -3,7 +3,11 @@ import { Catalog } from "../catalog/catalog";
 import { bounded, CATALOG_TIMEOUT_MS, type CatalogConnection } from "../catalog/catalog-connection";
 import { readIdentity } from "../catalog/database-identity";
 import { LiveCatalog } from "../catalog/live-catalog";
-import { CatalogUnavailableError, DataSourceNotInitializedError, SubscriberMissingError } from "../errors";
+import {
+  CatalogUnavailableError,
+  DataSourceNotInitializedError,
+  SubscriberMissingError,
+} from "../errors";
 import type { Invalidator } from "../invalidation/invalidator";
 import { rowPrecisionOf } from "../invalidation/row-precision";
 import type { TransactionBuffer } from "../invalidation/transaction-buffer";
@@ -68,7 +72,8 @@ export class CacheSetup {
 
   /** The setup, for a call the application made: the DataSource must be initialized. */
   require(): Promise<Setup> {
-    if (!this.sources.dataSource.isInitialized) return Promise.reject(new DataSourceNotInitializedError());
+    if (!this.sources.dataSource.isInitialized)
+      return Promise.reject(new DataSourceNotInitializedError());
     return this.get();
   }
 
@@ -93,16 +98,25 @@ export class CacheSetup {
     if (this.pending) return this.pending;
     const failure = this.failure;
     if (failure && Date.now() < failure.retryAt) return Promise.reject(failure.error);
-    const pending = bounded(tracking.outside(() => this.build()), CATALOG_TIMEOUT_MS, "the cache's setup").then(
+    const pending = bounded(
+      tracking.outside(() => this.build()),
+      CATALOG_TIMEOUT_MS,
+      "the cache's setup",
+    ).then(
       (setup) => {
         this.failure = undefined;
         this.current = setup;
         if (!this.sources.closed()) {
           const { connection, invalidator } = this.sources;
           // Writes this process made since that DDL committed were resolved without it: what they reached is unknown.
-          setup.catalog.watch(CATALOG_POLL_MS, () => Catalog.fingerprint(connection), async (earlier, now) => {
-            if (now.writesDifferFrom(earlier)) await invalidator.invalidate([setup.keys.everything]);
-          });
+          setup.catalog.watch(
+            CATALOG_POLL_MS,
+            () => Catalog.fingerprint(connection),
+            async (earlier, now) => {
+              if (now.writesDifferFrom(earlier))
+                await invalidator.invalidate([setup.keys.everything]);
+            },
+          );
         }
         return setup;
       },
@@ -126,8 +140,13 @@ export class CacheSetup {
     // Queued before any stamp is read, so a fresh namespace has its clock for the first
     // computation. Only an optimization: a failure costs that one entry, not freshness.
     void store.open?.(keys.clockKey).catch(() => undefined);
-    const catalog = new LiveCatalog(await Catalog.load(connection), () => Catalog.load(connection), (error) =>
-      warn(`${error.message} Until it can, writes to tables it does not know invalidate every entry of the database.`),
+    const catalog = new LiveCatalog(
+      await Catalog.load(connection),
+      () => Catalog.load(connection),
+      (error) =>
+        warn(
+          `${error.message} Until it can, writes to tables it does not know invalidate every entry of the database.`,
+        ),
     );
     if (this.blind) {
       this.blind = false;
@@ -139,7 +158,17 @@ export class CacheSetup {
       keys,
       catalog,
       classes: ClassRegistry.of(dataSource),
-      observer: new QueryObserver(owner, analyzer, catalog, keys, buffer, paths, invalidator, warn, rowPrecisionOf(dataSource, keys, options.precision)),
+      observer: new QueryObserver(
+        owner,
+        analyzer,
+        catalog,
+        keys,
+        buffer,
+        paths,
+        invalidator,
+        warn,
+        rowPrecisionOf(dataSource, keys, options.precision),
+      ),
     };
   }
 }

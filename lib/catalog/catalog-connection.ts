@@ -52,7 +52,9 @@ export class CatalogConnection implements SqlReader {
       return result.rows as Row[];
     } catch (error) {
       this.drop(opening);
-      throw error instanceof CatalogUnavailableError ? error : new CatalogUnavailableError((error as Error).message);
+      throw error instanceof CatalogUnavailableError
+        ? error
+        : new CatalogUnavailableError((error as Error).message);
     } finally {
       if (--this.inFlight === 0 && this.client === opening) client?.unref?.();
     }
@@ -62,15 +64,29 @@ export class CatalogConnection implements SqlReader {
     this.closed = true;
     const client = this.client;
     this.client = undefined;
-    if (client) await client.then((c) => c.end(), () => undefined).catch(() => undefined);
+    if (client)
+      await client
+        .then(
+          (c) => c.end(),
+          () => undefined,
+        )
+        .catch(() => undefined);
   }
 
   private open(): Promise<PgClient> {
     if (this.client) return this.client;
     const opening = (async () => {
-      const Client = (this.dataSource.driver as unknown as { postgres?: { Client?: PgClientClass } }).postgres?.Client;
-      if (!Client) throw new CatalogUnavailableError("the DataSource's driver has not loaded the pg module yet");
-      const client = new Client({ ...connectionConfig(this.dataSource), connectionTimeoutMillis: this.timeoutMs });
+      const Client = (
+        this.dataSource.driver as unknown as { postgres?: { Client?: PgClientClass } }
+      ).postgres?.Client;
+      if (!Client)
+        throw new CatalogUnavailableError(
+          "the DataSource's driver has not loaded the pg module yet",
+        );
+      const client = new Client({
+        ...connectionConfig(this.dataSource),
+        connectionTimeoutMillis: this.timeoutMs,
+      });
       // A connection the server or the network closed is opened again by the next query.
       client.on("error", () => this.drop(opening));
       client.on("end", () => this.drop(opening));
@@ -91,16 +107,36 @@ export class CatalogConnection implements SqlReader {
   private drop(client: Promise<PgClient>): void {
     if (this.client !== client) return;
     this.client = undefined;
-    client.then((c) => c.end().catch(() => undefined), () => undefined);
+    client.then(
+      (c) => c.end().catch(() => undefined),
+      () => undefined,
+    );
   }
 }
 
 /** The options TypeORM's PostgresDriver gives its pool (of the master, under replication). */
 function connectionConfig(dataSource: DataSource): Record<string, unknown> {
   const options = dataSource.options as {
-    url?: string; host?: string; port?: number; username?: string; password?: unknown; database?: string; ssl?: unknown;
-    applicationName?: string; extra?: Record<string, unknown>;
-    replication?: { master: { url?: string; host?: string; port?: number; username?: string; password?: unknown; database?: string; ssl?: unknown } };
+    url?: string;
+    host?: string;
+    port?: number;
+    username?: string;
+    password?: unknown;
+    database?: string;
+    ssl?: unknown;
+    applicationName?: string;
+    extra?: Record<string, unknown>;
+    replication?: {
+      master: {
+        url?: string;
+        host?: string;
+        port?: number;
+        username?: string;
+        password?: unknown;
+        database?: string;
+        ssl?: unknown;
+      };
+    };
   };
   const credentials = options.replication?.master ?? options;
   return {
@@ -120,7 +156,10 @@ function connectionConfig(dataSource: DataSource): Record<string, unknown> {
 export function bounded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new CatalogUnavailableError(`${what} took longer than ${ms} ms`)), ms);
+    timer = setTimeout(
+      () => reject(new CatalogUnavailableError(`${what} took longer than ${ms} ms`)),
+      ms,
+    );
     timer.unref();
   });
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));

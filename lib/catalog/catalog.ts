@@ -1,8 +1,14 @@
 import { SqlAnalyzer } from "../sql/analyzer";
-import type { SqlReader } from "./catalog-connection";
 import type { RelationName } from "../sql/statement-effects";
+import type { SqlReader } from "./catalog-connection";
 import {
-  type ChangeKind, type FunctionWrites, type TriggerEvent, firedEvents, functionWrites, ruleEvent, triggerEvents,
+  type ChangeKind,
+  type FunctionWrites,
+  firedEvents,
+  functionWrites,
+  ruleEvent,
+  type TriggerEvent,
+  triggerEvents,
 } from "./trigger-writes";
 
 /** A relation by schema-qualified name, "schema.table", as used in dependency keys. */
@@ -131,8 +137,14 @@ export class Catalog {
   }
 
   private static async read(runner: SqlReader, fingerprint: string): Promise<Catalog> {
-    const [paths] = await runner.query<{ path: string[] | string; current: string | null; role: string }>(`SELECT current_schemas(false) AS path, current_schema() AS current, current_user AS role`);
-    const namespaces = await runner.query<{ name: string }>(`SELECT nspname AS name FROM pg_namespace`);
+    const [paths] = await runner.query<{
+      path: string[] | string;
+      current: string | null;
+      role: string;
+    }>(`SELECT current_schemas(false) AS path, current_schema() AS current, current_user AS role`);
+    const namespaces = await runner.query<{ name: string }>(
+      `SELECT nspname AS name FROM pg_namespace`,
+    );
     const relations: RelationRow[] = await runner.query(
       `SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -243,7 +255,8 @@ export class Catalog {
   /** The schema of the relation a name means; see qualify. */
   schemaOf(ref: RelationName, searchPath?: readonly string[]): string {
     if (ref.schema) return ref.schema;
-    for (const schema of searchPath ?? this.searchPath) if (this.kinds.has(`${schema}.${ref.name}`)) return schema;
+    for (const schema of searchPath ?? this.searchPath)
+      if (this.kinds.has(`${schema}.${ref.name}`)) return schema;
     return searchPath?.find((schema) => this.schemas.has(schema)) ?? this.currentSchema;
   }
 
@@ -256,8 +269,15 @@ export class Catalog {
   writesDifferFrom(earlier: Catalog): boolean {
     for (const [memoKey, before] of earlier.effectsMemo) {
       const space = memoKey.indexOf(" ");
-      const now = this.writeEffects(memoKey.slice(space + 1), memoKey.slice(0, space) as ChangeKind);
-      if ((now.unseen !== undefined && before.unseen === undefined) || now.tables.some((t) => !before.tables.includes(t))) return true;
+      const now = this.writeEffects(
+        memoKey.slice(space + 1),
+        memoKey.slice(0, space) as ChangeKind,
+      );
+      if (
+        (now.unseen !== undefined && before.unseen === undefined) ||
+        now.tables.some((t) => !before.tables.includes(t))
+      )
+        return true;
     }
     return false;
   }
@@ -314,8 +334,10 @@ export class Catalog {
       const { table, kind: how } = queue.pop() as TableChange;
       for (const t of this.viewReads.get(table) ?? []) visit({ table: t, kind: how });
       // An update through a partitioned table moves rows between partitions by DELETE and INSERT.
-      for (const t of this.family.get(table) ?? []) visit({ table: t, kind: how === "update" ? "merge" : how });
-      for (const edges of this.cascadesOf(how)) for (const change of edges.get(table) ?? []) visit(change);
+      for (const t of this.family.get(table) ?? [])
+        visit({ table: t, kind: how === "update" ? "merge" : how });
+      for (const edges of this.cascadesOf(how))
+        for (const change of edges.get(table) ?? []) visit(change);
       const fired = firedEvents(how);
       for (const trigger of this.triggers.get(table) ?? []) {
         if (!trigger.events.some((e) => fired.includes(e))) continue;
@@ -340,11 +362,17 @@ export class Catalog {
     for (const trigger of this.triggers.get(name) ?? []) {
       if (!trigger.events.some((e) => fired.includes(e))) continue;
       if (trigger.opaque !== undefined || trigger.sets === "any") return undefined;
-      if (trigger.changes.some((change) => this.writeDependencies(change.table, change.kind).includes(name))) return undefined;
+      if (
+        trigger.changes.some((change) =>
+          this.writeDependencies(change.table, change.kind).includes(name),
+        )
+      )
+        return undefined;
       for (const column of trigger.sets ?? []) sets.add(column);
     }
     for (const edges of this.cascadesOf(kind)) {
-      for (const change of edges.get(name) ?? []) if (this.writeDependencies(change.table, change.kind).includes(name)) return undefined;
+      for (const change of edges.get(name) ?? [])
+        if (this.writeDependencies(change.table, change.kind).includes(name)) return undefined;
     }
     return [...sets];
   }
@@ -384,8 +412,16 @@ export class Catalog {
 }
 
 // pg_constraint.confdeltype and confupdtype: what a referencing row undergoes ('a' and 'r' refuse).
-const DELETE_ACTIONS: Record<string, ChangeKind | undefined> = { c: "delete", n: "update", d: "update" };
-const UPDATE_ACTIONS: Record<string, ChangeKind | undefined> = { c: "update", n: "update", d: "update" };
+const DELETE_ACTIONS: Record<string, ChangeKind | undefined> = {
+  c: "delete",
+  n: "update",
+  d: "update",
+};
+const UPDATE_ACTIONS: Record<string, ChangeKind | undefined> = {
+  c: "update",
+  n: "update",
+  d: "update",
+};
 
 function isBuiltin(builtins: ReadonlySet<string>, name: string): boolean {
   const dot = name.lastIndexOf(".");
@@ -410,7 +446,11 @@ interface TriggerContext {
  * when its function cannot be read, or when it writes a relation the catalog does not know (which
  * its name may mean once it exists). Rules are always opaque.
  */
-function triggerEffects(triggers: readonly TriggerRow[], rules: readonly RuleRow[], context: TriggerContext): Map<QualifiedName, TriggerEffect[]> {
+function triggerEffects(
+  triggers: readonly TriggerRow[],
+  rules: readonly RuleRow[],
+  context: TriggerContext,
+): Map<QualifiedName, TriggerEffect[]> {
   const out = new Map<QualifiedName, TriggerEffect[]>();
   const add = (schema: string, name: string, effect: TriggerEffect) => {
     const table = `${schema}.${name}`;
@@ -421,7 +461,12 @@ function triggerEffects(triggers: readonly TriggerRow[], rules: readonly RuleRow
     let writes = functions.get(row.function);
     if (!writes) {
       writes = functionWrites(
-        { schema: row.function_schema, name: row.function_name, language: row.language, definition: row.function_definition },
+        {
+          schema: row.function_schema,
+          name: row.function_name,
+          language: row.language,
+          definition: row.function_definition,
+        },
         context.analyzer,
       );
       functions.set(row.function, writes);
@@ -433,32 +478,48 @@ function triggerEffects(triggers: readonly TriggerRow[], rules: readonly RuleRow
       add(row.schema, row.name, { events, opaque: `${label} ${why ?? writes.opaque}` });
       continue;
     }
-    const path = row.search_path === null ? context.searchPath : functionPath(row.search_path, context.role);
+    const path =
+      row.search_path === null ? context.searchPath : functionPath(row.search_path, context.role);
     const changes: TableChange[] = [];
     let unknown: string | undefined;
     for (const change of writes.changes) {
       const table = resolve(context.kinds, change.ref, path);
-      if (table === undefined) unknown ??= change.ref.schema ? `${change.ref.schema}.${change.ref.name}` : change.ref.name;
+      if (table === undefined)
+        unknown ??= change.ref.schema ? `${change.ref.schema}.${change.ref.name}` : change.ref.name;
       else changes.push({ table, kind: change.kind });
     }
     if (unknown !== undefined) {
-      add(row.schema, row.name, { events, opaque: `${label} writes ${unknown}, which the library does not know, so it may write any table` });
+      add(row.schema, row.name, {
+        events,
+        opaque: `${label} writes ${unknown}, which the library does not know, so it may write any table`,
+      });
     } else {
       // pg_trigger.tgtype: 1 ROW, 2 BEFORE. Only a BEFORE ROW trigger may change the row being written.
       const beforeRow = (row.type & 3) === 3;
-      add(row.schema, row.name, { events, changes, sets: beforeRow ? (writes.assigns ?? "any") : undefined });
+      add(row.schema, row.name, {
+        events,
+        changes,
+        sets: beforeRow ? (writes.assigns ?? "any") : undefined,
+      });
     }
   }
   for (const row of rules) {
     const event = ruleEvent(row.event);
     if (!event) continue;
-    add(row.schema, row.name, { events: [event], opaque: `the rule ${row.rule} on ${row.schema}.${row.name} may write any table` });
+    add(row.schema, row.name, {
+      events: [event],
+      opaque: `the rule ${row.rule} on ${row.schema}.${row.name} may write any table`,
+    });
   }
   return out;
 }
 
 /** Why a trigger may write what no one can name, from the functions its WHEN condition or function call. */
-function triggerOpacity(row: TriggerRow, writes: FunctionWrites, context: TriggerContext): string | undefined {
+function triggerOpacity(
+  row: TriggerRow,
+  writes: FunctionWrites,
+  context: TriggerContext,
+): string | undefined {
   const when = context.analyzer.analyze(row.definition);
   if (when.opaqueWrite) return `cannot be read (${when.opaqueWrite}), so it may write any table`;
   const called = [...when.functions, ...(writes.opaque === undefined ? writes.functions : [])];
@@ -467,8 +528,14 @@ function triggerOpacity(row: TriggerRow, writes: FunctionWrites, context: Trigge
 }
 
 /** The relation a name means when a function runs with this search path, if the catalog knows it. */
-function resolve(kinds: ReadonlyMap<QualifiedName, string>, ref: RelationName, path: readonly string[]): QualifiedName | undefined {
-  const candidates = ref.schema ? [`${ref.schema}.${ref.name}`] : path.map((schema) => `${schema}.${ref.name}`);
+function resolve(
+  kinds: ReadonlyMap<QualifiedName, string>,
+  ref: RelationName,
+  path: readonly string[],
+): QualifiedName | undefined {
+  const candidates = ref.schema
+    ? [`${ref.schema}.${ref.name}`]
+    : path.map((schema) => `${schema}.${ref.name}`);
   return candidates.find((name) => kinds.has(name));
 }
 
@@ -483,14 +550,26 @@ function functionPath(setting: string, role: string): string[] {
 
 function parsePath(path: string[] | string): string[] {
   if (Array.isArray(path)) return path;
-  return path.replace(/^\{|\}$/g, "").split(",").filter(Boolean).map((s) => s.replace(/^"|"$/g, ""));
+  return path
+    .replace(/^\{|\}$/g, "")
+    .split(",")
+    .filter(Boolean)
+    .map((s) => s.replace(/^"|"$/g, ""));
 }
 
 function reverse(edge: EdgeRow): EdgeRow {
-  return { from_schema: edge.to_schema, from_name: edge.to_name, to_schema: edge.from_schema, to_name: edge.from_name };
+  return {
+    from_schema: edge.to_schema,
+    from_name: edge.to_name,
+    to_schema: edge.from_schema,
+    to_name: edge.from_name,
+  };
 }
 
-function changes<E extends EdgeRow>(edges: readonly E[], kind: (edge: E) => ChangeKind | undefined): Map<QualifiedName, TableChange[]> {
+function changes<E extends EdgeRow>(
+  edges: readonly E[],
+  kind: (edge: E) => ChangeKind | undefined,
+): Map<QualifiedName, TableChange[]> {
   const out = new Map<QualifiedName, TableChange[]>();
   for (const e of edges) {
     const how = kind(e);
@@ -512,7 +591,10 @@ function graph(edges: readonly EdgeRow[]): Map<QualifiedName, QualifiedName[]> {
   return out;
 }
 
-function closure(start: QualifiedName[], next: (name: QualifiedName) => readonly QualifiedName[] | undefined): QualifiedName[] {
+function closure(
+  start: QualifiedName[],
+  next: (name: QualifiedName) => readonly QualifiedName[] | undefined,
+): QualifiedName[] {
   const seen = new Set(start);
   const queue = [...start];
   while (queue.length > 0) {

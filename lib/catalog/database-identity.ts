@@ -17,15 +17,26 @@ export interface DatabaseIdentity {
  * different host names still share invalidations: the cluster's system identifier where the role
  * may read it, else the server's address and port, plus the database's name and oid.
  */
-export async function readIdentity(runner: SqlReader, schemaOption: string | undefined, override?: string): Promise<DatabaseIdentity> {
+export async function readIdentity(
+  runner: SqlReader,
+  schemaOption: string | undefined,
+  override?: string,
+): Promise<DatabaseIdentity> {
   const [row] = await runner.query<{ name: string; oid: string; schema: string; address: string }>(
     `SELECT current_database() AS name, d.oid::text AS oid, current_schema() AS schema,
             coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port()::text, '') AS address
        FROM pg_database d WHERE d.datname = current_database()`,
   );
   // Read only where the role may: a failed query would cost the library its connection.
-  const [allowed] = await runner.query<{ ok: boolean }>(`SELECT has_function_privilege('pg_control_system()', 'EXECUTE') AS ok`);
-  const [control] = allowed.ok && !override ? await runner.query<{ id: string }>(`SELECT system_identifier::text AS id FROM pg_control_system()`) : [];
+  const [allowed] = await runner.query<{ ok: boolean }>(
+    `SELECT has_function_privilege('pg_control_system()', 'EXECUTE') AS ok`,
+  );
+  const [control] =
+    allowed.ok && !override
+      ? await runner.query<{ id: string }>(
+          `SELECT system_identifier::text AS id FROM pg_control_system()`,
+        )
+      : [];
   // Without the privilege the address stands in; databaseId pins it where that is not enough.
   const server = control?.id ?? row.address;
   const database = override ?? digest(`${server}/${row.name}/${row.oid}`);

@@ -45,7 +45,11 @@ export class LiveCatalog {
    * process (a migration) is seen within that time, with no event trigger to install. `changed`
    * runs once the new catalog is in place, with the one it replaced.
    */
-  watch(intervalMs: number, fingerprint: () => Promise<string>, changed: (earlier: Catalog, now: Catalog) => Promise<unknown>): void {
+  watch(
+    intervalMs: number,
+    fingerprint: () => Promise<string>,
+    changed: (earlier: Catalog, now: Catalog) => Promise<unknown>,
+  ): void {
     const tick = async () => {
       try {
         const earlier = await this.get();

@@ -32,21 +32,54 @@ export type FunctionWrites =
   | { readonly opaque: string };
 
 // Bits of pg_trigger.tgtype (PostgreSQL's TRIGGER_TYPE_*).
-const EVENT_BITS: readonly [number, TriggerEvent][] = [[4, "insert"], [8, "delete"], [16, "update"], [32, "truncate"]];
+const EVENT_BITS: readonly [number, TriggerEvent][] = [
+  [4, "insert"],
+  [8, "delete"],
+  [16, "update"],
+  [32, "truncate"],
+];
 
 // pg_rewrite.ev_type; a SELECT rule ('1') is a view's definition.
 const RULE_EVENTS: Record<string, TriggerEvent> = { "2": "update", "3": "insert", "4": "delete" };
 
 // PostgreSQL's own trigger functions that change only the row being written.
-const ROW_ONLY_BUILTINS = new Set(["tsvector_update_trigger", "tsvector_update_trigger_column", "suppress_redundant_updates_trigger"]);
+const ROW_ONLY_BUILTINS = new Set([
+  "tsvector_update_trigger",
+  "tsvector_update_trigger_column",
+  "suppress_redundant_updates_trigger",
+]);
 
 // Every PL/pgSQL statement kind whose SQL the tree shows. EXECUTE (dynexecute, dynfors, and the
 // dynquery of OPEN and RETURN QUERY) runs SQL built at run time; a kind unknown here may too.
-const KNOWN_STATEMENTS = new Set([
-  "block", "assign", "if", "case", "loop", "while", "fori", "fors", "forc", "foreach_a", "exit",
-  "return", "return_next", "return_query", "raise", "assert", "execsql", "getdiag", "open", "fetch",
-  "close", "perform", "call", "commit", "rollback",
-].map((kind) => `PLpgSQL_stmt_${kind}`));
+const KNOWN_STATEMENTS = new Set(
+  [
+    "block",
+    "assign",
+    "if",
+    "case",
+    "loop",
+    "while",
+    "fori",
+    "fors",
+    "forc",
+    "foreach_a",
+    "exit",
+    "return",
+    "return_next",
+    "return_query",
+    "raise",
+    "assert",
+    "execsql",
+    "getdiag",
+    "open",
+    "fetch",
+    "close",
+    "perform",
+    "call",
+    "commit",
+    "rollback",
+  ].map((kind) => `PLpgSQL_stmt_${kind}`),
+);
 const DYNAMIC_STATEMENTS = new Set(["PLpgSQL_stmt_dynexecute", "PLpgSQL_stmt_dynfors"]);
 const DYNAMIC = "runs dynamic SQL (EXECUTE), which may write any table";
 
@@ -91,19 +124,26 @@ export function functionWrites(
   fn: { schema: string; name: string; language: string; definition: string | null },
   analyzer: SqlAnalyzer,
 ): FunctionWrites {
-  if (fn.schema === "pg_catalog" && ROW_ONLY_BUILTINS.has(fn.name)) return { changes: [], functions: [], assigns: undefined };
+  if (fn.schema === "pg_catalog" && ROW_ONLY_BUILTINS.has(fn.name))
+    return { changes: [], functions: [], assigns: undefined };
   if (fn.language !== "plpgsql" || fn.definition === null) {
-    return { opaque: `runs ${fn.schema}.${fn.name}(), written in ${fn.language}, which the library cannot read, so it may write any table` };
+    return {
+      opaque: `runs ${fn.schema}.${fn.name}(), written in ${fn.language}, which the library cannot read, so it may write any table`,
+    };
   }
   let tree: unknown;
   try {
     tree = parsePlPgSQLSync(fn.definition);
   } catch (error) {
-    return { opaque: `runs ${fn.schema}.${fn.name}(), which PostgreSQL's PL/pgSQL parser rejected (${(error as Error).message}), so it may write any table` };
+    return {
+      opaque: `runs ${fn.schema}.${fn.name}(), which PostgreSQL's PL/pgSQL parser rejected (${(error as Error).message}), so it may write any table`,
+    };
   }
   const out: Collector = { changes: [], functions: [] };
   walk(tree, out, analyzer);
-  return out.opaque ? { opaque: out.opaque } : { changes: out.changes, functions: out.functions, assigns: assignedColumns(tree) };
+  return out.opaque
+    ? { opaque: out.opaque }
+    : { changes: out.changes, functions: out.functions, assigns: assignedColumns(tree) };
 }
 
 /**
@@ -112,7 +152,8 @@ export function functionWrites(
  * assigned as a whole, used as a loop or INTO target, or another record than NEW or OLD is returned.
  */
 function assignedColumns(tree: unknown): string[] | undefined {
-  const fn = (tree as { plpgsql_funcs?: { PLpgSQL_function?: Record<string, unknown> }[] }).plpgsql_funcs?.[0]?.PLpgSQL_function;
+  const fn = (tree as { plpgsql_funcs?: { PLpgSQL_function?: Record<string, unknown> }[] })
+    .plpgsql_funcs?.[0]?.PLpgSQL_function;
   const datums = (fn?.datums as Record<string, Record<string, unknown>>[] | undefined) ?? [];
   const recordNo = (name: string) => datums.findIndex((d) => d.PLpgSQL_rec?.refname === name);
   const newNo = recordNo("new");
@@ -121,7 +162,8 @@ function assignedColumns(tree: unknown): string[] | undefined {
   const columns: string[] = [];
   for (const datum of datums) {
     const field = datum.PLpgSQL_recfield;
-    if (field && ((field.recparentno as number | undefined) ?? 0) === newNo) columns.push(field.fieldname as string);
+    if (field && ((field.recparentno as number | undefined) ?? 0) === newNo)
+      columns.push(field.fieldname as string);
   }
   let whole = false;
   const visit = (node: unknown, key?: string): void => {
@@ -134,11 +176,16 @@ function assignedColumns(tree: unknown): string[] | undefined {
       if (k === "datums") continue;
       if (k === "PLpgSQL_stmt_return") {
         const returned = (value as { retvarno?: number; expr?: unknown }).retvarno;
-        if ((value as { expr?: unknown }).expr !== undefined || (returned !== undefined && returned !== newNo && returned !== oldNo)) whole = true;
+        if (
+          (value as { expr?: unknown }).expr !== undefined ||
+          (returned !== undefined && returned !== newNo && returned !== oldNo)
+        )
+          whole = true;
         continue;
       }
       if (k === "varno" && value === newNo) whole = true;
-      if ((k === "target" || k === "var") && JSON.stringify(value).includes('"refname":"new"')) whole = true;
+      if ((k === "target" || k === "var") && JSON.stringify(value).includes('"refname":"new"'))
+        whole = true;
       visit(value, k);
     }
   };
@@ -168,12 +215,17 @@ function walk(node: unknown, out: Collector, analyzer: SqlAnalyzer): void {
       out.opaque = `uses ${key}, which the library cannot read, so it may write any table`;
       return;
     }
-    if (key === "PLpgSQL_expr") embedded(value as { query: string; parseMode?: number }, out, analyzer);
+    if (key === "PLpgSQL_expr")
+      embedded(value as { query: string; parseMode?: number }, out, analyzer);
     else walk(value, out, analyzer);
   }
 }
 
-function embedded(expr: { query: string; parseMode?: number }, out: Collector, analyzer: SqlAnalyzer): void {
+function embedded(
+  expr: { query: string; parseMode?: number },
+  out: Collector,
+  analyzer: SqlAnalyzer,
+): void {
   const sql = standalone(expr.query, expr.parseMode ?? PARSE_DEFAULT);
   const effects = sql === undefined ? undefined : analyzer.analyze(sql);
   // Names are resolved with the function's search path, which the body must leave as it is.
@@ -211,7 +263,8 @@ function assignmentOperator(query: string): { start: number; end: number } | und
   for (const token of tokens) {
     if (token.text === "(" || token.text === "[") depth++;
     else if (token.text === ")" || token.text === "]") depth--;
-    else if (depth === 0 && (token.text === ":=" || token.text === "=")) return { start: token.start, end: token.end };
+    else if (depth === 0 && (token.text === ":=" || token.text === "="))
+      return { start: token.start, end: token.end };
   }
   return undefined;
 }

@@ -71,7 +71,8 @@ export class Backlog {
     for (const [key, table] of next.truncated) into.truncated.set(key, table);
     // Past the bound, the rows are let go and whole tables are invalidated: memory stays bounded
     // however long the store is down, at the price of precision.
-    if (into.rows && next.rows && into.rows.length + next.rows.length <= this.maxRows) into.rows.push(...next.rows);
+    if (into.rows && next.rows && into.rows.length + next.rows.length <= this.maxRows)
+      into.rows.push(...next.rows);
     else into.rows = undefined;
     into.relationsChanged ||= next.relationsChanged;
     if (next.endLsn > into.endLsn) into.endLsn = next.endLsn;

@@ -4,9 +4,20 @@ import type { LogicalReplicationService, Pgoutput } from "pg-logical-replication
 import { ChangeFeedSetupError } from "../errors";
 import type { RowChange as InvalidatedRow } from "../invalidation/row-precision";
 import { Backlog, type Batch } from "./backlog";
-import { type ChangeFeedOptions, type ResolvedFeedOptions, resolveFeedOptions } from "./feed-options";
+import {
+  type ChangeFeedOptions,
+  type ResolvedFeedOptions,
+  resolveFeedOptions,
+} from "./feed-options";
 import { formatLsn, parseLsn } from "./lsn";
-import { type SlotLag, dropSlot, isSlotInUse, lacksReplication, prepareSlot, readLag } from "./slot-setup";
+import {
+  dropSlot,
+  isSlotInUse,
+  lacksReplication,
+  prepareSlot,
+  readLag,
+  type SlotLag,
+} from "./slot-setup";
 import { TransactionAssembler } from "./transactions";
 
 /** What one delivery invalidated, for the "delivered" event. */
@@ -106,12 +117,17 @@ export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
     try {
       this.replication = await import("pg-logical-replication");
     } catch {
-      throw new ChangeFeedSetupError("the package pg-logical-replication is not installed", "npm install pg-logical-replication");
+      throw new ChangeFeedSetupError(
+        "the package pg-logical-replication is not installed",
+        "npm install pg-logical-replication",
+      );
     }
     try {
       await prepareSlot(await this.admin(), this.options, this.options.create);
       this.stopped = false;
-      const first = new Promise<void>((resolve, reject) => (this.firstOutcome = { resolve, reject }));
+      const first = new Promise<void>(
+        (resolve, reject) => (this.firstOutcome = { resolve, reject }),
+      );
       this.loop = this.run();
       await first;
     } catch (error) {
@@ -176,7 +192,11 @@ export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
         this.settleFirst();
       } else if (failure && this.firstOutcome) {
         this.stopped = true;
-        this.settleFirst(lacksReplication(failure) ? replicationRefused(this.options.connection.user, failure) : failure);
+        this.settleFirst(
+          lacksReplication(failure)
+            ? replicationRefused(this.options.connection.user, failure)
+            : failure,
+        );
         break;
       } else if (failure) {
         this.emit("feedError", failure);
@@ -192,13 +212,20 @@ export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
   private async session(): Promise<Error | undefined> {
     const { LogicalReplicationService, PgoutputPlugin } = this.replication as ReplicationModule;
     // Never acknowledged by the client itself: it would confirm what was received, not delivered.
-    const service = new LogicalReplicationService(this.options.connection, { acknowledge: { auto: false, timeoutSeconds: 0 } });
+    const service = new LogicalReplicationService(this.options.connection, {
+      acknowledge: { auto: false, timeoutSeconds: 0 },
+    });
     this.service = service;
     service.on("data", (_lsn: string, message: Pgoutput.Message) => this.accept(message));
-    service.on("heartbeat", (lsn: string, _time: number, respond: boolean) => this.heartbeat(lsn, respond));
+    service.on("heartbeat", (lsn: string, _time: number, respond: boolean) =>
+      this.heartbeat(lsn, respond),
+    );
     service.on("start", () => void this.becomeActive(service));
     service.on("error", () => undefined); // the subscribe promise carries it
-    const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.options.publication] });
+    const plugin = new PgoutputPlugin({
+      protoVersion: 1,
+      publicationNames: [this.options.publication],
+    });
     try {
       // From 0/0, that is from the slot's confirmed position: the client's own memory of what it
       // received must not skip what was never delivered.
@@ -217,7 +244,10 @@ export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
   private async becomeActive(service: LogicalReplicationService): Promise<void> {
     this.lastHeard = Date.now();
     try {
-      const { rows } = await (await this.admin()).query(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`, [this.options.slot]);
+      const { rows } = await (await this.admin()).query(
+        `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
+        [this.options.slot],
+      );
       if (rows[0]?.lsn) this.confirmed = maxLsn(this.confirmed, parseLsn(rows[0].lsn));
     } catch (error) {
       this.emit("feedError", error as Error);
@@ -249,7 +279,12 @@ export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
    */
   private heartbeat(lsn: string, respond: boolean): void {
     this.lastHeard = Date.now();
-    if (this.statusReady && !this.assembler.inTransaction && this.backlog.isEmpty && !this.inFlight) {
+    if (
+      this.statusReady &&
+      !this.assembler.inTransaction &&
+      this.backlog.isEmpty &&
+      !this.inFlight
+    ) {
       this.confirmed = maxLsn(this.confirmed, parseLsn(lsn));
     }
     if (respond) this.sendStatus(false);
@@ -274,7 +309,9 @@ export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
         if (retryIn === DELIVERY_RETRY_FIRST_MS) {
           this.emit(
             "feedError",
-            new Error(`ChangeFeed: the invalidations of ${batch.transactions} transaction(s) did not reach the store; retrying, with the stream paused and the slot not confirmed past them.`),
+            new Error(
+              `ChangeFeed: the invalidations of ${batch.transactions} transaction(s) did not reach the store; retrying, with the stream paused and the slot not confirmed past them.`,
+            ),
           );
           // A server shutting down waits for its logical consumers to confirm all it sent, and a
           // delivery may wait on that server (the catalog): letting go of the stream ends the wait
@@ -309,9 +346,14 @@ export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
     const rows: InvalidatedRow[] = [];
     for (const change of batch.rows ?? []) {
       const table = `${change.table.schema}.${change.table.name}`;
-      if (!batch.truncated.has(table)) rows.push({ table, before: change.before, after: change.after });
+      if (!batch.truncated.has(table))
+        rows.push({ table, before: change.before, after: change.after });
     }
-    return this.options.cache.invalidateTables([...batch.tables.values()], batch.relationsChanged, rows);
+    return this.options.cache.invalidateTables(
+      [...batch.tables.values()],
+      batch.relationsChanged,
+      rows,
+    );
   }
 
   /**
@@ -327,7 +369,12 @@ export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
   private keepAlive(): void {
     if (!this.statusReady) return;
     if (Date.now() - this.lastHeard > SILENCE_LIMIT_MS) {
-      this.emit("feedError", new Error(`ChangeFeed: the replication stream was silent for ${SILENCE_LIMIT_MS} ms; reconnecting.`));
+      this.emit(
+        "feedError",
+        new Error(
+          `ChangeFeed: the replication stream was silent for ${SILENCE_LIMIT_MS} ms; reconnecting.`,
+        ),
+      );
       void this.service?.stop();
       return;
     }

@@ -70,18 +70,30 @@ export interface ResolvedFeedOptions {
 
 /** @internal */
 export function resolveFeedOptions(options: ChangeFeedOptions): ResolvedFeedOptions {
-  if (typeof options !== "object" || options === null || typeof options.cache?.invalidateTables !== "function") {
-    throw new InvalidOptionError("ChangeFeed: pass { cache, connection, slot }, where cache is the QueryCache to invalidate.");
+  if (
+    typeof options !== "object" ||
+    options === null ||
+    typeof options.cache?.invalidateTables !== "function"
+  ) {
+    throw new InvalidOptionError(
+      "ChangeFeed: pass { cache, connection, slot }, where cache is the QueryCache to invalidate.",
+    );
   }
   if (typeof options.connection !== "object" || options.connection === null) {
-    throw new InvalidOptionError("ChangeFeed: connection must be a pg ClientConfig for the cache's database, e.g. { connectionString }.");
+    throw new InvalidOptionError(
+      "ChangeFeed: connection must be a pg ClientConfig for the cache's database, e.g. { connectionString }.",
+    );
   }
   if (typeof options.slot !== "string" || !/^[a-z0-9_]{1,63}$/.test(options.slot)) {
-    throw new InvalidOptionError(`ChangeFeed: slot must be 1 to 63 lowercase letters, digits or "_" (PostgreSQL's rule), got ${JSON.stringify(options.slot)}.`);
+    throw new InvalidOptionError(
+      `ChangeFeed: slot must be 1 to 63 lowercase letters, digits or "_" (PostgreSQL's rule), got ${JSON.stringify(options.slot)}.`,
+    );
   }
   const publication = options.publication ?? "autocache";
   if (typeof publication !== "string" || publication === "" || publication.length > 63) {
-    throw new InvalidOptionError(`ChangeFeed: publication must be a name of 1 to 63 characters, got ${JSON.stringify(options.publication)}.`);
+    throw new InvalidOptionError(
+      `ChangeFeed: publication must be a name of 1 to 63 characters, got ${JSON.stringify(options.publication)}.`,
+    );
   }
   return {
     cache: options.cache,
@@ -98,7 +110,9 @@ export function resolveFeedOptions(options: ChangeFeedOptions): ResolvedFeedOpti
 
 function positive(name: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidOptionError(`ChangeFeed: ${name} must be a positive number, got ${String(value)}.`);
+    throw new InvalidOptionError(
+      `ChangeFeed: ${name} must be a positive number, got ${String(value)}.`,
+    );
   }
   return value;
 }

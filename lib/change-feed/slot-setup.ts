@@ -25,7 +25,11 @@ const DUPLICATE_OBJECT = "42710";
  * creating the same slot at once is not an error: one wins, both use it.
  * @internal
  */
-export async function prepareSlot(client: Client, names: SlotNames, create: boolean): Promise<void> {
+export async function prepareSlot(
+  client: Client,
+  names: SlotNames,
+  create: boolean,
+): Promise<void> {
   const [{ wal_level: walLevel }] = (await client.query(`SHOW wal_level`)).rows;
   if (walLevel !== "logical") {
     throw new ChangeFeedSetupError(
@@ -34,16 +38,38 @@ export async function prepareSlot(client: Client, names: SlotNames, create: bool
     );
   }
   const createPublication = `CREATE PUBLICATION ${quoteIdent(names.publication)} FOR ALL TABLES;`;
-  const hasPublication = (await client.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [names.publication])).rowCount === 1;
+  const hasPublication =
+    (await client.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [names.publication]))
+      .rowCount === 1;
   if (!hasPublication) {
-    if (!create) throw new ChangeFeedSetupError(`the publication ${names.publication} does not exist`, createPublication);
-    await createOrExplain(client, createPublication, `this role may not create the publication ${names.publication}`);
+    if (!create)
+      throw new ChangeFeedSetupError(
+        `the publication ${names.publication} does not exist`,
+        createPublication,
+      );
+    await createOrExplain(
+      client,
+      createPublication,
+      `this role may not create the publication ${names.publication}`,
+    );
   }
   const createSlot = `SELECT pg_create_logical_replication_slot(${quoteLiteral(names.slot)}, 'pgoutput');`;
-  const found = (await client.query(`SELECT plugin, database FROM pg_replication_slots WHERE slot_name = $1`, [names.slot])).rows[0];
+  const found = (
+    await client.query(`SELECT plugin, database FROM pg_replication_slots WHERE slot_name = $1`, [
+      names.slot,
+    ])
+  ).rows[0];
   if (!found) {
-    if (!create) throw new ChangeFeedSetupError(`the replication slot ${names.slot} does not exist`, createSlot);
-    await createOrExplain(client, createSlot, `this role may not create the replication slot ${names.slot}`);
+    if (!create)
+      throw new ChangeFeedSetupError(
+        `the replication slot ${names.slot} does not exist`,
+        createSlot,
+      );
+    await createOrExplain(
+      client,
+      createSlot,
+      `this role may not create the replication slot ${names.slot}`,
+    );
     return;
   }
   if (found.plugin !== "pgoutput") {
@@ -69,14 +95,21 @@ export async function readLag(client: Client, slot: string): Promise<SlotLag | u
     [slot],
   );
   if (rows.length === 0) return undefined;
-  return { bytes: Number(rows[0].bytes ?? 0), active: rows[0].active, activePid: rows[0].active_pid };
+  return {
+    bytes: Number(rows[0].bytes ?? 0),
+    active: rows[0].active,
+    activePid: rows[0].active_pid,
+  };
 }
 
 /** Drops the slot (the server then keeps no WAL for it); a slot already gone is not an error.
  * @internal
  */
 export async function dropSlot(client: Client, slot: string): Promise<void> {
-  await client.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+  await client.query(
+    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`,
+    [slot],
+  );
 }
 
 /** Whether a START_REPLICATION failed because another connection holds the slot. */
@@ -87,7 +120,11 @@ export function isSlotInUse(error: unknown): boolean {
 /** Whether the role may not open a replication connection at all. */
 export function lacksReplication(error: unknown): boolean {
   const e = error as { code?: string; message?: string };
-  return e.code === "28000" || e.code === INSUFFICIENT_PRIVILEGE || /replication role|permission denied to start WAL sender/i.test(e.message ?? "");
+  return (
+    e.code === "28000" ||
+    e.code === INSUFFICIENT_PRIVILEGE ||
+    /replication role|permission denied to start WAL sender/i.test(e.message ?? "")
+  );
 }
 
 async function createOrExplain(client: Client, sql: string, problem: string): Promise<void> {
@@ -96,7 +133,8 @@ async function createOrExplain(client: Client, sql: string, problem: string): Pr
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (code === DUPLICATE_OBJECT) return;
-    if (code === INSUFFICIENT_PRIVILEGE) throw new ChangeFeedSetupError(`${problem} (${(error as Error).message})`, sql);
+    if (code === INSUFFICIENT_PRIVILEGE)
+      throw new ChangeFeedSetupError(`${problem} (${(error as Error).message})`, sql);
     throw error;
   }
 }

@@ -61,7 +61,13 @@ export class TransactionAssembler {
   accept(message: Pgoutput.Message): CommittedTransaction | undefined {
     switch (message.tag) {
       case "begin":
-        this.open = { xid: message.xid, tables: new Map(), rows: [], truncated: [], relationsChanged: this.relationsChangedBetween };
+        this.open = {
+          xid: message.xid,
+          tables: new Map(),
+          rows: [],
+          truncated: [],
+          relationsChanged: this.relationsChangedBetween,
+        };
         this.relationsChangedBetween = false;
         return undefined;
       case "relation":
@@ -74,7 +80,12 @@ export class TransactionAssembler {
         this.row(message.relation, "insert", undefined, message.new);
         return undefined;
       case "update":
-        this.row(message.relation, "update", message.old ?? message.key ?? keyOf(message.relation, message.new), message.new);
+        this.row(
+          message.relation,
+          "update",
+          message.old ?? message.key ?? keyOf(message.relation, message.new),
+          message.new,
+        );
         return undefined;
       case "delete":
         // Without a replica identity nothing of the old row is known: no column at all.
@@ -113,16 +124,29 @@ export class TransactionAssembler {
     };
   }
 
-  private row(relation: Pgoutput.MessageRelation, kind: RowChange["kind"], before: Record<string, unknown> | undefined, after: Record<string, unknown> | undefined): void {
+  private row(
+    relation: Pgoutput.MessageRelation,
+    kind: RowChange["kind"],
+    before: Record<string, unknown> | undefined,
+    after: Record<string, unknown> | undefined,
+  ): void {
     const table = this.touch(relation);
-    if (table) this.open?.rows.push({ table, kind, identity: relation.replicaIdentity, before: before && known(before), after: after && known(after) });
+    if (table)
+      this.open?.rows.push({
+        table,
+        kind,
+        identity: relation.replicaIdentity,
+        before: before && known(before),
+        after: after && known(after),
+      });
   }
 
   private touch(relation: Pgoutput.MessageRelation): RelationName | undefined {
     if (!this.open) return undefined;
     const qualified = `${relation.schema}.${relation.name}`;
     let table = this.open.tables.get(qualified);
-    if (!table) this.open.tables.set(qualified, (table = { schema: relation.schema, name: relation.name }));
+    if (!table)
+      this.open.tables.set(qualified, (table = { schema: relation.schema, name: relation.name }));
     return table;
   }
 
@@ -136,7 +160,10 @@ export class TransactionAssembler {
 }
 
 /** The replica identity columns of a row (the old row's, for an update that kept them). */
-function keyOf(relation: Pgoutput.MessageRelation, row: Record<string, unknown> | null): Record<string, unknown> {
+function keyOf(
+  relation: Pgoutput.MessageRelation,
+  row: Record<string, unknown> | null,
+): Record<string, unknown> {
   const key: Record<string, unknown> = {};
   for (const column of relation.keyColumns) if (row && column in row) key[column] = row[column];
   return key;

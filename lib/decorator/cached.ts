@@ -1,8 +1,13 @@
 import { createHash } from "node:crypto";
 import { Repository } from "typeorm";
-import { CacheNotFoundError, DataSourceNotInitializedError, InvalidOptionError, UnkeyableArgumentError } from "../errors";
+import {
+  CacheNotFoundError,
+  DataSourceNotInitializedError,
+  InvalidOptionError,
+  UnkeyableArgumentError,
+} from "../errors";
 import { argumentsDigest, type KeyContext, UnkeyableValue } from "../keys/stable-key";
-import { checkTtl, earlyRefreshBeta, type EntryOptions } from "../options";
+import { checkTtl, type EntryOptions, earlyRefreshBeta } from "../options";
 import { type FetchPlan, QueryCache } from "../query-cache";
 import { registry } from "../typeorm/registry";
 import { bypassesCache, findCache } from "./find-cache";
@@ -37,8 +42,15 @@ export interface CachedOptions extends EntryOptions {
  * reports the decorator there instead ("Unable to resolve signature of method decorator").
  */
 export interface CachedDecorator {
-  <T extends (...args: any[]) => PromiseLike<unknown>>(target: object, key: string | symbol, descriptor: TypedPropertyDescriptor<T>): void;
-  <T extends (...args: any[]) => PromiseLike<unknown>>(value: T, context: ClassMethodDecoratorContext<unknown, T>): T;
+  <T extends (...args: any[]) => PromiseLike<unknown>>(
+    target: object,
+    key: string | symbol,
+    descriptor: TypedPropertyDescriptor<T>,
+  ): void;
+  <T extends (...args: any[]) => PromiseLike<unknown>>(
+    value: T,
+    context: ClassMethodDecoratorContext<unknown, T>,
+  ): T;
 }
 
 /**
@@ -51,13 +63,17 @@ export interface CachedDecorator {
 export function Cached(options?: number | CachedOptions): CachedDecorator {
   const resolved = normalize(options);
   // Both decorator proposals: TypeScript's experimentalDecorators (which TypeORM uses) and TC39's.
-  return function (target: unknown, keyOrContext: unknown, descriptor?: PropertyDescriptor): any {
+  return (target: unknown, keyOrContext: unknown, descriptor?: PropertyDescriptor): any => {
     if (typeof keyOrContext === "object" && keyOrContext !== null && "kind" in keyOrContext) {
       const context = keyOrContext as { kind: string; name: string | symbol };
       if (context.kind !== "method") throw new InvalidOptionError("@Cached goes on methods only.");
-      return cached(target as (...args: never[]) => unknown, { name: String(context.name), ...resolved });
+      return cached(target as (...args: never[]) => unknown, {
+        name: String(context.name),
+        ...resolved,
+      });
     }
-    if (!descriptor || typeof descriptor.value !== "function") throw new InvalidOptionError("@Cached goes on methods only.");
+    if (!descriptor || typeof descriptor.value !== "function")
+      throw new InvalidOptionError("@Cached goes on methods only.");
     descriptor.value = cached(descriptor.value, { name: String(keyOrContext), ...resolved });
     return descriptor;
   };
@@ -73,7 +89,8 @@ export function cached<A extends unknown[], R>(
 ): (this: any, ...args: A) => Promise<Awaited<R>> {
   const resolved = normalize(options);
   const name = resolved.name ?? fn.name;
-  if (!name) throw new InvalidOptionError("cached(): the function has no name; pass one with { name }.");
+  if (!name)
+    throw new InvalidOptionError("cached(): the function has no name; pass one with { name }.");
   // The code's digest joins the name in keys: repositories made by Repository.extend() all share
   // one class name, and results computed by an older version of the method are not served.
   const method = `${name}#${codeDigest(fn)}`;
@@ -86,7 +103,8 @@ export function cached<A extends unknown[], R>(
       const cache = resolved.cache ?? findCache(this);
       if (!cache) throw new CacheNotFoundError(`${describeOwner(this)}.${name}`);
       if (!cache.dataSource.isInitialized) throw new DataSourceNotInitializedError();
-      if (bypassesCache(cache, this, args)) return Promise.resolve(fn.apply(this, args)) as Promise<Awaited<R>>;
+      if (bypassesCache(cache, this, args))
+        return Promise.resolve(fn.apply(this, args)) as Promise<Awaited<R>>;
       const { owner, label } = describeCall(owners, this, name);
       const digest = keyOf(label, cache, this, args, resolved);
       const plan: FetchPlan = {
@@ -101,7 +119,8 @@ export function cached<A extends unknown[], R>(
       return cache.fetch(plan, () => fn.apply(this, args)) as Promise<Awaited<R>>;
     } catch (error) {
       // An argument names another DataSource whose cache has not read its identity yet.
-      if (error instanceof IdentityPending) return error.cache.whenReady().then(() => call.apply(this, args));
+      if (error instanceof IdentityPending)
+        return error.cache.whenReady().then(() => call.apply(this, args));
       return Promise.reject(error);
     }
   };
@@ -115,13 +134,18 @@ class IdentityPending extends Error {
 }
 
 /** The owner part of keys and the label of warnings, worked out once per object. */
-function describeCall(memo: WeakMap<object, { owner: string; label: string }>, self: unknown, name: string): { owner: string; label: string } {
+function describeCall(
+  memo: WeakMap<object, { owner: string; label: string }>,
+  self: unknown,
+  name: string,
+): { owner: string; label: string } {
   if (typeof self === "function") {
     // A static method: its class is the owner, as an instance's class is for a method.
     const type = self.name || "anonymous class";
     return { owner: `static ${type}`, label: `${type}.${name}` };
   }
-  if (typeof self !== "object" || self === null) return { owner: "function", label: `function.${name}` };
+  if (typeof self !== "object" || self === null)
+    return { owner: "function", label: `function.${name}` };
   let described = memo.get(self);
   if (!described) {
     memo.set(self, (described = { owner: ownerKey(self), label: `${ownerName(self)}.${name}` }));
@@ -129,11 +153,18 @@ function describeCall(memo: WeakMap<object, { owner: string; label: string }>, s
   return described;
 }
 
-function keyOf(label: string, cache: QueryCache, self: unknown, args: readonly unknown[], options: CachedOptions): string {
+function keyOf(
+  label: string,
+  cache: QueryCache,
+  self: unknown,
+  args: readonly unknown[],
+  options: CachedOptions,
+): string {
   const context = keyContext(cache);
   try {
     const scope = options.scope ? { value: options.scope(self) } : undefined;
-    if (options.key) return `k${argumentsDigest([(options.key as (...a: unknown[]) => unknown)(...args)], context, scope)}`;
+    if (options.key)
+      return `k${argumentsDigest([(options.key as (...a: unknown[]) => unknown)(...args)], context, scope)}`;
     return argumentsDigest(args, context, scope);
   } catch (error) {
     if (error instanceof UnkeyableValue) throw new UnkeyableArgumentError(label, error.message);
@@ -204,15 +235,25 @@ function normalize(options: number | CachedOptions | undefined): CachedOptions {
   if (options === undefined) return {};
   if (typeof options === "number") return { ttl: checkTtl("@Cached: ttl", options) };
   if (typeof options !== "object" || options === null) {
-    throw new InvalidOptionError(`@Cached takes a ttl in seconds or an options object, got ${String(options)}.`);
+    throw new InvalidOptionError(
+      `@Cached takes a ttl in seconds or an options object, got ${String(options)}.`,
+    );
   }
   if (options.ttl !== undefined) checkTtl("@Cached: ttl", options.ttl);
-  if (options.cache !== undefined && !(options.cache instanceof QueryCache)) throw new InvalidOptionError("@Cached: cache must be a QueryCache.");
-  if (options.key !== undefined && typeof options.key !== "function") throw new InvalidOptionError("@Cached: key must be a function of the arguments.");
-  if (options.scope !== undefined && typeof options.scope !== "function") throw new InvalidOptionError("@Cached: scope must be a function of the instance, (self) => what tells instances apart.");
-  if (options.cacheFallback !== undefined && typeof options.cacheFallback !== "boolean") throw new InvalidOptionError("@Cached: cacheFallback must be a boolean.");
+  if (options.cache !== undefined && !(options.cache instanceof QueryCache))
+    throw new InvalidOptionError("@Cached: cache must be a QueryCache.");
+  if (options.key !== undefined && typeof options.key !== "function")
+    throw new InvalidOptionError("@Cached: key must be a function of the arguments.");
+  if (options.scope !== undefined && typeof options.scope !== "function")
+    throw new InvalidOptionError(
+      "@Cached: scope must be a function of the instance, (self) => what tells instances apart.",
+    );
+  if (options.cacheFallback !== undefined && typeof options.cacheFallback !== "boolean")
+    throw new InvalidOptionError("@Cached: cacheFallback must be a boolean.");
   if (options.dependsOn !== undefined && !Array.isArray(options.dependsOn)) {
-    throw new InvalidOptionError("@Cached: dependsOn must be an array of entity classes or table names.");
+    throw new InvalidOptionError(
+      "@Cached: dependsOn must be an array of entity classes or table names.",
+    );
   }
   return options;
 }

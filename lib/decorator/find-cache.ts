@@ -8,9 +8,21 @@ import { registry } from "../typeorm/registry";
  */
 export function findCache(self: unknown): QueryCache | undefined {
   // A static method runs with its class as `this`, which may hold the DataSource as a static field.
-  if ((typeof self !== "object" && typeof self !== "function") || self === null) return fallbackCache();
-  const o = self as { manager?: { connection?: DataSource }; dataSource?: DataSource; connection?: DataSource };
-  return cacheOf(o.manager?.connection) ?? cacheOf(o.dataSource) ?? cacheOf(o.connection) ?? cacheOf(self as DataSource) ?? cacheOf(fieldsDataSource(self)) ?? fallbackCache();
+  if ((typeof self !== "object" && typeof self !== "function") || self === null)
+    return fallbackCache();
+  const o = self as {
+    manager?: { connection?: DataSource };
+    dataSource?: DataSource;
+    connection?: DataSource;
+  };
+  return (
+    cacheOf(o.manager?.connection) ??
+    cacheOf(o.dataSource) ??
+    cacheOf(o.connection) ??
+    cacheOf(self as DataSource) ??
+    cacheOf(fieldsDataSource(self)) ??
+    fallbackCache()
+  );
 }
 
 /** Registered fallbacks, the latest last: closing one application gives the fallback back to the one before. */
@@ -71,7 +83,10 @@ export function bypassesCache(cache: QueryCache, self: unknown, args: readonly u
   const runners = [o?.manager?.queryRunner, o?.queryRunner];
   for (const arg of args) {
     const a = arg as { queryRunner?: QueryRunner; isTransactionActive?: boolean } | null;
-    runners.push(a?.queryRunner, typeof a?.isTransactionActive === "boolean" ? (a as QueryRunner) : undefined);
+    runners.push(
+      a?.queryRunner,
+      typeof a?.isTransactionActive === "boolean" ? (a as QueryRunner) : undefined,
+    );
   }
   return runners.some((runner) => runner !== undefined && cache.bypasses(runner));
 }

@@ -15,10 +15,20 @@ export interface ExpressRequestLike extends IncomingMessage {
  * tables the handler read. On a route, `app.get("/posts", cacheResponses(cache, { ttl: 60 }), handler)`;
  * with `app.use(...)`, for every route after it.
  */
-export function cacheResponses(cache: QueryCache, options: CacheResponseOptions<ExpressRequestLike> = {}) {
+export function cacheResponses(
+  cache: QueryCache,
+  options: CacheResponseOptions<ExpressRequestLike> = {},
+) {
   const responses = new ResponseCache<ExpressRequestLike>(cache, options);
-  return function cacheResponsesMiddleware(request: ExpressRequestLike, response: ServerResponse, next: (error?: unknown) => void): void {
-    const route = typeof request.route?.path === "string" ? `${request.baseUrl ?? ""}${request.route.path}` : undefined;
+  return function cacheResponsesMiddleware(
+    request: ExpressRequestLike,
+    response: ServerResponse,
+    next: (error?: unknown) => void,
+  ): void {
+    const route =
+      typeof request.route?.path === "string"
+        ? `${request.baseUrl ?? ""}${request.route.path}`
+        : undefined;
     const planned = responses.planFor(urlOf(request), route);
     if (!planned) return next();
     responses
@@ -59,13 +69,21 @@ function capture(
     const layered = Object.hasOwn(response, "write") || Object.hasOwn(response, "end");
     const collect = (chunk: unknown, encoding: unknown) => {
       if (chunk === undefined || chunk === null || typeof chunk === "function") return;
-      chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string, typeof encoding === "string" ? (encoding as BufferEncoding) : "utf8"));
+      chunks.push(
+        Buffer.isBuffer(chunk)
+          ? chunk
+          : Buffer.from(
+              chunk as string,
+              typeof encoding === "string" ? (encoding as BufferEncoding) : "utf8",
+            ),
+      );
     };
     const { write, end, writeHead } = response;
     response.writeHead = function (this: ServerResponse, ...args: unknown[]) {
       const status = typeof args[0] === "number" ? args[0] : this.statusCode;
       refused = responses.refusal(status, this.getHeaders());
-      if (!refused) for (const [name, value] of Object.entries(cacheHeaders)) this.setHeader(name, value);
+      if (!refused)
+        for (const [name, value] of Object.entries(cacheHeaders)) this.setHeader(name, value);
       return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
     } as typeof writeHead;
     response.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
@@ -84,7 +102,9 @@ function capture(
       resolve(ResponseCache.store(response.statusCode, headers, Buffer.concat(chunks)));
     });
     // A client that went away before the end: what was sent is not the whole response.
-    response.once("close", () => resolve({ refused: "the client closed the connection before the response ended" }));
+    response.once("close", () =>
+      resolve({ refused: "the client closed the connection before the response ended" }),
+    );
     next();
   });
 }

@@ -1,4 +1,9 @@
-import type { FastifyReply, FastifyRequest, onSendHookHandler, preHandlerHookHandler } from "fastify";
+import type {
+  FastifyReply,
+  FastifyRequest,
+  onSendHookHandler,
+  preHandlerHookHandler,
+} from "fastify";
 import type { QueryCache } from "../query-cache";
 import { type CacheResponseOptions, ResponseCache, type StoredResponse } from "./response-cache";
 import { notModifiedHeaders } from "./send";
@@ -14,12 +19,25 @@ export interface FastifyResponseHooks {
  * for every route, add both with `app.addHook("preHandler", hooks.preHandler)` and
  * `app.addHook("onSend", hooks.onSend)`.
  */
-export function cacheResponseHooks(cache: QueryCache, options: CacheResponseOptions<FastifyRequest> = {}): FastifyResponseHooks {
+export function cacheResponseHooks(
+  cache: QueryCache,
+  options: CacheResponseOptions<FastifyRequest> = {},
+): FastifyResponseHooks {
   const responses = new ResponseCache<FastifyRequest>(cache, options);
   /** The misses whose handler runs now, waiting for what onSend sees of their response. */
-  const running = new WeakMap<FastifyRequest, { resolve(outcome: StoredResponse | { refused: string }): void; headers: Record<string, string> }>();
+  const running = new WeakMap<
+    FastifyRequest,
+    {
+      resolve(outcome: StoredResponse | { refused: string }): void;
+      headers: Record<string, string>;
+    }
+  >();
 
-  const preHandler = function (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void): void {
+  const preHandler = ((
+    request: FastifyRequest,
+    reply: FastifyReply,
+    done: (error?: Error) => void,
+  ): void => {
     const planned = responses.planFor(request, request.routeOptions.url);
     if (!planned) return done();
     responses
@@ -28,7 +46,9 @@ export function cacheResponseHooks(cache: QueryCache, options: CacheResponseOpti
         () =>
           new Promise((resolve) => {
             running.set(request, { resolve, headers: planned.headers });
-            reply.raw.once("close", () => resolve({ refused: "the client closed the connection before the response ended" }));
+            reply.raw.once("close", () =>
+              resolve({ refused: "the client closed the connection before the response ended" }),
+            );
             done();
           }),
       )
@@ -40,14 +60,22 @@ export function cacheResponseHooks(cache: QueryCache, options: CacheResponseOpti
           if (!reply.sent) done(error);
         },
       );
-  } as preHandlerHookHandler;
+  }) as preHandlerHookHandler;
 
-  const onSend = function (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void): void {
+  const onSend = ((
+    request: FastifyRequest,
+    reply: FastifyReply,
+    payload: unknown,
+    done: (error: Error | null, payload?: unknown) => void,
+  ): void => {
     const miss = running.get(request);
     if (!miss) return done(null, payload);
     running.delete(request);
     const refused =
-      typeof payload === "string" || Buffer.isBuffer(payload) || payload === null || payload === undefined
+      typeof payload === "string" ||
+      Buffer.isBuffer(payload) ||
+      payload === null ||
+      payload === undefined
         ? responses.refusal(reply.statusCode, reply.getHeaders())
         : "the response is a stream";
     if (refused) {
@@ -55,16 +83,23 @@ export function cacheResponseHooks(cache: QueryCache, options: CacheResponseOpti
       return done(null, payload);
     }
     for (const [name, value] of Object.entries(miss.headers)) reply.header(name, value);
-    const body = Buffer.isBuffer(payload) ? payload : Buffer.from((payload as string | null | undefined) ?? "");
+    const body = Buffer.isBuffer(payload)
+      ? payload
+      : Buffer.from((payload as string | null | undefined) ?? "");
     if (!reply.hasHeader("etag")) reply.header("etag", ResponseCache.etagOf(body));
     miss.resolve(ResponseCache.store(reply.statusCode, reply.getHeaders(), body));
     done(null, payload);
-  } as onSendHookHandler;
+  }) as onSendHookHandler;
 
   return { preHandler, onSend };
 }
 
-function send(request: FastifyRequest, reply: FastifyReply, stored: StoredResponse, cacheHeaders: Record<string, string>): void {
+function send(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  stored: StoredResponse,
+  cacheHeaders: Record<string, string>,
+): void {
   const headers: Record<string, string | string[]> = { ...stored.headers, ...cacheHeaders };
   if (ResponseCache.notModified(request, stored.etag)) {
     reply.code(304).headers(notModifiedHeaders(headers)).send();

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { InvalidOptionError } from "../errors";
-import { PLAIN_DATA, argumentsDigest } from "../keys/stable-key";
+import { argumentsDigest, PLAIN_DATA } from "../keys/stable-key";
 import { checkTtl, type Dependency } from "../options";
 import { type FetchPlan, QueryCache } from "../query-cache";
 import { tracking } from "../tracking/tracking-context";
@@ -54,7 +54,16 @@ export interface RequestPlan {
 export type ResponseHeaders = Readonly<Record<string, string | number | string[] | undefined>>;
 
 // Per-connection and per-response headers: a replayed response gets its own.
-const UNSTORED = new Set(["connection", "keep-alive", "transfer-encoding", "date", "age", "set-cookie", "proxy-connection", "upgrade"]);
+const UNSTORED = new Set([
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "date",
+  "age",
+  "set-cookie",
+  "proxy-connection",
+  "upgrade",
+]);
 
 /**
  * The framework-neutral half of whole-response caching: which requests and responses may be
@@ -72,25 +81,47 @@ export class ResponseCache<Request extends RequestLike = RequestLike> {
     readonly cache: QueryCache,
     private readonly options: CacheResponseOptions<Request> = {},
   ) {
-    if (!(cache instanceof QueryCache)) throw new InvalidOptionError("response cache: the first argument must be a QueryCache.");
-    if (typeof options !== "object" || options === null) throw new InvalidOptionError("response cache: options must be an object such as { ttl: 60 }.");
+    if (!(cache instanceof QueryCache))
+      throw new InvalidOptionError("response cache: the first argument must be a QueryCache.");
+    if (typeof options !== "object" || options === null)
+      throw new InvalidOptionError(
+        "response cache: options must be an object such as { ttl: 60 }.",
+      );
     if (options.ttl !== undefined) this.ttl = checkTtl("response cache: ttl", options.ttl);
-    if (options.vary !== undefined && (!Array.isArray(options.vary) || options.vary.some((h) => typeof h !== "string" || h === ""))) {
-      throw new InvalidOptionError('response cache: vary must be an array of request header names, e.g. ["accept-language"].');
+    if (
+      options.vary !== undefined &&
+      (!Array.isArray(options.vary) || options.vary.some((h) => typeof h !== "string" || h === ""))
+    ) {
+      throw new InvalidOptionError(
+        'response cache: vary must be an array of request header names, e.g. ["accept-language"].',
+      );
     }
     this.vary = (options.vary ?? []).map((h) => h.toLowerCase());
     if (options.maxAge !== undefined) {
       if (!Number.isInteger(options.maxAge) || options.maxAge < 0) {
-        throw new InvalidOptionError(`response cache: maxAge must be a whole number of seconds (0 or more), got ${String(options.maxAge)}.`);
+        throw new InvalidOptionError(
+          `response cache: maxAge must be a whole number of seconds (0 or more), got ${String(options.maxAge)}.`,
+        );
       }
-      this.cacheControl = { public: `public, max-age=${options.maxAge}`, private: `private, max-age=${options.maxAge}` };
+      this.cacheControl = {
+        public: `public, max-age=${options.maxAge}`,
+        private: `private, max-age=${options.maxAge}`,
+      };
     }
-    if (options.statuses !== undefined && (!Array.isArray(options.statuses) || options.statuses.some((s) => !Number.isInteger(s) || s < 100 || s > 599))) {
-      throw new InvalidOptionError("response cache: statuses must be an array of HTTP status codes, e.g. [404].");
+    if (
+      options.statuses !== undefined &&
+      (!Array.isArray(options.statuses) ||
+        options.statuses.some((s) => !Number.isInteger(s) || s < 100 || s > 599))
+    ) {
+      throw new InvalidOptionError(
+        "response cache: statuses must be an array of HTTP status codes, e.g. [404].",
+      );
     }
     this.statuses = new Set(options.statuses ?? []);
     if (options.key !== undefined && typeof options.key !== "function") {
-      throw new InvalidOptionError("response cache: key must be a function of the request that returns whose response it is (or undefined).");
+      throw new InvalidOptionError(
+        "response cache: key must be a function of the request that returns whose response it is (or undefined).",
+      );
     }
   }
 
@@ -116,10 +147,18 @@ export class ResponseCache<Request extends RequestLike = RequestLike> {
     const digest = argumentsDigest([request.url ?? "/", varied, who ?? null], PLAIN_DATA);
     const label = `${method} ${this.options.name ?? route ?? "(any route)"}`;
     const responseHeaders: Record<string, string> = {};
-    if (this.cacheControl) responseHeaders["cache-control"] = credentials ? this.cacheControl.private : this.cacheControl.public;
+    if (this.cacheControl)
+      responseHeaders["cache-control"] = credentials
+        ? this.cacheControl.private
+        : this.cacheControl.public;
     if (this.vary.length > 0) responseHeaders.vary = this.vary.join(", ");
     return {
-      plan: { key: (keys) => keys.method("response", method, digest), label, ttl: this.ttl, dependsOn: this.options.dependsOn },
+      plan: {
+        key: (keys) => keys.method("response", method, digest),
+        label,
+        ttl: this.ttl,
+        dependsOn: this.options.dependsOn,
+      },
       headers: responseHeaders,
     };
   }
@@ -127,9 +166,11 @@ export class ResponseCache<Request extends RequestLike = RequestLike> {
   /** Why a response must not be shared, or undefined when it may be. */
   refusal(status: number, headers: ResponseHeaders): string | undefined {
     if (headers["set-cookie"] !== undefined) return "the response sets a cookie";
-    if (status === 206 || ((status < 200 || status > 299) && !this.statuses.has(status))) return `the response has status ${status}`;
+    if (status === 206 || ((status < 200 || status > 299) && !this.statuses.has(status)))
+      return `the response has status ${status}`;
     const cacheControl = String(headers["cache-control"] ?? "");
-    if (/\b(no-store|private)\b/i.test(cacheControl)) return `the handler sent Cache-Control: ${cacheControl}`;
+    if (/\b(no-store|private)\b/i.test(cacheControl))
+      return `the handler sent Cache-Control: ${cacheControl}`;
     return undefined;
   }
 
@@ -143,7 +184,12 @@ export class ResponseCache<Request extends RequestLike = RequestLike> {
     const etag = typeof kept.etag === "string" ? kept.etag : ResponseCache.etagOf(body);
     kept.etag = etag;
     const text = body.toString("utf8");
-    return { status, headers: kept, body: Buffer.byteLength(text) === body.length && !text.includes("\uFFFD") ? text : body, etag };
+    return {
+      status,
+      headers: kept,
+      body: Buffer.byteLength(text) === body.length && !text.includes("\uFFFD") ? text : body,
+      etag,
+    };
   }
 
   /** A strong ETag of the bytes. */
@@ -166,7 +212,10 @@ export class ResponseCache<Request extends RequestLike = RequestLike> {
    * when the handler answered this request itself); `run` resolves the response once it is sent,
    * or a reason when it must not be stored, which keeps it out of the cache.
    */
-  async fetch<T>(planned: RequestPlan, run: () => Promise<T | { refused: string }>): Promise<{ value: T; ran: boolean }> {
+  async fetch<T>(
+    planned: RequestPlan,
+    run: () => Promise<T | { refused: string }>,
+  ): Promise<{ value: T; ran: boolean }> {
     let ran = false;
     const value = await this.cache.fetch(planned.plan, async () => {
       ran = true;
@@ -183,7 +232,11 @@ export class ResponseCache<Request extends RequestLike = RequestLike> {
 }
 
 function isRefusal(value: unknown): value is { refused: string } {
-  return typeof value === "object" && value !== null && typeof (value as { refused?: unknown }).refused === "string";
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as { refused?: unknown }).refused === "string"
+  );
 }
 
 function opaque(tag: string): string {

@@ -2,7 +2,7 @@ import type { DataSource } from "typeorm";
 import type { Catalog, QualifiedName } from "../catalog/catalog";
 import type { KeyLayout } from "../keys/key-layout";
 import type { ColumnBound, Operand, ReadScope, WriteScope } from "../sql/conditions";
-import { type TableRows, canonical, rowSchema } from "./row-schema";
+import { canonical, rowSchema, type TableRows } from "./row-schema";
 
 /** A row of a table by column name; a column left out is unknown. */
 export type RowImage = Readonly<Record<string, unknown>>;
@@ -22,13 +22,20 @@ export interface RowChange {
  * Row precision over a DataSource's entities, for each catalog as read (names qualify by it), or
  * undefined with `precision: "table"`.
  */
-export function rowPrecisionOf(dataSource: DataSource, keys: KeyLayout, precision: "row" | "table"): ((catalog: Catalog) => RowPrecision) | undefined {
+export function rowPrecisionOf(
+  dataSource: DataSource,
+  keys: KeyLayout,
+  precision: "row" | "table",
+): ((catalog: Catalog) => RowPrecision) | undefined {
   if (precision === "table") return undefined;
   const built = new WeakMap<Catalog, RowPrecision>();
   return (catalog) => {
     let rows = built.get(catalog);
     if (!rows) {
-      rows = new RowPrecision(keys, rowSchema(dataSource, (path) => qualifyPath(catalog, path)));
+      rows = new RowPrecision(
+        keys,
+        rowSchema(dataSource, (path) => qualifyPath(catalog, path)),
+      );
       built.set(catalog, rows);
     }
     return rows;
@@ -37,7 +44,9 @@ export function rowPrecisionOf(dataSource: DataSource, keys: KeyLayout, precisio
 
 function qualifyPath(catalog: Catalog, path: string): QualifiedName {
   const dot = path.indexOf(".");
-  return catalog.qualify(dot < 0 ? { name: path } : { schema: path.slice(0, dot), name: path.slice(dot + 1) });
+  return catalog.qualify(
+    dot < 0 ? { name: path } : { schema: path.slice(0, dot), name: path.slice(dot + 1) },
+  );
 }
 
 /** Longer IN lists and results are kept table-wide: their versions would cost more than they save. */
@@ -70,7 +79,12 @@ export class RowPrecision {
    * The versions a read of `table` depends on, given the scopes of every place the statement
    * reads it; undefined when one of them is not bounded (the whole table then).
    */
-  readKeys(table: QualifiedName, scopes: readonly ReadScope[], params: readonly unknown[] | undefined, result: unknown): string[] | undefined {
+  readKeys(
+    table: QualifiedName,
+    scopes: readonly ReadScope[],
+    params: readonly unknown[] | undefined,
+    result: unknown,
+  ): string[] | undefined {
     const rows = this.tables.get(table);
     if (!rows || scopes.length === 0) return undefined;
     const out = new Set([this.keys.rowsUnknown(table)]);
@@ -79,13 +93,17 @@ export class RowPrecision {
       if (!chosen) return undefined;
       const { column, values } = chosen;
       for (const value of values) out.add(this.keys.rowValue(table, column, value));
-      const members = scope.exact.has(column) && column !== rows.identity ? this.members(rows, scope, result) : undefined;
+      const members =
+        scope.exact.has(column) && column !== rows.identity
+          ? this.members(rows, scope, result)
+          : undefined;
       if (!members) {
         out.add(this.keys.column(table, column, "unknown"));
         continue;
       }
       out.add(this.keys.column(table, column, "moved"));
-      for (const filter of scope.exact.get(column) ?? []) out.add(this.keys.column(table, filter, "set"));
+      for (const filter of scope.exact.get(column) ?? [])
+        out.add(this.keys.column(table, filter, "set"));
       for (const id of members) out.add(this.keys.rowValue(table, rows.identity, id));
     }
     return [...out];
@@ -95,13 +113,24 @@ export class RowPrecision {
    * The versions a write bumps, from what its statement says of the rows it changed; undefined
    * when that is not enough to bound them (the whole table then).
    */
-  writeKeys(table: QualifiedName, scope: WriteScope, params: readonly unknown[] | undefined, result: unknown, triggered: readonly string[] = []): string[] | undefined {
+  writeKeys(
+    table: QualifiedName,
+    scope: WriteScope,
+    params: readonly unknown[] | undefined,
+    result: unknown,
+    triggered: readonly string[] = [],
+  ): string[] | undefined {
     const rows = this.tables.get(table);
     if (!rows) return undefined;
     // Columns BEFORE ROW triggers may set take values the statement does not show.
     if (triggered.length > 0 && scope.kind !== "delete") {
-      const unknown = (values: ReadonlyMap<string, Operand | undefined>) => new Map([...values, ...triggered.map((c): [string, undefined] => [c, undefined])]);
-      scope = { ...scope, set: scope.kind === "update" ? unknown(scope.set) : scope.set, rows: scope.rows.map(unknown) };
+      const unknown = (values: ReadonlyMap<string, Operand | undefined>) =>
+        new Map([...values, ...triggered.map((c): [string, undefined] => [c, undefined])]);
+      scope = {
+        ...scope,
+        set: scope.kind === "update" ? unknown(scope.set) : scope.set,
+        rows: scope.rows.map(unknown),
+      };
     }
     if (scope.kind === "insert") {
       const returned = returnedValues(result);
@@ -119,7 +148,8 @@ export class RowPrecision {
         if (texts.some((t) => t === undefined)) continue;
         keys.delete(this.keys.column(table, column, "unknown"));
         keys.delete(this.keys.column(table, column, "moved"));
-        for (const text of texts) if (text !== null) keys.add(this.keys.rowValue(table, column, text as string));
+        for (const text of texts)
+          if (text !== null) keys.add(this.keys.rowValue(table, column, text as string));
       }
       return [...keys];
     }
@@ -156,7 +186,8 @@ export class RowPrecision {
     if (!rows) return this.keys.tableWide(table);
     const keys = new Set([this.keys.version(table)]);
     const identityKind = rows.columns.get(rows.identity) ?? "text";
-    const identityKnown = before === undefined || typeof canonical(identityKind, before[rows.identity]) === "string";
+    const identityKnown =
+      before === undefined || typeof canonical(identityKind, before[rows.identity]) === "string";
     for (const [column, kind] of rows.columns) {
       for (const image of [before, after]) {
         if (!image) continue;
@@ -177,7 +208,11 @@ export class RowPrecision {
    * The bound a read's versions follow: the identity column when it is bounded, else one whose
    * result is exact, else the one with the fewest values. Each value must have a canonical text.
    */
-  private choose(rows: TableRows, scope: ReadScope, params: readonly unknown[] | undefined): { column: string; values: string[] } | undefined {
+  private choose(
+    rows: TableRows,
+    scope: ReadScope,
+    params: readonly unknown[] | undefined,
+  ): { column: string; values: string[] } | undefined {
     const usable: { column: string; values: string[]; rank: number }[] = [];
     for (const bound of scope.bounds) {
       const values = boundValues(rows, bound, params);
@@ -190,7 +225,11 @@ export class RowPrecision {
   }
 
   /** The bound of a LEFT-JOINed relation: the values the result shows where it is joined. */
-  private followed(rows: TableRows, scope: ReadScope, result: unknown): { column: string; values: string[] } | undefined {
+  private followed(
+    rows: TableRows,
+    scope: ReadScope,
+    result: unknown,
+  ): { column: string; values: string[] } | undefined {
     const kind = scope.follows && rows.columns.get(scope.follows.column);
     const records = (result as { rows?: unknown } | undefined)?.rows;
     if (!scope.follows || !kind || !Array.isArray(records)) return undefined;
@@ -201,11 +240,17 @@ export class RowPrecision {
       if (value === undefined) return undefined;
       if (value !== null) values.add(value);
     }
-    return values.size > MAX_VALUES ? undefined : { column: scope.follows.column, values: [...values] };
+    return values.size > MAX_VALUES
+      ? undefined
+      : { column: scope.follows.column, values: [...values] };
   }
 
   /** A write's bound: the identity when its WHERE names it, else any condition column. */
-  private chooseWriteBound(rows: TableRows, bounds: readonly ColumnBound[], params: readonly unknown[] | undefined): { column: string; values: string[] } | undefined {
+  private chooseWriteBound(
+    rows: TableRows,
+    bounds: readonly ColumnBound[],
+    params: readonly unknown[] | undefined,
+  ): { column: string; values: string[] } | undefined {
     const usable = bounds
       .map((bound) => ({ column: bound.column, values: boundValues(rows, bound, params) }))
       .filter((b): b is { column: string; values: string[] } => b.values !== undefined);
@@ -216,7 +261,8 @@ export class RowPrecision {
   private members(rows: TableRows, scope: ReadScope, result: unknown): string[] | undefined {
     const output = [...scope.outputs].find(([, column]) => column === rows.identity)?.[0];
     const records = (result as { rows?: unknown } | undefined)?.rows;
-    if (output === undefined || !Array.isArray(records) || records.length > MAX_VALUES) return undefined;
+    if (output === undefined || !Array.isArray(records) || records.length > MAX_VALUES)
+      return undefined;
     const kind = rows.columns.get(rows.identity) ?? "text";
     const ids = new Set<string>();
     for (const record of records) {
@@ -230,13 +276,22 @@ export class RowPrecision {
 }
 
 /** The canonical texts of a bound's values, or undefined when one is NULL, unknown or there are too many. */
-function boundValues(rows: TableRows, bound: ColumnBound, params: readonly unknown[] | undefined): string[] | undefined {
+function boundValues(
+  rows: TableRows,
+  bound: ColumnBound,
+  params: readonly unknown[] | undefined,
+): string[] | undefined {
   const kind = rows.columns.get(bound.column);
   if (!kind) return undefined;
   const out = new Set<string>();
   for (const operand of bound.values) {
     const value = resolve(operand, params);
-    const items = "spread" in operand && operand.spread ? (Array.isArray(value) ? value : [undefined]) : [value];
+    const items =
+      "spread" in operand && operand.spread
+        ? Array.isArray(value)
+          ? value
+          : [undefined]
+        : [value];
     for (const item of items) {
       const text = canonical(kind, item);
       if (typeof text !== "string") return undefined;

@@ -16,16 +16,27 @@ export interface TableRows {
 }
 
 const KINDS: Record<string, ValueKind> = {
-  integer: "integer", int: "integer", int2: "integer", int4: "integer", int8: "integer", smallint: "integer", bigint: "integer",
+  integer: "integer",
+  int: "integer",
+  int2: "integer",
+  int4: "integer",
+  int8: "integer",
+  smallint: "integer",
+  bigint: "integer",
   uuid: "uuid",
-  text: "text", varchar: "text", "character varying": "text",
+  text: "text",
+  varchar: "text",
+  "character varying": "text",
 };
 
 /**
  * The tables of the DataSource's entities (junction tables included), with the columns row
  * precision works with, read from the entity metadata. Tables no entity maps stay table-wide.
  */
-export function rowSchema(dataSource: DataSource, qualify: (path: string) => QualifiedName): Map<QualifiedName, TableRows> {
+export function rowSchema(
+  dataSource: DataSource,
+  qualify: (path: string) => QualifiedName,
+): Map<QualifiedName, TableRows> {
   const out = new Map<QualifiedName, TableRows>();
   for (const metadata of dataSource.entityMetadatas) {
     if (metadata.tableType !== "regular" && metadata.tableType !== "junction") continue;
@@ -41,7 +52,8 @@ export function rowSchema(dataSource: DataSource, qualify: (path: string) => Qua
     for (const column of metadata.columns) {
       // A collation of its own may make distinct texts equal (case-insensitive ICU collations).
       const kind = KINDS[dataSource.driver.normalizeType(column)];
-      if (kind && keyed.has(column.databaseName) && !column.isArray && !column.collation) columns.set(column.databaseName, kind);
+      if (kind && keyed.has(column.databaseName) && !column.isArray && !column.collation)
+        columns.set(column.databaseName, kind);
     }
     if (primary.length === 0 || !columns.has(primary[0])) continue;
     out.set(qualify(metadata.tablePath), { identity: primary[0], columns });
@@ -59,11 +71,15 @@ export function canonical(kind: ValueKind, value: unknown): string | null | unde
     case "integer":
       if (typeof value === "number") return Number.isSafeInteger(value) ? String(value) : undefined;
       if (typeof value === "bigint") return value.toString();
-      if (typeof value === "string" && /^\s*[+-]?\d+\s*$/.test(value)) return BigInt(value.trim()).toString();
+      if (typeof value === "string" && /^\s*[+-]?\d+\s*$/.test(value))
+        return BigInt(value.trim()).toString();
       return undefined;
     case "uuid": {
       if (typeof value !== "string") return undefined;
-      const hex = value.replace(/^\{|\}$/g, "").replace(/-/g, "").toLowerCase();
+      const hex = value
+        .replace(/^\{|\}$/g, "")
+        .replace(/-/g, "")
+        .toLowerCase();
       return /^[0-9a-f]{32}$/.test(hex) ? hex : undefined;
     }
     case "text":

@@ -57,7 +57,8 @@ export class TransactionBuffer {
       return undefined;
     }
     if (!transaction) {
-      if ((control.kind === "commit" || control.kind === "rollback") && control.chain) this.begin(session);
+      if ((control.kind === "commit" || control.kind === "rollback") && control.chain)
+        this.begin(session);
       return undefined;
     }
     const frames = transaction.frames;
@@ -66,13 +67,19 @@ export class TransactionBuffer {
       case "rollback":
         this.open.delete(session);
         if (control.chain) this.begin(session);
-        return control.kind === "commit" ? { deps: union(frames), changedCatalog: transaction.changedCatalog } : undefined;
+        return control.kind === "commit"
+          ? { deps: union(frames), changedCatalog: transaction.changedCatalog }
+          : undefined;
       case "savepoint":
         frames.push({ savepoint: control.name, deps: new Set() });
         return undefined;
       case "release": {
         const at = findSavepoint(frames, control.name);
-        if (at > 0) frames.splice(at - 1, frames.length, { savepoint: frames[at - 1].savepoint, deps: union(frames.slice(at - 1)) });
+        if (at > 0)
+          frames.splice(at - 1, frames.length, {
+            savepoint: frames[at - 1].savepoint,
+            deps: union(frames.slice(at - 1)),
+          });
         return undefined;
       }
       case "rollback-to": {

@@ -26,18 +26,25 @@ const VERBATIM_LIMIT = 64;
  * are sorted, so {a: 1, b: 2} and {b: 2, a: 1} share it, and types are kept apart, so 1 and "1"
  * do not. `scope`, when given, is keyed beside them (what the instance the method runs on adds).
  */
-export function argumentsDigest(args: readonly unknown[], context: KeyContext, scope?: { value: unknown }): string {
+export function argumentsDigest(
+  args: readonly unknown[],
+  context: KeyContext,
+  scope?: { value: unknown },
+): string {
   if (args.length === 0 && !scope) return "j[]";
   let text = canonicalText(args, context);
   if (scope) text = `@${canonicalText(scope.value, context)}${text}`;
-  return text.length <= VERBATIM_LIMIT ? `j${text}` : `h${createHash("sha1").update(text).digest("base64url")}`;
+  return text.length <= VERBATIM_LIMIT
+    ? `j${text}`
+    : `h${createHash("sha1").update(text).digest("base64url")}`;
 }
 
 function canonicalText(value: unknown, context: KeyContext): string {
   try {
     return new Canonical(context).of(value);
   } catch (error) {
-    if (error instanceof RangeError) throw new UnkeyableValue("a structure nested too deeply to key");
+    if (error instanceof RangeError)
+      throw new UnkeyableValue("a structure nested too deeply to key");
     throw error;
   }
 }
@@ -57,7 +64,9 @@ class Canonical {
       case "boolean":
         return JSON.stringify(value);
       case "number":
-        return Number.isFinite(value) && !Object.is(value, -0) ? String(value) : `n:${String(value)}`;
+        return Number.isFinite(value) && !Object.is(value, -0)
+          ? String(value)
+          : `n:${String(value)}`;
       case "bigint":
         return `i:${value}`;
       case "undefined":
@@ -80,26 +89,41 @@ class Canonical {
 
   private object(object: object): string {
     const proto = Object.getPrototypeOf(object);
-    if (proto === Array.prototype) return `[${(object as unknown[]).map((v) => this.of(v)).join(",")}]`;
-    if (proto === Object.prototype || proto === null) return `{${this.fields(object, "an object")}}`;
-    if (!BUILT_IN_PROTOTYPES.has(proto) && isBuiltIn(object)) return this.builtInSubclass(object, proto);
+    if (proto === Array.prototype)
+      return `[${(object as unknown[]).map((v) => this.of(v)).join(",")}]`;
+    if (proto === Object.prototype || proto === null)
+      return `{${this.fields(object, "an object")}}`;
+    if (!BUILT_IN_PROTOTYPES.has(proto) && isBuiltIn(object))
+      return this.builtInSubclass(object, proto);
     const typeorm = typeormKind(object);
     if (typeorm) return this.typeorm(typeorm, object);
     if (object instanceof Repository) {
       const { targetName, tablePath } = object.metadata;
       return `repo:${JSON.stringify(`${targetName}:${tablePath}`)}@${this.context.connection(object.manager.connection)}`;
     }
-    if (isQueryRunner(object)) throw new UnkeyableValue("a QueryRunner, whose session state (search_path, settings) cannot be keyed");
+    if (isQueryRunner(object))
+      throw new UnkeyableValue(
+        "a QueryRunner, whose session state (search_path, settings) cannot be keyed",
+      );
     if (object instanceof Date) return `d:${object.getTime()}`;
-    if (object instanceof RegExp) return `r:${JSON.stringify(object.source)}/${object.flags}@${object.lastIndex}`;
-    if (ArrayBuffer.isView(object)) return `${object.constructor.name}:${bytes(object.buffer, object.byteOffset, object.byteLength)}`;
-    if (object instanceof ArrayBuffer || object instanceof SharedArrayBuffer) return `${object.constructor.name}:${bytes(object, 0, object.byteLength)}`;
+    if (object instanceof RegExp)
+      return `r:${JSON.stringify(object.source)}/${object.flags}@${object.lastIndex}`;
+    if (ArrayBuffer.isView(object))
+      return `${object.constructor.name}:${bytes(object.buffer, object.byteOffset, object.byteLength)}`;
+    if (object instanceof ArrayBuffer || object instanceof SharedArrayBuffer)
+      return `${object.constructor.name}:${bytes(object, 0, object.byteLength)}`;
     // Insertion order is what a method iterating them sees, so it is part of their value.
-    if (object instanceof Map) return `m:[${[...object].map(([k, v]) => `${this.of(k)}=${this.of(v)}`).join(",")}]`;
+    if (object instanceof Map)
+      return `m:[${[...object].map(([k, v]) => `${this.of(k)}=${this.of(v)}`).join(",")}]`;
     if (object instanceof Set) return `s:[${[...object].map((v) => this.of(v)).join(",")}]`;
     if (object instanceof URL) return `url:${JSON.stringify(object.href)}`;
     if (object instanceof URLSearchParams) return `usp:${JSON.stringify(object.toString())}`;
-    if (object instanceof Number || object instanceof String || object instanceof Boolean || object instanceof BigInt) {
+    if (
+      object instanceof Number ||
+      object instanceof String ||
+      object instanceof Boolean ||
+      object instanceof BigInt
+    ) {
       return `box:${this.of(object.valueOf())}`;
     }
     if (object instanceof Promise) throw new UnkeyableValue("a Promise");
@@ -111,22 +135,32 @@ class Canonical {
    * keyed by its own toJSON(), else refused, since what it adds is not in the built-in's value.
    */
   private builtInSubclass(object: object, proto: object): string {
-    const name = (proto as { constructor?: { name?: string } }).constructor?.name || "an unnamed class";
+    const name =
+      (proto as { constructor?: { name?: string } }).constructor?.name || "an unnamed class";
     const toJSON = (object as { toJSON?: unknown }).toJSON;
-    if (typeof toJSON === "function" && !BUILT_IN_TO_JSON.has(toJSON)) return `${name}(${this.of(toJSON.call(object, ""))})`;
-    throw new UnkeyableValue(`an instance of ${name}, a subclass of a built-in type whose added state the key cannot see; give ${name} a toJSON()`);
+    if (typeof toJSON === "function" && !BUILT_IN_TO_JSON.has(toJSON))
+      return `${name}(${this.of(toJSON.call(object, ""))})`;
+    throw new UnkeyableValue(
+      `an instance of ${name}, a subclass of a built-in type whose added state the key cannot see; give ${name} a toJSON()`,
+    );
   }
 
   private instance(object: object, proto: object): string {
     const type = (proto as { constructor?: unknown }).constructor;
     const name = typeof type === "function" ? type.name : "";
-    if (type === Object) throw new UnkeyableValue("an object whose prototype is another object, whose fields the key would not hold");
+    if (type === Object)
+      throw new UnkeyableValue(
+        "an object whose prototype is another object, whose fields the key would not hold",
+      );
     if (!name) throw new UnkeyableValue("an object of an unnamed class");
     // The class's own word on what identifies an instance (Luxon, Day.js, Decimal.js and most value classes).
     const toJSON = (object as { toJSON?: unknown }).toJSON;
     if (typeof toJSON === "function") return `${name}(${this.of(toJSON.call(object, ""))})`;
     const hidden = hiddenStateOf(type as Function);
-    if (hidden) throw new UnkeyableValue(`an instance of ${name}: ${hidden}; give ${name} a toJSON() that returns what identifies an instance`);
+    if (hidden)
+      throw new UnkeyableValue(
+        `an instance of ${name}: ${hidden}; give ${name} a toJSON() that returns what identifies an instance`,
+      );
     return `${name}{${this.fields(object, `an instance of ${name}`)}}`;
   }
 
@@ -134,10 +168,18 @@ class Canonical {
   private fields(object: object, what: string): string {
     const keys = Object.keys(object);
     if (Object.getOwnPropertyNames(object).length !== keys.length) {
-      const hidden = Object.getOwnPropertyNames(object).find((k) => !Object.prototype.propertyIsEnumerable.call(object, k));
-      throw new UnkeyableValue(`${what} with the non-enumerable property ${JSON.stringify(hidden)}`);
+      const hidden = Object.getOwnPropertyNames(object).find(
+        (k) => !Object.prototype.propertyIsEnumerable.call(object, k),
+      );
+      throw new UnkeyableValue(
+        `${what} with the non-enumerable property ${JSON.stringify(hidden)}`,
+      );
     }
-    if (Object.getOwnPropertySymbols(object).some((s) => Object.prototype.propertyIsEnumerable.call(object, s))) {
+    if (
+      Object.getOwnPropertySymbols(object).some((s) =>
+        Object.prototype.propertyIsEnumerable.call(object, s),
+      )
+    ) {
       throw new UnkeyableValue(`${what} with symbol keys`);
     }
     return keys
@@ -156,7 +198,10 @@ class Canonical {
     switch (kind) {
       case "FindOperator":
       case "EqualOperator":
-        if (typeof o._getSql === "function") throw new UnkeyableValue(`a Raw() find operator built by a function, whose SQL cannot be read`);
+        if (typeof o._getSql === "function")
+          throw new UnkeyableValue(
+            `a Raw() find operator built by a function, whose SQL cannot be read`,
+          );
         return `op:${String(o._type)}(${this.of(o._value)},${o._useParameter},${o._multipleParameters},${this.of(o._objectLiteralParameters)})`;
       case "EntityManager":
         return `em:${this.context.connection(o.connection as DataSource)}`;
@@ -168,26 +213,65 @@ class Canonical {
 }
 
 const TYPED_ARRAYS = [
-  Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array,
-  BigInt64Array, BigUint64Array,
+  Int8Array,
+  Uint8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
 ];
 
 /** The built-in value types keyed by their value, matched by exact prototype. */
 const BUILT_IN_PROTOTYPES = new Set<object>(
   [
-    Array, Date, RegExp, Map, Set, URL, URLSearchParams, Number, String, Boolean, BigInt, Promise, ArrayBuffer, SharedArrayBuffer,
-    DataView, Buffer, ...TYPED_ARRAYS,
+    Array,
+    Date,
+    RegExp,
+    Map,
+    Set,
+    URL,
+    URLSearchParams,
+    Number,
+    String,
+    Boolean,
+    BigInt,
+    Promise,
+    ArrayBuffer,
+    SharedArrayBuffer,
+    DataView,
+    Buffer,
+    ...TYPED_ARRAYS,
   ].map((type) => type.prototype),
 );
 
-const BUILT_IN_TO_JSON = new Set<unknown>([Date.prototype.toJSON, URL.prototype.toJSON, Buffer.prototype.toJSON]);
+const BUILT_IN_TO_JSON = new Set<unknown>([
+  Date.prototype.toJSON,
+  URL.prototype.toJSON,
+  Buffer.prototype.toJSON,
+]);
 
 function isBuiltIn(object: object): boolean {
   return (
-    Array.isArray(object) || ArrayBuffer.isView(object) || object instanceof Date || object instanceof RegExp || object instanceof Map ||
-    object instanceof Set || object instanceof URL || object instanceof URLSearchParams || object instanceof ArrayBuffer ||
-    object instanceof SharedArrayBuffer || object instanceof Number || object instanceof String || object instanceof Boolean ||
-    object instanceof BigInt || object instanceof Promise
+    Array.isArray(object) ||
+    ArrayBuffer.isView(object) ||
+    object instanceof Date ||
+    object instanceof RegExp ||
+    object instanceof Map ||
+    object instanceof Set ||
+    object instanceof URL ||
+    object instanceof URLSearchParams ||
+    object instanceof ArrayBuffer ||
+    object instanceof SharedArrayBuffer ||
+    object instanceof Number ||
+    object instanceof String ||
+    object instanceof Boolean ||
+    object instanceof BigInt ||
+    object instanceof Promise
   );
 }
 
@@ -199,7 +283,13 @@ function typeormKind(object: object): string | undefined {
 
 function isQueryRunner(object: object): boolean {
   const o = object as { query?: unknown; connection?: object; isTransactionActive?: unknown };
-  return typeof o.query === "function" && typeof o.isTransactionActive === "boolean" && typeof o.connection === "object" && o.connection !== null && typeormKind(o.connection) === "DataSource";
+  return (
+    typeof o.query === "function" &&
+    typeof o.isTransactionActive === "boolean" &&
+    typeof o.connection === "object" &&
+    o.connection !== null &&
+    typeormKind(o.connection) === "DataSource"
+  );
 }
 
 function bytes(buffer: ArrayBufferLike, offset: number, length: number): string {

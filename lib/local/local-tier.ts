@@ -44,7 +44,14 @@ export class LocalTier {
     return this.live ? this.entries.get(key) : undefined;
   }
 
-  set(key: string, value: unknown, deps: readonly string[], bytes: number, ttlMs: number, mark: number): void {
+  set(
+    key: string,
+    value: unknown,
+    deps: readonly string[],
+    bytes: number,
+    ttlMs: number,
+    mark: number,
+  ): void {
     if (!this.live || mark !== this.generation) return;
     this.entries.set(key, { value, deps }, { size: Math.max(1, bytes), ttl: ttlMs });
     // An entry larger than the whole tier is refused; it must not be indexed either.

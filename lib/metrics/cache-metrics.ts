@@ -90,9 +90,16 @@ export class CacheMetrics {
   }
 
   /** Runs a miss's computation, in a span when tracing is on. */
-  compute<T>(label: string, key: string, run: () => Promise<T>, deps: () => Iterable<string>): Promise<T> {
+  compute<T>(
+    label: string,
+    key: string,
+    run: () => Promise<T>,
+    deps: () => Iterable<string>,
+  ): Promise<T> {
     if (!this.otel) return run();
-    return this.otel.compute(methodOf(label), key, run, () => [...new Set([...deps()].map(versionedName))].filter((t) => t !== "*").sort());
+    return this.otel.compute(methodOf(label), key, run, () =>
+      [...new Set([...deps()].map(versionedName))].filter((t) => t !== "*").sort(),
+    );
   }
 
   detailed(): DetailedStats {
@@ -113,7 +120,11 @@ export class CacheMetrics {
 
   private of(method: string): MethodStats {
     let stats = this.methods.get(method);
-    if (!stats) this.methods.set(method, (stats = { hits: 0, misses: 0, sets: 0, skipped: 0, errors: 0, hitMs: 0, missMs: 0 }));
+    if (!stats)
+      this.methods.set(
+        method,
+        (stats = { hits: 0, misses: 0, sets: 0, skipped: 0, errors: 0, hitMs: 0, missMs: 0 }),
+      );
     return stats;
   }
 }
@@ -121,5 +132,7 @@ export class CacheMetrics {
 /** wrap() and set() label by key; their metrics are kept per API call, so user keys do not grow the map. */
 function methodOf(label: string): string {
   const paren = label.indexOf("(");
-  return paren > 0 && label.endsWith(")") && (label.startsWith("wrap(") || label.startsWith("set(")) ? label.slice(0, paren) : label;
+  return paren > 0 && label.endsWith(")") && (label.startsWith("wrap(") || label.startsWith("set("))
+    ? label.slice(0, paren)
+    : label;
 }

@@ -1,4 +1,13 @@
-import type { Attributes, Counter, Histogram, Meter, ObservableGauge, ObservableResult, Span, Tracer } from "@opentelemetry/api";
+import type {
+  Attributes,
+  Counter,
+  Histogram,
+  Meter,
+  ObservableGauge,
+  ObservableResult,
+  Span,
+  Tracer,
+} from "@opentelemetry/api";
 
 type Api = typeof import("@opentelemetry/api");
 
@@ -44,7 +53,8 @@ export class OpenTelemetry {
   ) {
     this.tracer = otel.trace.getTracer(SCOPE);
     const meter = otel.metrics.getMeter(SCOPE);
-    if (!(meter instanceof otel.createNoopMeter().constructor)) this.instruments = new Instruments(meter, { "autocache.namespace": namespace }, gauges);
+    if (!(meter instanceof otel.createNoopMeter().constructor))
+      this.instruments = new Instruments(meter, { "autocache.namespace": namespace }, gauges);
   }
 
   static open(namespace: string, gauges: GaugeSources): OpenTelemetry | undefined {
@@ -80,21 +90,30 @@ export class OpenTelemetry {
    * Runs a miss's computation in a span of its own, so the queries it runs (when they are traced)
    * are its children; the span gets the key and the tables the computation read.
    */
-  async compute<T>(method: string, key: string, run: () => Promise<T>, tables: () => string[]): Promise<T> {
+  async compute<T>(
+    method: string,
+    key: string,
+    run: () => Promise<T>,
+    tables: () => string[],
+  ): Promise<T> {
     const { otel } = this;
-    return this.tracer.startActiveSpan(`autocache.miss ${method}`, { attributes: { "autocache.method": method, "autocache.key": key } }, async (span: Span) => {
-      try {
-        const value = await run();
-        span.setAttribute("autocache.tables", tables());
-        return value;
-      } catch (error) {
-        span.recordException(error as Error);
-        span.setStatus({ code: otel.SpanStatusCode.ERROR, message: (error as Error).message });
-        throw error;
-      } finally {
-        span.end();
-      }
-    });
+    return this.tracer.startActiveSpan(
+      `autocache.miss ${method}`,
+      { attributes: { "autocache.method": method, "autocache.key": key } },
+      async (span: Span) => {
+        try {
+          const value = await run();
+          span.setAttribute("autocache.tables", tables());
+          return value;
+        } catch (error) {
+          span.recordException(error as Error);
+          span.setStatus({ code: otel.SpanStatusCode.ERROR, message: (error as Error).message });
+          throw error;
+        } finally {
+          span.end();
+        }
+      },
+    );
   }
 
   close(): void {
@@ -118,7 +137,8 @@ class Instruments {
     private readonly base: Attributes,
     sources: GaugeSources,
   ) {
-    const counter = (name: string, description: string) => meter.createCounter(`autocache.${name}`, { description });
+    const counter = (name: string, description: string) =>
+      meter.createCounter(`autocache.${name}`, { description });
     this.counters = {
       hits: counter("hits", "Cached calls served from the cache"),
       misses: counter("misses", "Cached calls that ran their computation"),
@@ -126,13 +146,30 @@ class Instruments {
       skipped: counter("skipped", "Results returned but not stored"),
       errors: counter("errors", "Cached calls whose computation threw"),
     };
-    this.hitDuration = meter.createHistogram("autocache.hit.duration", { unit: "ms", description: "Time a hit took, from the call to its value" });
-    this.missDuration = meter.createHistogram("autocache.miss.duration", { unit: "ms", description: "Time a miss took, computation included" });
-    this.invalidations = meter.createCounter("autocache.invalidations", { description: "Table versions moved by writes and invalidate()" });
-    this.storeErrors = meter.createCounter("autocache.store.errors", { description: "Store calls that failed or timed out (callers got fresh data)" });
-    const breaker = meter.createObservableGauge("autocache.breaker.open", { description: "1 while the circuit breaker skips the store" });
-    const bytes = meter.createObservableGauge("autocache.local.bytes", { unit: "By", description: "Serialized size of the in-process tier" });
-    const entries = meter.createObservableGauge("autocache.local.entries", { description: "Entries in the in-process tier" });
+    this.hitDuration = meter.createHistogram("autocache.hit.duration", {
+      unit: "ms",
+      description: "Time a hit took, from the call to its value",
+    });
+    this.missDuration = meter.createHistogram("autocache.miss.duration", {
+      unit: "ms",
+      description: "Time a miss took, computation included",
+    });
+    this.invalidations = meter.createCounter("autocache.invalidations", {
+      description: "Table versions moved by writes and invalidate()",
+    });
+    this.storeErrors = meter.createCounter("autocache.store.errors", {
+      description: "Store calls that failed or timed out (callers got fresh data)",
+    });
+    const breaker = meter.createObservableGauge("autocache.breaker.open", {
+      description: "1 while the circuit breaker skips the store",
+    });
+    const bytes = meter.createObservableGauge("autocache.local.bytes", {
+      unit: "By",
+      description: "Serialized size of the in-process tier",
+    });
+    const entries = meter.createObservableGauge("autocache.local.entries", {
+      description: "Entries in the in-process tier",
+    });
     this.observe = (result) => result.observe(sources.breakerOpen() ? 1 : 0, base);
     this.observeLocal = (result) => {
       const local = sources.local();

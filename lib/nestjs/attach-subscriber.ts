@@ -8,9 +8,11 @@ import { QueryCacheSubscriber } from "../typeorm/subscriber";
  * options too, since initialize() rebuilds that list from them.
  */
 export function attachSubscriber(dataSource: DataSource): void {
-  if (!dataSource.subscribers.some((s) => s instanceof QueryCacheSubscriber)) dataSource.subscribers.push(new QueryCacheSubscriber());
+  if (!dataSource.subscribers.some((s) => s instanceof QueryCacheSubscriber))
+    dataSource.subscribers.push(new QueryCacheSubscriber());
   if (dataSource.isInitialized) return;
   const listed = dataSource.options.subscribers;
   const classes = Array.isArray(listed) ? listed : Object.values(listed ?? {});
-  if (!classes.includes(QueryCacheSubscriber)) Object.assign(dataSource.options, { subscribers: [...classes, QueryCacheSubscriber] });
+  if (!classes.includes(QueryCacheSubscriber))
+    Object.assign(dataSource.options, { subscribers: [...classes, QueryCacheSubscriber] });
 }

@@ -1,10 +1,23 @@
 import { randomUUID } from "node:crypto";
-import { applyDecorators, type CallHandler, type ExecutionContext, Injectable, type NestInterceptor, SetMetadata, UseInterceptors } from "@nestjs/common";
+import {
+  applyDecorators,
+  type CallHandler,
+  type ExecutionContext,
+  Injectable,
+  type NestInterceptor,
+  SetMetadata,
+  UseInterceptors,
+} from "@nestjs/common";
 import { HttpAdapterHost, ModuleRef, Reflector } from "@nestjs/core";
 import { lastValueFrom, type Observable, of } from "rxjs";
 import { InvalidOptionError } from "../errors";
+import {
+  type CacheResponseOptions,
+  type RequestLike,
+  ResponseCache,
+  type ResponseHeaders,
+} from "../http/response-cache";
 import type { QueryCache } from "../query-cache";
-import { type CacheResponseOptions, type RequestLike, ResponseCache, type ResponseHeaders } from "../http/response-cache";
 import { getQueryCacheToken } from "./tokens";
 
 export interface CacheResponseDecoratorOptions extends CacheResponseOptions<any> {
@@ -21,7 +34,9 @@ const OPTIONS = Symbol("CacheResponseOptions");
  *
  *     @Get() @CacheResponse({ ttl: 60, maxAge: 10 }) list() { return this.posts.findPublished(); }
  */
-export function CacheResponse(options: CacheResponseDecoratorOptions = {}): MethodDecorator & ClassDecorator {
+export function CacheResponse(
+  options: CacheResponseDecoratorOptions = {},
+): MethodDecorator & ClassDecorator {
   return applyDecorators(SetMetadata(OPTIONS, options), UseInterceptors(ResponseCacheInterceptor));
 }
 
@@ -65,19 +80,27 @@ export class ResponseCacheInterceptor implements NestInterceptor {
     const { value: stored, ran } = await responses.fetch<StoredValue>(planned, async () => {
       produced = await lastValueFrom(next.handle(), { defaultValue: undefined });
       // With @Res() (no passthrough) Nest sends nothing itself: there is no value to replay.
-      if (response.headersSent || response.sent) return { refused: "the handler sent the response itself (@Res() without passthrough)" };
+      if (response.headersSent || response.sent)
+        return { refused: "the handler sent the response itself (@Res() without passthrough)" };
       const refused = responses.refusal(response.statusCode, response.getHeaders());
       if (refused) return { refused };
-      return { status: response.statusCode, headers: keptHeaders(response.getHeaders()), value: produced, etag: etagOf(response.statusCode, produced) };
+      return {
+        status: response.statusCode,
+        headers: keptHeaders(response.getHeaders()),
+        value: produced,
+        etag: etagOf(response.statusCode, produced),
+      };
     });
     // The handler ran for this request and its response may not be shared: it goes out as it is.
     if (!stored) return of(produced);
     const adapter = this.adapterHost.httpAdapter;
     if (!ran) {
       adapter.status(response, stored.status);
-      for (const [name, value] of Object.entries(stored.headers)) adapter.setHeader(response, name, value as string);
+      for (const [name, value] of Object.entries(stored.headers))
+        adapter.setHeader(response, name, value as string);
     }
-    for (const [name, value] of Object.entries(planned.headers)) adapter.setHeader(response, name, value);
+    for (const [name, value] of Object.entries(planned.headers))
+      adapter.setHeader(response, name, value);
     adapter.setHeader(response, "etag", stored.etag);
     if (ResponseCache.notModified(request, stored.etag)) {
       adapter.status(response, 304);
@@ -90,14 +113,25 @@ export class ResponseCacheInterceptor implements NestInterceptor {
     const handler = context.getHandler();
     let responses = this.caches.get(handler);
     if (!responses) {
-      const options = this.reflector.getAllAndOverride<CacheResponseDecoratorOptions>(OPTIONS, [handler, context.getClass()]) ?? {};
+      const options =
+        this.reflector.getAllAndOverride<CacheResponseDecoratorOptions>(OPTIONS, [
+          handler,
+          context.getClass(),
+        ]) ?? {};
       const { dataSource, ...rest } = options;
       let cache: QueryCache;
       try {
-        cache = this.moduleRef.get<QueryCache>(getQueryCacheToken(dataSource) as string, { strict: false });
+        cache = this.moduleRef.get<QueryCache>(getQueryCacheToken(dataSource) as string, {
+          strict: false,
+        });
       } catch {
-        const forRoot = dataSource === undefined ? "QueryCacheModule.forRoot({ ... })" : `QueryCacheModule.forRoot({ dataSource: "${dataSource}", ... })`;
-        throw new InvalidOptionError(`@CacheResponse on ${context.getClass().name}.${handler.name}: no QueryCache is provided. Import ${forRoot} in the application module.`);
+        const forRoot =
+          dataSource === undefined
+            ? "QueryCacheModule.forRoot({ ... })"
+            : `QueryCacheModule.forRoot({ dataSource: "${dataSource}", ... })`;
+        throw new InvalidOptionError(
+          `@CacheResponse on ${context.getClass().name}.${handler.name}: no QueryCache is provided. Import ${forRoot} in the application module.`,
+        );
       }
       this.caches.set(handler, (responses = new ResponseCache(cache, rest)));
     }
@@ -106,12 +140,23 @@ export class ResponseCacheInterceptor implements NestInterceptor {
 }
 
 // Set by the platform for each response, or by the interceptor from the entry.
-const PER_RESPONSE = new Set(["etag", "content-length", "date", "connection", "keep-alive", "transfer-encoding", "x-powered-by", "cache-control", "vary"]);
+const PER_RESPONSE = new Set([
+  "etag",
+  "content-length",
+  "date",
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "x-powered-by",
+  "cache-control",
+  "vary",
+]);
 
 function keptHeaders(headers: ResponseHeaders): Record<string, string | string[]> {
   const kept: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined && !PER_RESPONSE.has(name)) kept[name] = Array.isArray(value) ? value.map(String) : String(value);
+    if (value !== undefined && !PER_RESPONSE.has(name))
+      kept[name] = Array.isArray(value) ? value.map(String) : String(value);
   }
   return kept;
 }

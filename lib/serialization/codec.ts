@@ -1,6 +1,6 @@
 import { UnserializableValueError } from "../errors";
-import type { ClassRegistry } from "./class-registry";
 import { sameKeys } from "../util/same-keys";
+import type { ClassRegistry } from "./class-registry";
 import { hiddenStateOf } from "./hidden-state";
 
 /**
@@ -36,14 +36,18 @@ export function encode(value: unknown, classes: ClassRegistry): string {
   } catch (error) {
     if (error instanceof UnserializableValueError) throw error;
     // A stack overflow (deeply nested jsonb) or a getter that throws: the caller still gets the value.
-    const reason = error instanceof RangeError ? "it is nested too deeply to encode" : `reading it failed (${(error as Error)?.message})`;
+    const reason =
+      error instanceof RangeError
+        ? "it is nested too deeply to encode"
+        : `reading it failed (${(error as Error)?.message})`;
     throw encoder.failure(reason);
   }
 }
 
 export function decode(text: string, classes: ClassRegistry): unknown {
   const parsed = JSON.parse(text) as [Shape[], unknown];
-  if (!Array.isArray(parsed) || parsed.length !== 2 || !Array.isArray(parsed[0])) throw new TypeError("stored value is not in this library's format");
+  if (!Array.isArray(parsed) || parsed.length !== 2 || !Array.isArray(parsed[0]))
+    throw new TypeError("stored value is not in this library's format");
   return new Decoder(parsed[0], classes).value(parsed[1]);
 }
 
@@ -75,7 +79,8 @@ class Encoder {
     const object = value as object;
     // A fixed bound rather than the stack's: where a stack overflows depends on the caller, and
     // the same value must be refused the same way (one warning), and decodable when stored.
-    if (this.path.length >= MAX_DEPTH) throw this.error(`it is nested more than ${MAX_DEPTH} levels deep`);
+    if (this.path.length >= MAX_DEPTH)
+      throw this.error(`it is nested more than ${MAX_DEPTH} levels deep`);
     if (this.seen.has(object)) throw this.error("it refers back to itself (a cycle)");
     this.seen.add(object);
     try {
@@ -98,10 +103,12 @@ class Encoder {
     if (proto === Object.prototype) {
       this.checkSymbols(object);
       const out: Record<string, unknown> = {};
-      for (const key of Object.keys(object)) define(out, key, this.child(key, (object as Record<string, unknown>)[key]));
+      for (const key of Object.keys(object))
+        define(out, key, this.child(key, (object as Record<string, unknown>)[key]));
       return out;
     }
-    if (proto === null) throw this.error("an object without a prototype would come back with Object's");
+    if (proto === null)
+      throw this.error("an object without a prototype would come back with Object's");
     if (proto === Date.prototype) {
       const time = (object as Date).getTime();
       return [DATE, Number.isNaN(time) ? null : time];
@@ -109,12 +116,16 @@ class Encoder {
     if (Buffer.isBuffer(object)) return [BUFFER, object.toString("base64")];
     if (proto === Uint8Array.prototype) {
       const bytes = object as Uint8Array;
-      return [BYTES, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64")];
+      return [
+        BYTES,
+        Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64"),
+      ];
     }
     if (proto === Map.prototype) {
       const out: unknown[] = [MAP];
       let i = 0;
-      for (const [k, v] of object as Map<unknown, unknown>) out.push(this.child(`<key ${i}>`, k), this.child(`<${i++}>`, v));
+      for (const [k, v] of object as Map<unknown, unknown>)
+        out.push(this.child(`<key ${i}>`, k), this.child(`<${i++}>`, v));
       return out;
     }
     if (proto === Set.prototype) {
@@ -145,7 +156,10 @@ class Encoder {
     if (!known) {
       // Cached instances are rebuilt without their constructor, so state only it could set would be lost.
       const hidden = hiddenStateOf(type as Function);
-      if (hidden) throw this.error(`${hidden}; a cached copy is built without its constructor and would lack them`);
+      if (hidden)
+        throw this.error(
+          `${hidden}; a cached copy is built without its constructor and would lack them`,
+        );
       this.byClass.set(type, (known = []));
     }
     for (const shape of known) if (sameKeys(shape.keys, keys)) return shape.index;
@@ -158,7 +172,10 @@ class Encoder {
   /** Fields under symbol keys are not stored, so an object that has them would come back without. */
   private checkSymbols(object: object): void {
     const symbols = Object.getOwnPropertySymbols(object);
-    if (symbols.length > 0 && symbols.some((symbol) => Object.prototype.propertyIsEnumerable.call(object, symbol))) {
+    if (
+      symbols.length > 0 &&
+      symbols.some((symbol) => Object.prototype.propertyIsEnumerable.call(object, symbol))
+    ) {
       throw this.error("it has fields under symbol keys, which would come back without them");
     }
   }
@@ -178,7 +195,11 @@ class Encoder {
   }
 
   private error(reason: string): UnserializableValueError {
-    const path = this.path.map((step) => (typeof step === "number" ? `[${step}]` : step.startsWith("<") ? step : `.${step}`)).join("");
+    const path = this.path
+      .map((step) =>
+        typeof step === "number" ? `[${step}]` : step.startsWith("<") ? step : `.${step}`,
+      )
+      .join("");
     return new UnserializableValueError(path, reason);
   }
 }
@@ -195,7 +216,10 @@ class Decoder {
   constructor(shapes: Shape[], classes: ClassRegistry) {
     this.shapes = shapes.map(([tag, keys]) => {
       const type = classes.classOf(tag);
-      if (!type) throw new TypeError(`stored value names class ${String(tag)}, which this DataSource does not know`);
+      if (!type)
+        throw new TypeError(
+          `stored value names class ${String(tag)}, which this DataSource does not know`,
+        );
       return { proto: type.prototype as object, keys, plainKeys: !keys.includes("__proto__") };
     });
   }
@@ -234,7 +258,8 @@ class Decoder {
         return Number(v);
       case MAP: {
         const map = new Map();
-        for (let i = 1; i < json.length; i += 2) map.set(this.value(json[i]), this.value(json[i + 1]));
+        for (let i = 1; i < json.length; i += 2)
+          map.set(this.value(json[i]), this.value(json[i + 1]));
         return map;
       }
       case SET: {
@@ -266,6 +291,12 @@ function isMarked(first: unknown): boolean {
 
 // A plain assignment to "__proto__" would set the prototype instead of a field.
 function define(target: Record<string, unknown>, key: string, value: unknown): void {
-  if (key === "__proto__") Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+  if (key === "__proto__")
+    Object.defineProperty(target, key, {
+      value,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
   else target[key] = value;
 }

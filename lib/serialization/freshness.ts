@@ -27,6 +27,11 @@ export function splitFreshness(text: string): { json: string; freshness?: Freshn
 }
 
 /** Whether this hit should recompute now; beta above 1 favours earlier refreshes. */
-export function refreshesEarly(freshness: Freshness, beta: number, now = Date.now(), random = Math.random()): boolean {
+export function refreshesEarly(
+  freshness: Freshness,
+  beta: number,
+  now = Date.now(),
+  random = Math.random(),
+): boolean {
   return now - freshness.computeMs * beta * Math.log(random) >= freshness.expiresAt;
 }

@@ -23,11 +23,17 @@ export function hiddenStateOf(type: Function): string | undefined {
 }
 
 function judge(type: Function): string | null {
-  for (let c: unknown = type; typeof c === "function" && c !== Object && c !== Function.prototype; c = Object.getPrototypeOf(c)) {
+  for (
+    let c: unknown = type;
+    typeof c === "function" && c !== Object && c !== Function.prototype;
+    c = Object.getPrototypeOf(c)
+  ) {
     const source = Function.prototype.toString.call(c);
     const name = (c as Function).name || "an unnamed class";
-    if (NATIVE.test(source)) return `its state is inside the built-in ${name}, which JavaScript cannot read`;
-    if (PRIVATE_MEMBER.test(source)) return `${name} keeps state in #private members, which JavaScript cannot read from outside`;
+    if (NATIVE.test(source))
+      return `its state is inside the built-in ${name}, which JavaScript cannot read`;
+    if (PRIVATE_MEMBER.test(source))
+      return `${name} keeps state in #private members, which JavaScript cannot read from outside`;
   }
   return null;
 }

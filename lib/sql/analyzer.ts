@@ -1,24 +1,74 @@
 import { loadModule, parseSync } from "libpg-query";
-import { readScopes, writeScope } from "./conditions";
 import type { ReadScope, WriteScope } from "./conditions";
-import type { RelationName, RelationWrite, SearchPathChange, StatementEffects, TransactionControl, WriteKind } from "./statement-effects";
+import { readScopes, writeScope } from "./conditions";
+import type {
+  RelationName,
+  RelationWrite,
+  SearchPathChange,
+  StatementEffects,
+  TransactionControl,
+  WriteKind,
+} from "./statement-effects";
 
 const MEMO_LIMIT = 5000;
 
 // Statements that change no table rows. Those marked in CATALOG_ONLY add to the catalog.
 const NEUTRAL = new Set([
-  "SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "TruncateStmt", "CopyStmt",
-  "RefreshMatViewStmt", "TransactionStmt", "ExplainStmt", "VariableSetStmt", "VariableShowStmt",
-  "ListenStmt", "UnlistenStmt", "NotifyStmt", "LockStmt", "VacuumStmt", "CheckPointStmt",
-  "DiscardStmt", "DeallocateStmt", "PrepareStmt", "DeclareCursorStmt", "FetchStmt", "ClosePortalStmt",
-  "ConstraintsSetStmt", "CommentStmt", "GrantStmt", "GrantRoleStmt", "CreateRoleStmt", "AlterRoleStmt",
-  "CreateStmt", "CreateTableAsStmt", "IndexStmt", "CreateSeqStmt", "AlterSeqStmt", "ViewStmt",
-  "CreateSchemaStmt", "CreateExtensionStmt", "CreateFunctionStmt", "CreateTrigStmt", "CreateEnumStmt",
-  "CompositeTypeStmt", "CreateDomainStmt", "DefineStmt", "ReindexStmt", "ClusterStmt",
+  "SelectStmt",
+  "InsertStmt",
+  "UpdateStmt",
+  "DeleteStmt",
+  "MergeStmt",
+  "TruncateStmt",
+  "CopyStmt",
+  "RefreshMatViewStmt",
+  "TransactionStmt",
+  "ExplainStmt",
+  "VariableSetStmt",
+  "VariableShowStmt",
+  "ListenStmt",
+  "UnlistenStmt",
+  "NotifyStmt",
+  "LockStmt",
+  "VacuumStmt",
+  "CheckPointStmt",
+  "DiscardStmt",
+  "DeallocateStmt",
+  "PrepareStmt",
+  "DeclareCursorStmt",
+  "FetchStmt",
+  "ClosePortalStmt",
+  "ConstraintsSetStmt",
+  "CommentStmt",
+  "GrantStmt",
+  "GrantRoleStmt",
+  "CreateRoleStmt",
+  "AlterRoleStmt",
+  "CreateStmt",
+  "CreateTableAsStmt",
+  "IndexStmt",
+  "CreateSeqStmt",
+  "AlterSeqStmt",
+  "ViewStmt",
+  "CreateSchemaStmt",
+  "CreateExtensionStmt",
+  "CreateFunctionStmt",
+  "CreateTrigStmt",
+  "CreateEnumStmt",
+  "CompositeTypeStmt",
+  "CreateDomainStmt",
+  "DefineStmt",
+  "ReindexStmt",
+  "ClusterStmt",
 ]);
 const CATALOG_ONLY = new Set([
-  "CreateStmt", "CreateTableAsStmt", "ViewStmt", "CreateSchemaStmt", "CreateExtensionStmt",
-  "CreateFunctionStmt", "CreateTrigStmt",
+  "CreateStmt",
+  "CreateTableAsStmt",
+  "ViewStmt",
+  "CreateSchemaStmt",
+  "CreateExtensionStmt",
+  "CreateFunctionStmt",
+  "CreateTrigStmt",
 ]);
 
 // REFRESH MATERIALIZED VIEW replaces every row: for what references it, that is a delete.
@@ -73,8 +123,17 @@ interface Collector {
 
 function analyzeText(sql: string): StatementEffects {
   const out: Collector = {
-    reads: [], writes: [], truncates: [], truncateCascades: false, functions: [], cteNames: [],
-    changesCatalog: false, control: [], statements: 0, searchPath: [], readScopes: [],
+    reads: [],
+    writes: [],
+    truncates: [],
+    truncateCascades: false,
+    functions: [],
+    cteNames: [],
+    changesCatalog: false,
+    control: [],
+    statements: 0,
+    searchPath: [],
+    readScopes: [],
   };
   let tree: { stmts?: { stmt: Record<string, unknown> }[] };
   try {
@@ -122,17 +181,25 @@ function walk(node: unknown, out: Collector): void {
         out.reads.push(relation(body));
         continue;
       case "TruncateStmt":
-        for (const item of body.relations as { RangeVar: Record<string, unknown> }[]) out.truncates.push(relation(item.RangeVar));
+        for (const item of body.relations as { RangeVar: Record<string, unknown> }[])
+          out.truncates.push(relation(item.RangeVar));
         if (body.behavior === "DROP_CASCADE") out.truncateCascades = true;
         continue;
       case "CopyStmt":
-        if (body.relation && body.is_from) out.writes.push({ ...relation(body.relation as Record<string, unknown>), kind: "insert" });
-        if (body.relation && !body.is_from) out.reads.push(relation(body.relation as Record<string, unknown>));
+        if (body.relation && body.is_from)
+          out.writes.push({
+            ...relation(body.relation as Record<string, unknown>),
+            kind: "insert",
+          });
+        if (body.relation && !body.is_from)
+          out.reads.push(relation(body.relation as Record<string, unknown>));
         if (body.is_from && !body.relation) out.opaqueWrite ??= "COPY FROM without a table";
         walk(body.query, out);
         continue;
       case "FuncCall": {
-        const name = (body.funcname as { String: { sval: string } }[]).map((p) => p.String.sval).join(".");
+        const name = (body.funcname as { String: { sval: string } }[])
+          .map((p) => p.String.sval)
+          .join(".");
         out.functions.push(name);
         if (setsSearchPath(name, body)) out.searchPath.push({ kind: "unknown" });
         break;
@@ -142,16 +209,24 @@ function walk(node: unknown, out: Collector): void {
         break;
     }
     // CREATE OR REPLACE VIEW changes what the view returns: entries that read it are outdated.
-    if (key === "ViewStmt" && body.replace) out.writes.push({ ...relation(body.view as Record<string, unknown>), kind: "insert" });
+    if (key === "ViewStmt" && body.replace)
+      out.writes.push({ ...relation(body.view as Record<string, unknown>), kind: "insert" });
     const kind = WRITE_KINDS[key];
-    if (kind && body.relation) out.writes.push({ ...relation(body.relation as Record<string, unknown>), kind: upsert(key, body) ? "update" : kind });
+    if (kind && body.relation)
+      out.writes.push({
+        ...relation(body.relation as Record<string, unknown>),
+        kind: upsert(key, body) ? "update" : kind,
+      });
     walk(value, out);
   }
 }
 
 // INSERT ... ON CONFLICT DO UPDATE may update rows, which carries on through ON UPDATE rules.
 function upsert(key: string, body: Record<string, unknown>): boolean {
-  return key === "InsertStmt" && (body.onConflictClause as { action?: string } | undefined)?.action === "ONCONFLICT_UPDATE";
+  return (
+    key === "InsertStmt" &&
+    (body.onConflictClause as { action?: string } | undefined)?.action === "ONCONFLICT_UPDATE"
+  );
 }
 
 function relation(node: Record<string, unknown>): RelationName {
@@ -159,7 +234,10 @@ function relation(node: Record<string, unknown>): RelationName {
   return node.schemaname ? { schema: node.schemaname as string, name } : { name };
 }
 
-function transactionControl(kind: string, body: Record<string, unknown>): TransactionControl | undefined {
+function transactionControl(
+  kind: string,
+  body: Record<string, unknown>,
+): TransactionControl | undefined {
   if (kind !== "TransactionStmt") return undefined;
   const name = body.savepoint_name as string;
   switch (body.kind) {
@@ -185,7 +263,10 @@ function transactionControl(kind: string, body: Record<string, unknown>): Transa
 }
 
 /** SET / RESET of search_path (and RESET ALL, DISCARD ALL, which reset it too). */
-function searchPathChange(kind: string, body: Record<string, unknown>): SearchPathChange | undefined {
+function searchPathChange(
+  kind: string,
+  body: Record<string, unknown>,
+): SearchPathChange | undefined {
   if (kind === "DiscardStmt") return body.target === "DISCARD_ALL" ? { kind: "reset" } : undefined;
   if (kind !== "VariableSetStmt") return undefined;
   if (body.kind === "VAR_RESET_ALL") return { kind: "reset" };
@@ -193,7 +274,9 @@ function searchPathChange(kind: string, body: Record<string, unknown>): SearchPa
   if (body.kind === "VAR_RESET" || body.kind === "VAR_SET_DEFAULT") return { kind: "reset" };
   if (body.kind !== "VAR_SET_VALUE") return { kind: "unknown" };
   // Each argument is one schema name, quoted or not ('a, b' names the schema "a, b").
-  const schemas = (body.args as { A_Const?: { sval?: { sval: string } } }[]).map((arg) => arg.A_Const?.sval?.sval);
+  const schemas = (body.args as { A_Const?: { sval?: { sval: string } } }[]).map(
+    (arg) => arg.A_Const?.sval?.sval,
+  );
   if (schemas.some((schema) => schema === undefined)) return { kind: "unknown" };
   return { kind: "set", local: body.is_local === true, schemas: schemas as string[] };
 }
@@ -201,6 +284,7 @@ function searchPathChange(kind: string, body: Record<string, unknown>): SearchPa
 /** Whether a call may be set_config('search_path', ...): any set_config whose setting name is not another literal. */
 function setsSearchPath(name: string, body: Record<string, unknown>): boolean {
   if (name !== "set_config" && name !== "pg_catalog.set_config") return false;
-  const setting = (body.args as { A_Const?: { sval?: { sval: string } } }[] | undefined)?.[0]?.A_Const?.sval?.sval;
+  const setting = (body.args as { A_Const?: { sval?: { sval: string } } }[] | undefined)?.[0]
+    ?.A_Const?.sval?.sval;
   return setting === undefined || setting.toLowerCase() === "search_path";
 }

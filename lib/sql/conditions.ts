@@ -1,7 +1,9 @@
 import type { RelationName } from "./statement-effects";
 
 /** A value in a condition: the n-th parameter (an array of values when `spread`), or a literal. */
-export type Operand = { readonly param: number; readonly spread?: true } | { readonly literal: string | number | boolean };
+export type Operand =
+  | { readonly param: number; readonly spread?: true }
+  | { readonly literal: string | number | boolean };
 
 /** The rows whose `column` equals one of `values`. */
 export interface ColumnBound {
@@ -70,21 +72,31 @@ interface Resolved {
 /** The read scopes of a top-level SELECT (none for anything else), skipping names defined by WITH. */
 export function readScopes(stmt: Node, cteNames: readonly string[]): ReadScope[] {
   const select = stmt.SelectStmt as Node | undefined;
-  if (!select || select.op !== "SETOP_NONE" || select.valuesLists) return [];
+  if (select?.op !== "SETOP_NONE" || select.valuesLists) return [];
   const from = (select.fromClause as Node[] | undefined) ?? [];
   const occurrences: Occurrence[] = [];
   let opaqueItems = false;
   const ons: Node[] = [];
-  for (const item of from) if (!collectFrom(item, occurrences, ons, from.length === 1)) opaqueItems = true;
+  for (const item of from)
+    if (!collectFrom(item, occurrences, ons, from.length === 1)) opaqueItems = true;
   const resolve = resolver(occurrences, opaqueItems);
   const where = conjuncts(select.whereClause as Node | undefined);
-  const equalities = [...where, ...ons.flatMap((on) => conjuncts(on))].flatMap((c) => columnEquality(c, resolve));
-  const aggregate = Boolean(select.groupClause || select.havingClause || select.limitCount || select.limitOffset || select.distinctClause);
+  const equalities = [...where, ...ons.flatMap((on) => conjuncts(on))].flatMap((c) =>
+    columnEquality(c, resolve),
+  );
+  const aggregate = Boolean(
+    select.groupClause ||
+      select.havingClause ||
+      select.limitCount ||
+      select.limitOffset ||
+      select.distinctClause,
+  );
   const outputs = outputColumns((select.targetList as Node[] | undefined) ?? [], resolve);
   const scopes: ReadScope[] = [];
   for (const occurrence of occurrences) {
     if (!occurrence.relation.schema && cteNames.includes(occurrence.relation.name)) continue;
-    const own = (conditions: Node[]) => mergeBounds(conditions.map((c) => boundsOf(c, occurrence.alias, resolve)));
+    const own = (conditions: Node[]) =>
+      mergeBounds(conditions.map((c) => boundsOf(c, occurrence.alias, resolve)));
     const direct = own([...where, ...occurrence.on]);
     // x.col = v in WHERE (which rejects rows where x is NULL) with x.col = t.c in a join: t.c = v.
     const inferred = new Map<string, Operand[]>();
@@ -107,8 +119,15 @@ export function readScopes(stmt: Node, cteNames: readonly string[]): ReadScope[]
       relation: occurrence.relation,
       bounds: [...bounds].map(([column, values]) => ({ column, values })),
       exact,
-      outputs: new Map(outputs.filter(([, ref]) => ref.alias === occurrence.alias).map(([name, ref]) => [name, ref.column])),
-      follows: aggregate || opaqueItems || !occurrence.joined ? undefined : follows(occurrence, where, ons, outputs, resolve),
+      outputs: new Map(
+        outputs
+          .filter(([, ref]) => ref.alias === occurrence.alias)
+          .map(([name, ref]) => [name, ref.column]),
+      ),
+      follows:
+        aggregate || opaqueItems || !occurrence.joined
+          ? undefined
+          : follows(occurrence, where, ons, outputs, resolve),
     });
   }
   return scopes;
@@ -120,17 +139,28 @@ export function writeScope(stmt: Node): WriteScope | undefined {
   if (body.withClause || !body.relation) return undefined;
   const target = body.relation as Node;
   const relation = relationOf(target);
-  const alias = ((target.alias as Node | undefined)?.aliasname as string | undefined) ?? relation.name;
+  const alias =
+    ((target.alias as Node | undefined)?.aliasname as string | undefined) ?? relation.name;
   if (kind === "InsertStmt") {
     const select = (body.selectStmt as Node | undefined)?.SelectStmt as Node | undefined;
-    const cols = ((body.cols as Node[] | undefined) ?? []).map((c) => (c.ResTarget as Node).name as string);
+    const cols = ((body.cols as Node[] | undefined) ?? []).map(
+      (c) => (c.ResTarget as Node).name as string,
+    );
     const conflict = body.onConflictClause as Node | undefined;
-    if (!select?.valuesLists || cols.length === 0 || (conflict && conflict.action !== "ONCONFLICT_NOTHING")) return undefined;
+    if (
+      !select?.valuesLists ||
+      cols.length === 0 ||
+      (conflict && conflict.action !== "ONCONFLICT_NOTHING")
+    )
+      return undefined;
     const rows = (select.valuesLists as Node[]).map((list) => {
       const items = (list.List as Node).items as Node[];
       return new Map(cols.map((column, i) => [column, operand(items[i])]));
     });
-    const returning = (((body.returningClause as Node | undefined)?.exprs ?? body.returningList) as Node[] | undefined) ?? [];
+    const returning =
+      (((body.returningClause as Node | undefined)?.exprs ?? body.returningList) as
+        | Node[]
+        | undefined) ?? [];
     const returned = returning.flatMap((item) => {
       const target = item.ResTarget as Node;
       const fields = columnFields(target.val as Node);
@@ -146,10 +176,17 @@ export function writeScope(stmt: Node): WriteScope | undefined {
     if (!fields) return undefined;
     if (fields.length === 1) return joined ? undefined : { alias, column: fields[0] };
     if (fields.length === 2 && fields[0] === alias) return { alias, column: fields[1] };
-    if (fields.length === 3 && fields[1] === alias && (!relation.schema || fields[0] === relation.schema)) return { alias, column: fields[2] };
+    if (
+      fields.length === 3 &&
+      fields[1] === alias &&
+      (!relation.schema || fields[0] === relation.schema)
+    )
+      return { alias, column: fields[2] };
     return undefined;
   };
-  const bounds = mergeBounds(conjuncts(body.whereClause as Node | undefined).map((c) => boundsOf(c, alias, resolve)));
+  const bounds = mergeBounds(
+    conjuncts(body.whereClause as Node | undefined).map((c) => boundsOf(c, alias, resolve)),
+  );
   const set = new Map<string, Operand | undefined>();
   for (const item of (body.targetList as Node[] | undefined) ?? []) {
     const target = item.ResTarget as Node;
@@ -170,11 +207,19 @@ export function writeScope(stmt: Node): WriteScope | undefined {
  * Walks a FROM item, recording RangeVars and the ON conditions that bound each; false when it
  * holds something else (a subquery, a function, a join with USING), whose columns cannot be told apart.
  */
-function collectFrom(item: Node, out: Occurrence[], ons: Node[], preserved: boolean, on: Node[] = [], joined = false): boolean {
+function collectFrom(
+  item: Node,
+  out: Occurrence[],
+  ons: Node[],
+  preserved: boolean,
+  on: Node[] = [],
+  joined = false,
+): boolean {
   if (item.RangeVar) {
     const rv = item.RangeVar as Node;
     const relation = relationOf(rv);
-    const alias = ((rv.alias as Node | undefined)?.aliasname as string | undefined) ?? relation.name;
+    const alias =
+      ((rv.alias as Node | undefined)?.aliasname as string | undefined) ?? relation.name;
     out.push({ relation, alias, on, preserved, joined });
     return true;
   }
@@ -186,22 +231,46 @@ function collectFrom(item: Node, out: Occurrence[], ons: Node[], preserved: bool
   const conds = quals ? conjuncts(quals) : [];
   // ON conditions bound an inner join's sides and an outer join's nullable side, which they
   // decide the rows of; a preserved side keeps its rows whatever they say.
-  const left = collectFrom(join.larg as Node, out, ons, preserved && type === "JOIN_LEFT", type === "JOIN_INNER" || type === "JOIN_RIGHT" ? conds : []);
-  const right = collectFrom(join.rarg as Node, out, ons, false, type === "JOIN_INNER" || type === "JOIN_LEFT" ? conds : [], preserved && type === "JOIN_LEFT");
+  const left = collectFrom(
+    join.larg as Node,
+    out,
+    ons,
+    preserved && type === "JOIN_LEFT",
+    type === "JOIN_INNER" || type === "JOIN_RIGHT" ? conds : [],
+  );
+  const right = collectFrom(
+    join.rarg as Node,
+    out,
+    ons,
+    false,
+    type === "JOIN_INNER" || type === "JOIN_LEFT" ? conds : [],
+    preserved && type === "JOIN_LEFT",
+  );
   return left && right && !join.usingClause && !join.isNatural;
 }
 
-function resolver(occurrences: readonly Occurrence[], opaqueItems: boolean): (ref: Node) => Resolved | undefined {
+function resolver(
+  occurrences: readonly Occurrence[],
+  opaqueItems: boolean,
+): (ref: Node) => Resolved | undefined {
   return (ref) => {
     const fields = columnFields(ref);
     if (!fields) return undefined;
     if (fields.length === 1) {
-      return occurrences.length === 1 && !opaqueItems ? { alias: occurrences[0].alias, column: fields[0] } : undefined;
+      return occurrences.length === 1 && !opaqueItems
+        ? { alias: occurrences[0].alias, column: fields[0] }
+        : undefined;
     }
     const matches = occurrences.filter((o) =>
-      fields.length === 2 ? o.alias === fields[0] : o.alias === fields[1] && o.relation.name === fields[1] && (!o.relation.schema || o.relation.schema === fields[0]),
+      fields.length === 2
+        ? o.alias === fields[0]
+        : o.alias === fields[1] &&
+          o.relation.name === fields[1] &&
+          (!o.relation.schema || o.relation.schema === fields[0]),
     );
-    return matches.length === 1 && fields.length <= 3 ? { alias: matches[0].alias, column: fields[fields.length - 1] } : undefined;
+    return matches.length === 1 && fields.length <= 3
+      ? { alias: matches[0].alias, column: fields[fields.length - 1] }
+      : undefined;
   };
 }
 
@@ -222,14 +291,23 @@ function conjuncts(node: Node | undefined): Node[] {
 }
 
 /** The column bounds an expression sets on one alias's rows: AND keeps each, OR those on a column every branch bounds. */
-function boundsOf(node: Node, alias: string, resolve: (ref: Node) => Resolved | undefined): Map<string, Operand[]> {
+function boundsOf(
+  node: Node,
+  alias: string,
+  resolve: (ref: Node) => Resolved | undefined,
+): Map<string, Operand[]> {
   const bool = node.BoolExpr as Node | undefined;
-  if (bool?.boolop === "AND_EXPR") return mergeBounds((bool.args as Node[]).map((arg) => boundsOf(arg, alias, resolve)));
+  if (bool?.boolop === "AND_EXPR")
+    return mergeBounds((bool.args as Node[]).map((arg) => boundsOf(arg, alias, resolve)));
   if (bool?.boolop === "OR_EXPR") {
     const branches = (bool.args as Node[]).map((arg) => boundsOf(arg, alias, resolve));
     const out = new Map<string, Operand[]>();
     for (const column of branches[0].keys()) {
-      if (branches.every((b) => b.has(column))) out.set(column, branches.flatMap((b) => b.get(column) as Operand[]));
+      if (branches.every((b) => b.has(column)))
+        out.set(
+          column,
+          branches.flatMap((b) => b.get(column) as Operand[]),
+        );
     }
     return out;
   }
@@ -244,9 +322,16 @@ function boundsOf(node: Node, alias: string, resolve: (ref: Node) => Resolved | 
   if (!column || column.alias !== alias) return new Map();
   let values: (Operand | undefined)[];
   if (expr.kind === "AEXPR_OP") values = [operand(other)];
-  else if (expr.kind === "AEXPR_IN") values = ((other.List as Node | undefined)?.items as Node[] | undefined)?.map(operand) ?? [undefined];
-  else if (other.ParamRef) values = [{ param: (other.ParamRef as Node).number as number, spread: true }];
-  else values = ((other.A_ArrayExpr as Node | undefined)?.elements as Node[] | undefined)?.map(operand) ?? [undefined];
+  else if (expr.kind === "AEXPR_IN")
+    values = ((other.List as Node | undefined)?.items as Node[] | undefined)?.map(operand) ?? [
+      undefined,
+    ];
+  else if (other.ParamRef)
+    values = [{ param: (other.ParamRef as Node).number as number, spread: true }];
+  else
+    values = ((other.A_ArrayExpr as Node | undefined)?.elements as Node[] | undefined)?.map(
+      operand,
+    ) ?? [undefined];
   if (values.length === 0 || values.some((v) => v === undefined)) return new Map();
   return new Map([[column.column, values as Operand[]]]);
 }
@@ -254,7 +339,9 @@ function boundsOf(node: Node, alias: string, resolve: (ref: Node) => Resolved | 
 function isEquals(expr: Node): boolean {
   const name = expr.name as Node[];
   const equals = name.length === 1 && (name[0].String as Node | undefined)?.sval === "=";
-  return equals && (expr.kind === "AEXPR_OP" || expr.kind === "AEXPR_IN" || expr.kind === "AEXPR_OP_ANY");
+  return (
+    equals && (expr.kind === "AEXPR_OP" || expr.kind === "AEXPR_IN" || expr.kind === "AEXPR_OP_ANY")
+  );
 }
 
 /** Either bound holds; on the same column, the shorter list is kept. */
@@ -270,9 +357,12 @@ function mergeBounds(all: readonly Map<string, Operand[]>[]): Map<string, Operan
 }
 
 /** `x.a = y.b` between two occurrences, both ways round: [alias, column, the other side]. */
-function columnEquality(node: Node, resolve: (ref: Node) => Resolved | undefined): [string, string, Resolved][] {
+function columnEquality(
+  node: Node,
+  resolve: (ref: Node) => Resolved | undefined,
+): [string, string, Resolved][] {
   const expr = node.A_Expr as Node | undefined;
-  if (!expr || expr.kind !== "AEXPR_OP" || !isEquals(expr)) return [];
+  if (expr?.kind !== "AEXPR_OP" || !isEquals(expr)) return [];
   const left = resolve(expr.lexpr as Node);
   const right = resolve(expr.rexpr as Node);
   if (!left || !right || left.alias === right.alias) return [];
@@ -301,13 +391,24 @@ function exactFilters(
     if (!refs) return undefined;
     const resolved = refs.map(resolve);
     if (resolved.every((r) => r?.alias === alias)) {
-      if (!boundsOf(conjunct, alias, resolve).has(column) || resolved.some((r) => r?.column !== column)) {
+      if (
+        !boundsOf(conjunct, alias, resolve).has(column) ||
+        resolved.some((r) => r?.column !== column)
+      ) {
         for (const r of resolved) if (r && r.column !== column) filters.add(r.column);
       }
       continue;
     }
     const bound = resolved.length === 1 ? resolved[0] : undefined;
-    const through = bound && equalities.some(([a, c, other]) => a === bound.alias && c === bound.column && other.alias === alias && other.column === column);
+    const through =
+      bound &&
+      equalities.some(
+        ([a, c, other]) =>
+          a === bound.alias &&
+          c === bound.column &&
+          other.alias === alias &&
+          other.column === column,
+      );
     if (!through) return undefined;
   }
   for (const on of ons) {
@@ -325,7 +426,13 @@ function exactFilters(
  * (so every row with a bound value meets the same rows there, or none), and otherwise only its
  * own columns are tested, in its ON clause or the WHERE. Undefined otherwise.
  */
-function joinedFilters(column: string, occurrence: Occurrence, where: readonly Node[], ons: readonly Node[], resolve: (ref: Node) => Resolved | undefined): string[] | undefined {
+function joinedFilters(
+  column: string,
+  occurrence: Occurrence,
+  where: readonly Node[],
+  ons: readonly Node[],
+  resolve: (ref: Node) => Resolved | undefined,
+): string[] | undefined {
   const filters = new Set<string>();
   const alias = occurrence.alias;
   const own = (conjunct: Node): boolean | undefined => {
@@ -381,18 +488,24 @@ function follows(
   if (where.some((c) => mentions(c) !== false)) return undefined;
   for (const on of ons) {
     const conds = conjuncts(on);
-    if (!conds.some((c) => occurrence.on.includes(c)) && conds.some((c) => mentions(c) !== false)) return undefined;
+    if (!conds.some((c) => occurrence.on.includes(c)) && conds.some((c) => mentions(c) !== false))
+      return undefined;
   }
   let found: { column: string; output: string } | undefined;
   for (const conjunct of occurrence.on) {
     const equality = columnEquality(conjunct, resolve).find(([a]) => a === alias);
-    const output = equality && outputs.find(([, ref]) => ref.alias === equality[2].alias && ref.column === equality[2].column)?.[0];
+    const output =
+      equality &&
+      outputs.find(
+        ([, ref]) => ref.alias === equality[2].alias && ref.column === equality[2].column,
+      )?.[0];
     if (equality && output !== undefined && !found) {
       found = { column: equality[1], output };
       continue;
     }
     const refs = columnRefs(conjunct)?.map(resolve);
-    if (!refs || refs.some((r) => r === undefined || (r.alias !== alias && mentions(conjunct)))) return undefined;
+    if (!refs || refs.some((r) => r === undefined || (r.alias !== alias && mentions(conjunct))))
+      return undefined;
   }
   return found;
 }
@@ -415,7 +528,10 @@ function columnRefs(node: unknown): Node[] | undefined {
 }
 
 /** Output names of the target list entries that are plain columns, once each. */
-function outputColumns(targets: readonly Node[], resolve: (ref: Node) => Resolved | undefined): [string, Resolved][] {
+function outputColumns(
+  targets: readonly Node[],
+  resolve: (ref: Node) => Resolved | undefined,
+): [string, Resolved][] {
   const seen = new Map<string, number>();
   const out: [string, Resolved][] = [];
   for (const item of targets) {
@@ -438,7 +554,8 @@ function operand(node: Node | undefined): Operand | undefined {
   if (constant.ival) return { literal: ((constant.ival as Node).ival as number | undefined) ?? 0 };
   if (constant.sval) return { literal: (constant.sval as Node).sval as string };
   if (constant.fval) return { literal: (constant.fval as Node).fval as string };
-  if (constant.boolval) return { literal: ((constant.boolval as Node).boolval as boolean | undefined) ?? false };
+  if (constant.boolval)
+    return { literal: ((constant.boolval as Node).boolval as boolean | undefined) ?? false };
   return undefined;
 }
 

@@ -25,10 +25,18 @@ export class CircuitBreaker {
     this.failureThreshold = options.failureThreshold ?? 5;
     this.coolDownMs = options.coolDownMs ?? 1000;
     if (!Number.isSafeInteger(this.failureThreshold) || this.failureThreshold < 1) {
-      throw new InvalidOptionError(`QueryCache: circuitBreaker.failureThreshold must be a whole number of failures, at least 1, got ${String(this.failureThreshold)}.`);
+      throw new InvalidOptionError(
+        `QueryCache: circuitBreaker.failureThreshold must be a whole number of failures, at least 1, got ${String(this.failureThreshold)}.`,
+      );
     }
-    if (typeof this.coolDownMs !== "number" || !Number.isFinite(this.coolDownMs) || this.coolDownMs <= 0) {
-      throw new InvalidOptionError(`QueryCache: circuitBreaker.coolDownMs must be a positive number of milliseconds, got ${String(this.coolDownMs)}.`);
+    if (
+      typeof this.coolDownMs !== "number" ||
+      !Number.isFinite(this.coolDownMs) ||
+      this.coolDownMs <= 0
+    ) {
+      throw new InvalidOptionError(
+        `QueryCache: circuitBreaker.coolDownMs must be a positive number of milliseconds, got ${String(this.coolDownMs)}.`,
+      );
     }
   }
 

@@ -20,7 +20,10 @@ export interface ParsedEntry {
 export function parseEntry(stored: string): ParsedEntry | undefined {
   const nl = stored.indexOf("\n");
   if (nl < 0 || !stored.startsWith(HEADER)) return undefined;
-  const [stamp, ...deps] = stored.slice(HEADER.length, nl).split(" ").filter((word) => word !== "");
+  const [stamp, ...deps] = stored
+    .slice(HEADER.length, nl)
+    .split(" ")
+    .filter((word) => word !== "");
   if (stamp === undefined || !/^\d+$/.test(stamp)) return undefined;
   return { stamp, deps, value: stored.slice(nl + 1) };
 }
@@ -30,14 +33,21 @@ export function parseEntry(stored: string): ParsedEntry | undefined {
  * entry was (versions only move forward, so that holds at the time they were read). A missing
  * version may have been bumped and lost, so it counts as newer than any stamp (invariant 2).
  */
-export function isCurrent(stamp: number | string, versions: readonly (string | number | null | undefined)[]): boolean {
+export function isCurrent(
+  stamp: number | string,
+  versions: readonly (string | number | null | undefined)[],
+): boolean {
   const limit = Number(stamp);
   for (const v of versions) if (v === null || v === undefined || Number(v) > limit) return false;
   return true;
 }
 
 /** The answer to a lookup, from an entry and the versions (and clock) read with or after it. */
-export function judge(entry: ParsedEntry, clock: string | number | null | undefined, versions: readonly (string | number | null | undefined)[]): Lookup {
+export function judge(
+  entry: ParsedEntry,
+  clock: string | number | null | undefined,
+  versions: readonly (string | number | null | undefined)[],
+): Lookup {
   if (!isCurrent(entry.stamp, versions)) return { hit: false, stamp: Number(clock ?? 0) };
   return { hit: true, value: entry.value, deps: entry.deps };
 }

@@ -1,7 +1,7 @@
 import { InvalidOptionError } from "../errors";
+import { sameKeys } from "../util/same-keys";
 import { formatEntry, isCurrent, judge, parseEntry } from "./entry-text";
 import { KnownDeps } from "./known-deps";
-import { sameKeys } from "../util/same-keys";
 import { BinaryProtocol, type Item, type MemjsClient } from "./memcached/binary-protocol";
 import type { CacheStore, KeySpace, Lookup, StoreEntry } from "./store";
 
@@ -86,7 +86,11 @@ export class MemcachedStore implements CacheStore {
     this.knownDeps.remember(key, entry.deps);
     const deps = [clearedKey(clockKey), ...entry.deps];
     const read = sameKeys(deps, expected) ? versions : await this.memcached.getAll(deps);
-    return judge(entry, clock?.value, read.map((v) => v?.value));
+    return judge(
+      entry,
+      clock?.value,
+      read.map((v) => v?.value),
+    );
   }
 
   async stamp(clockKey: string): Promise<number> {
@@ -101,7 +105,12 @@ export class MemcachedStore implements CacheStore {
     const deps = [clearedKey(clockKey), ...entry.deps];
     this.knownDeps.remember(entry.key, entry.deps);
     const [written, clock, versions] = await Promise.all([
-      this.memcached.store("set", entry.key, formatEntry(entry.stamp, entry.deps, entry.value), entry.ttlSeconds),
+      this.memcached.store(
+        "set",
+        entry.key,
+        formatEntry(entry.stamp, entry.deps, entry.value),
+        entry.ttlSeconds,
+      ),
       this.memcached.get(clockKey),
       this.memcached.getAll(deps),
     ]);
@@ -136,11 +145,20 @@ export class MemcachedStore implements CacheStore {
    * Moves the clock past every stamp handed out so far, then each version up to it; the `ensure`
    * keys are only created at it, where they are missing.
    */
-  private async raise(versionKeys: readonly string[], clockKey: string, ensure: readonly string[] = []): Promise<void> {
-    const [version, current] = await Promise.all([this.nextVersion(clockKey), this.memcached.getAll([...versionKeys, ...ensure])]);
+  private async raise(
+    versionKeys: readonly string[],
+    clockKey: string,
+    ensure: readonly string[] = [],
+  ): Promise<void> {
+    const [version, current] = await Promise.all([
+      this.nextVersion(clockKey),
+      this.memcached.getAll([...versionKeys, ...ensure]),
+    ]);
     await Promise.all([
       ...versionKeys.map((key, i) => this.raiseTo(key, version, current[i])),
-      ...ensure.filter((_, i) => current[versionKeys.length + i] === null).map((key) => this.raiseTo(key, version, null)),
+      ...ensure
+        .filter((_, i) => current[versionKeys.length + i] === null)
+        .map((key) => this.raiseTo(key, version, null)),
     ]);
   }
 
@@ -160,7 +178,9 @@ export class MemcachedStore implements CacheStore {
       if (outcome === "stored") return;
       current = await this.memcached.get(key);
     }
-    throw new Error(`MemcachedStore: version ${key} kept changing under ${MAX_CAS_ATTEMPTS} attempts to move it to ${value}`);
+    throw new Error(
+      `MemcachedStore: version ${key} kept changing under ${MAX_CAS_ATTEMPTS} attempts to move it to ${value}`,
+    );
   }
 }
 
@@ -172,9 +192,20 @@ export class MemcachedStore implements CacheStore {
  * present says nothing about another key): it is created above every stamp handed out, and the
  * next computation, stamped after it, is admitted.
  */
-function admission(stamp: number, clock: Item | null, deps: readonly string[], versions: readonly (Item | null)[]): { admitted: boolean; create: string[] } {
+function admission(
+  stamp: number,
+  clock: Item | null,
+  deps: readonly string[],
+  versions: readonly (Item | null)[],
+): { admitted: boolean; create: string[] } {
   const create = deps.filter((_, i) => versions[i] === null);
-  const admitted = clock !== null && create.length === 0 && isCurrent(stamp, versions.map((v) => v?.value));
+  const admitted =
+    clock !== null &&
+    create.length === 0 &&
+    isCurrent(
+      stamp,
+      versions.map((v) => v?.value),
+    );
   return { admitted, create };
 }
 
@@ -193,7 +224,8 @@ function isOptions(client: MemjsClient | MemcachedStoreOptions): client is Memca
 
 function createClient(options: MemcachedStoreOptions): MemjsClient {
   const servers = typeof options.servers === "string" ? options.servers : options.servers.join(",");
-  if (servers.trim() === "") throw new InvalidOptionError("MemcachedStore: servers must name at least one host:port.");
+  if (servers.trim() === "")
+    throw new InvalidOptionError("MemcachedStore: servers must name at least one host:port.");
   const memjs = loadMemjs();
   return memjs.Client.create(servers, {
     username: options.username,

@@ -39,14 +39,21 @@ export class MemoryStore implements CacheStore {
   constructor(options: MemoryStoreOptions = {}) {
     const maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
     if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
-      throw new InvalidOptionError(`MemoryStore: maxBytes must be a positive integer, got ${String(maxBytes)}.`);
+      throw new InvalidOptionError(
+        `MemoryStore: maxBytes must be a positive integer, got ${String(maxBytes)}.`,
+      );
     }
-    this.entries = new LRUCache({ maxSize: maxBytes, sizeCalculation: (e) => Math.max(1, e.value.length) });
+    this.entries = new LRUCache({
+      maxSize: maxBytes,
+      sizeCalculation: (e) => Math.max(1, e.value.length),
+    });
   }
 
   async lookup(key: string, clockKey: string): Promise<Lookup> {
     const entry = this.entries.get(key);
-    if (entry && entry.deps.every((dep) => (this.version(dep) ?? Number.POSITIVE_INFINITY) <= entry.stamp)) {
+    if (
+      entry?.deps.every((dep) => (this.version(dep) ?? Number.POSITIVE_INFINITY) <= entry.stamp)
+    ) {
       return { hit: true, value: entry.value, deps: entry.deps };
     }
     if (entry) this.entries.delete(key);
@@ -88,7 +95,8 @@ export class MemoryStore implements CacheStore {
   }
 
   async clear(space: KeySpace): Promise<void> {
-    for (const key of [...this.entries.keys()]) if (key.startsWith(space.entryPrefix)) this.entries.delete(key);
+    for (const key of [...this.entries.keys()])
+      if (key.startsWith(space.entryPrefix)) this.entries.delete(key);
     // Versions move forward rather than vanish, so a value computed before the clear is refused.
     const versions = [...this.versions.keys()].filter((key) => key.startsWith(space.versionPrefix));
     await this.bump(versions, space.clockKey);
@@ -110,19 +118,24 @@ export class MemoryStore implements CacheStore {
   private recreate(key: string, ttlSeconds: number): number {
     const guard = guardOf(key);
     const value = guard ? (this.version(guard) ?? 0) : 0;
-    this.versions.set(key, isRowVersion(key) ? { value, expiresAt: Date.now() + ttlSeconds * 1000 } : { value });
+    this.versions.set(
+      key,
+      isRowVersion(key) ? { value, expiresAt: Date.now() + ttlSeconds * 1000 } : { value },
+    );
     return value;
   }
 
   /** A row version lives at least as long as the entries that depend on it. */
   private extend(key: string, ttlSeconds: number): void {
     const version = this.versions.get(key);
-    if (version?.expiresAt !== undefined) version.expiresAt = Math.max(version.expiresAt, Date.now() + ttlSeconds * 1000);
+    if (version?.expiresAt !== undefined)
+      version.expiresAt = Math.max(version.expiresAt, Date.now() + ttlSeconds * 1000);
   }
 
   private sweep(): void {
     const now = Date.now();
-    for (const [key, version] of this.versions) if (version.expiresAt !== undefined && version.expiresAt <= now) this.versions.delete(key);
+    for (const [key, version] of this.versions)
+      if (version.expiresAt !== undefined && version.expiresAt <= now) this.versions.delete(key);
     this.sweepAt = this.versions.size + SWEEP_EVERY;
   }
 }

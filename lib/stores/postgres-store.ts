@@ -68,7 +68,9 @@ export class PostgresStore implements CacheStore {
 
   constructor(options: PostgresStoreOptions) {
     if (typeof options.schema !== "string" || options.schema === "") {
-      throw new InvalidOptionError("PostgresStore: schema must name the schema its tables live in, such as 'autocache'.");
+      throw new InvalidOptionError(
+        "PostgresStore: schema must name the schema its tables live in, such as 'autocache'.",
+      );
     }
     if (options.pool) {
       // The structural PgPool keeps @types/pg out of the published types; what is passed is a pg Pool.
@@ -90,11 +92,16 @@ export class PostgresStore implements CacheStore {
       this.pool.on("error", () => undefined);
       this.owned = true;
     } else {
-      throw new InvalidOptionError("PostgresStore: pass a pool of the store's own, or a connectionString to open one.");
+      throw new InvalidOptionError(
+        "PostgresStore: pass a pool of the store's own, or a connectionString to open one.",
+      );
     }
     this.sql = new Statements(options.schema);
     const interval = options.cleanupInterval ?? 60_000;
-    if (!Number.isFinite(interval) || interval <= 0) throw new InvalidOptionError(`PostgresStore: cleanupInterval must be a positive number of milliseconds, got ${String(interval)}.`);
+    if (!Number.isFinite(interval) || interval <= 0)
+      throw new InvalidOptionError(
+        `PostgresStore: cleanupInterval must be a positive number of milliseconds, got ${String(interval)}.`,
+      );
     this.timer = setInterval(() => void this.sweep().catch(() => undefined), interval);
     this.timer.unref();
     // Started now, so the first cached call does not wait for the tables (it would time out).
@@ -112,7 +119,11 @@ export class PostgresStore implements CacheStore {
       void this.query("deleteExpired", [key]).catch(() => undefined);
       return { hit: false, stamp: Number(row.clock ?? 0) };
     }
-    return judge({ stamp: String(row.stamp), deps: row.deps, value: (row.value as Buffer).toString("utf8") }, row.clock, row.versions);
+    return judge(
+      { stamp: String(row.stamp), deps: row.deps, value: (row.value as Buffer).toString("utf8") },
+      row.clock,
+      row.versions,
+    );
   }
 
   async stamp(clockKey: string): Promise<number> {
@@ -122,7 +133,14 @@ export class PostgresStore implements CacheStore {
 
   async set(entry: StoreEntry, clockKey: string): Promise<boolean> {
     // bytea, not text: a store keeps any string, and PostgreSQL's text cannot hold U+0000.
-    const result = await this.run("set", [entry.key, entry.stamp, entry.deps, Buffer.from(entry.value, "utf8"), entry.ttlSeconds, clockKey]);
+    const result = await this.run("set", [
+      entry.key,
+      entry.stamp,
+      entry.deps,
+      Buffer.from(entry.value, "utf8"),
+      entry.ttlSeconds,
+      clockKey,
+    ]);
     return result.rowCount === 1;
   }
 
@@ -148,7 +166,9 @@ export class PostgresStore implements CacheStore {
   async sweep(): Promise<number> {
     await this.setup();
     return this.inTransaction(async (client) => {
-      const won = await client.query("SELECT pg_try_advisory_xact_lock(hashtext($1)) AS won", [`typeorm-autocache:${this.sql.schema}`]);
+      const won = await client.query("SELECT pg_try_advisory_xact_lock(hashtext($1)) AS won", [
+        `typeorm-autocache:${this.sql.schema}`,
+      ]);
       return won.rows[0].won ? ((await client.query(this.sql.sweep)).rowCount ?? 0) : 0;
     });
   }
@@ -168,7 +188,8 @@ export class PostgresStore implements CacheStore {
   /** Runs a prepared statement on the store's pool; one round trip once the tables exist. */
   private async run(name: StatementName, values: unknown[]): Promise<QueryResult> {
     await this.setup();
-    const run = () => this.pool.query({ name: this.sql.prefix + name, text: this.sql[name], values });
+    const run = () =>
+      this.pool.query({ name: this.sql.prefix + name, text: this.sql[name], values });
     try {
       return await run();
     } catch (error) {
@@ -183,7 +204,9 @@ export class PostgresStore implements CacheStore {
   /** Creates the schema, tables and functions once, under an advisory lock so instances do not race. */
   private setup(): Promise<void> {
     this.ready ??= this.inTransaction(async (client) => {
-      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`typeorm-autocache:setup:${this.sql.schema}`]);
+      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [
+        `typeorm-autocache:setup:${this.sql.schema}`,
+      ]);
       await client.query(this.sql.setup);
     }).catch((error) => {
       this.ready = undefined;

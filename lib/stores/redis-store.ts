@@ -1,12 +1,12 @@
 import type { Cluster, Redis } from "ioredis";
 import { InvalidStoreClientError, NotReplicatedError } from "../errors";
-import type { CacheStore, FollowHandlers, KeySpace, Lookup, StoreEntry } from "./store";
+import { sameKeys } from "../util/same-keys";
 import { formatEntry, judge, type ParsedEntry, parseEntry } from "./entry-text";
 import { KnownDeps } from "./known-deps";
 import { InvalidationFeed } from "./redis/invalidation-feed";
 import { keySlot } from "./redis/key-slot";
 import { isNoScript, LuaScript } from "./redis/scripts";
-import { sameKeys } from "../util/same-keys";
+import type { CacheStore, FollowHandlers, KeySpace, Lookup, StoreEntry } from "./store";
 
 const scripts = {
   bump: new LuaScript("bump"),
@@ -107,7 +107,11 @@ export class RedisStore implements CacheStore {
       return true;
     }
     const [admitted, written] =
-      (await this.redis.pipeline().evalsha(scripts.admit.sha, keys.length, ...keys, entry.stamp, entry.ttlSeconds).set(entry.key, stored, "EX", entry.ttlSeconds).exec()) ?? [];
+      (await this.redis
+        .pipeline()
+        .evalsha(scripts.admit.sha, keys.length, ...keys, entry.stamp, entry.ttlSeconds)
+        .set(entry.key, stored, "EX", entry.ttlSeconds)
+        .exec()) ?? [];
     if (written?.[0]) throw written[0];
     if (isNoScript(admitted?.[0])) return (await admit()) === 1;
     if (admitted?.[0]) throw admitted[0];
@@ -120,13 +124,16 @@ export class RedisStore implements CacheStore {
     const replicas = isCluster(this.redis) ? this.replicasOf(this.redis, clockKey) : 0;
     if (isCluster(this.redis) && replicas > 0) {
       const cluster = this.redis;
-      const { acknowledged } = await scripts.bump.runAndWait(cluster, keys, [channel, ROW_VERSION_TTL], replicas, this.replicaTimeout).catch((error: Error) => {
-        // ioredis does not follow MOVED inside a pipeline: after a failover, learn the new owner
-        // so that the retry reaches it.
-        if (error.message.startsWith("MOVED")) cluster.refreshSlotsCache();
-        throw error;
-      });
-      if (acknowledged < replicas) throw new NotReplicatedError(acknowledged, replicas, this.replicaTimeout);
+      const { acknowledged } = await scripts.bump
+        .runAndWait(cluster, keys, [channel, ROW_VERSION_TTL], replicas, this.replicaTimeout)
+        .catch((error: Error) => {
+          // ioredis does not follow MOVED inside a pipeline: after a failover, learn the new owner
+          // so that the retry reaches it.
+          if (error.message.startsWith("MOVED")) cluster.refreshSlotsCache();
+          throw error;
+        });
+      if (acknowledged < replicas)
+        throw new NotReplicatedError(acknowledged, replicas, this.replicaTimeout);
     } else {
       await scripts.bump.run(this.redis, keys, [channel, ROW_VERSION_TTL]);
     }
@@ -146,7 +153,12 @@ export class RedisStore implements CacheStore {
   async clear(space: KeySpace): Promise<void> {
     await this.scan(commonPrefix(space.entryPrefix, space.versionPrefix), async (keys) => {
       const entries = keys.filter((k) => k.startsWith(space.entryPrefix));
-      const versions = keys.filter((k) => k.startsWith(space.versionPrefix) && k !== space.clockKey && k !== floorKey(space.clockKey));
+      const versions = keys.filter(
+        (k) =>
+          k.startsWith(space.versionPrefix) &&
+          k !== space.clockKey &&
+          k !== floorKey(space.clockKey),
+      );
       // One key per UNLINK on Redis Cluster, where a command may not name keys of two slots.
       if (isCluster(this.redis)) await Promise.all(entries.map((key) => this.redis.unlink(key)));
       else if (entries.length > 0) await this.redis.unlink(...entries);
@@ -162,7 +174,11 @@ export class RedisStore implements CacheStore {
   }
 
   /** Reads the clock and the versions an entry names (one slot), once the entry itself is read. */
-  private async checkVersions(redis: Redis | Cluster, clockKey: string, entry: ParsedEntry): Promise<Lookup> {
+  private async checkVersions(
+    redis: Redis | Cluster,
+    clockKey: string,
+    entry: ParsedEntry,
+  ): Promise<Lookup> {
     const [clock, ...versions] = await redis.mget(clockKey, ...entry.deps);
     return judge(entry, clock, versions);
   }
@@ -221,8 +237,12 @@ function globEscape(text: string): string {
 function isIoredisClient(client: unknown): client is Redis | Cluster {
   const c = client as Record<string, unknown> | null;
   return (
-    typeof c === "object" && c !== null && typeof c.status === "string" && typeof c.pipeline === "function" &&
-    typeof c.evalsha === "function" && typeof c.defineCommand === "function"
+    typeof c === "object" &&
+    c !== null &&
+    typeof c.status === "string" &&
+    typeof c.pipeline === "function" &&
+    typeof c.evalsha === "function" &&
+    typeof c.defineCommand === "function"
   );
 }
 
@@ -230,5 +250,7 @@ function describe(client: unknown): string {
   if (client === null || typeof client !== "object") return String(client);
   const c = client as { sendCommand?: unknown; constructor?: { name?: string } };
   if (typeof c.sendCommand === "function") return "a node-redis client";
-  return c.constructor?.name && c.constructor.name !== "Object" ? `a ${c.constructor.name}` : "a plain object";
+  return c.constructor?.name && c.constructor.name !== "Object"
+    ? `a ${c.constructor.name}`
+    : "a plain object";
 }

@@ -38,7 +38,10 @@ export class StoreGuard {
       this.down = true;
       return Promise.reject(new StoreUnavailableError());
     }
-    if (!this.breaker.admit()) return Promise.reject(new CircuitOpenError(this.breaker.failureThreshold, this.breaker.coolDownMs));
+    if (!this.breaker.admit())
+      return Promise.reject(
+        new CircuitOpenError(this.breaker.failureThreshold, this.breaker.coolDownMs),
+      );
     return new Promise<T>((resolve, reject) => {
       // The first outcome counts: an answer arriving after the timeout is still a failure for the
       // breaker, since the caller had to do without it.

@@ -1,5 +1,6 @@
 import type { QueryRunner } from "typeorm";
 import type { Catalog } from "../catalog/catalog";
+import type { ChangeKind } from "../catalog/trigger-writes";
 import type { Invalidator } from "../invalidation/invalidator";
 import type { RowChange, RowPrecision } from "../invalidation/row-precision";
 import type { Ended, TransactionBuffer } from "../invalidation/transaction-buffer";
@@ -7,10 +8,9 @@ import type { KeyLayout } from "../keys/key-layout";
 import type { SqlAnalyzer } from "../sql/analyzer";
 import type { ReadScope } from "../sql/conditions";
 import type { RelationName, StatementEffects } from "../sql/statement-effects";
-import type { ChangeKind } from "../catalog/trigger-writes";
 import { type TrackingContext, tracking } from "../tracking/tracking-context";
-import { type SearchPath, type SearchPaths, schemasOf } from "./search-paths";
 import type { QueryDetail } from "./registry";
+import { type SearchPath, type SearchPaths, schemasOf } from "./search-paths";
 
 /** The catalog as last read, and a way to read it again after DDL or for a name it lacks. */
 export interface CatalogSource {
@@ -40,7 +40,12 @@ export class QueryObserver {
     private readonly rows?: (catalog: Catalog) => RowPrecision,
   ) {}
 
-  async afterQuery(sql: string, runner: QueryRunner, succeeded: boolean, detail: QueryDetail = {}): Promise<void> {
+  async afterQuery(
+    sql: string,
+    runner: QueryRunner,
+    succeeded: boolean,
+    detail: QueryDetail = {},
+  ): Promise<void> {
     const effects = this.analyzer.analyze(sql);
     const before = this.paths.current(runner);
     this.followSearchPath(runner, effects, succeeded);
@@ -48,7 +53,9 @@ export class QueryObserver {
     const context = tracking.current();
     if (context) {
       if (before !== null || after !== null) {
-        context.refuse("it ran on a connection whose search_path was changed, where unqualified names may mean other tables than its key says");
+        context.refuse(
+          "it ran on a connection whose search_path was changed, where unqualified names may mean other tables than its key says",
+        );
       }
       await this.track(context, effects, runner, succeeded, detail);
     }
@@ -59,7 +66,8 @@ export class QueryObserver {
     // A text of several statements that failed may have committed some of them first
     // (BEGIN; UPDATE ...; COMMIT; <error>): what it may have written counts.
     const partial = !succeeded && effects.statements > 1;
-    const written = succeeded || partial ? await this.writtenUnder([before, after], effects, detail) : [];
+    const written =
+      succeeded || partial ? await this.writtenUnder([before, after], effects, detail) : [];
     const due = new Set<string>();
     const ended: Ended[] = [];
     if (succeeded) {
@@ -72,7 +80,8 @@ export class QueryObserver {
       for (const control of closing) {
         const end = this.buffer.apply(runner, control);
         if (end) ended.push(end);
-        if (control.kind === "commit" || control.kind === "rollback") this.paths.end(runner, control.kind);
+        if (control.kind === "commit" || control.kind === "rollback")
+          this.paths.end(runner, control.kind);
         if (control.kind === "rollback-to") this.paths.rolledBackToSavepoint(runner);
       }
     } else if (partial) {
@@ -106,7 +115,11 @@ export class QueryObserver {
    * A session's search_path changes as its SQL sets it. A text that also opens or ends a
    * transaction, or that failed, leaves it unknown: the order of its effects is not kept.
    */
-  private followSearchPath(runner: QueryRunner, effects: StatementEffects, succeeded: boolean): void {
+  private followSearchPath(
+    runner: QueryRunner,
+    effects: StatementEffects,
+    succeeded: boolean,
+  ): void {
     if (effects.searchPath.length === 0 || (!succeeded && effects.statements === 1)) return;
     if (!succeeded || effects.control.length > 0) return this.paths.lose(runner);
     const inTransaction = runner.isTransactionActive || this.buffer.isOpen(runner);
@@ -118,17 +131,33 @@ export class QueryObserver {
    * run under (the session's before and after it, when it changed it). Under an unknown path, the
    * written table could be any of that name: every entry of the database is invalidated.
    */
-  private async writtenUnder(paths: readonly SearchPath[], effects: StatementEffects, detail: QueryDetail): Promise<string[]> {
+  private async writtenUnder(
+    paths: readonly SearchPath[],
+    effects: StatementEffects,
+    detail: QueryDetail,
+  ): Promise<string[]> {
     const unqualified = [...effects.writes, ...effects.truncates].some((ref) => !ref.schema);
-    const distinct = [...new Set(paths.map((path) => (path === null || path === "unknown" ? path : JSON.stringify(path))))];
-    if (!unqualified || (distinct.length === 1 && distinct[0] === null)) return this.withUnsureCatalog(await this.writtenDeps(effects, detail));
-    if (distinct.includes("unknown")) return [...(await this.writtenDeps(effects, detail)), this.keys.everything];
+    const distinct = [
+      ...new Set(
+        paths.map((path) => (path === null || path === "unknown" ? path : JSON.stringify(path))),
+      ),
+    ];
+    if (!unqualified || (distinct.length === 1 && distinct[0] === null))
+      return this.withUnsureCatalog(await this.writtenDeps(effects, detail));
+    if (distinct.includes("unknown"))
+      return [...(await this.writtenDeps(effects, detail)), this.keys.everything];
     const catalog = await this.catalog.get();
     const resolved = new Set<string>();
     for (const path of distinct) {
-      const schemas = path === null ? undefined : schemasOf(JSON.parse(path) as string[], catalog.role);
-      const qualify = <R extends RelationName>(ref: R): R => (ref.schema ? ref : { ...ref, schema: catalog.schemaOf(ref, schemas) });
-      const under = { ...effects, writes: effects.writes.map(qualify), truncates: effects.truncates.map(qualify) };
+      const schemas =
+        path === null ? undefined : schemasOf(JSON.parse(path) as string[], catalog.role);
+      const qualify = <R extends RelationName>(ref: R): R =>
+        ref.schema ? ref : { ...ref, schema: catalog.schemaOf(ref, schemas) };
+      const under = {
+        ...effects,
+        writes: effects.writes.map(qualify),
+        truncates: effects.truncates.map(qualify),
+      };
       for (const dep of await this.writtenDeps(under, detail)) resolved.add(dep);
     }
     return this.withUnsureCatalog([...resolved]);
@@ -139,7 +168,13 @@ export class QueryObserver {
     return deps.length > 0 && this.catalog.failed ? [...deps, this.keys.everything] : deps;
   }
 
-  private async track(context: TrackingContext, effects: StatementEffects, runner: QueryRunner, succeeded: boolean, detail: QueryDetail): Promise<void> {
+  private async track(
+    context: TrackingContext,
+    effects: StatementEffects,
+    runner: QueryRunner,
+    succeeded: boolean,
+    detail: QueryDetail,
+  ): Promise<void> {
     // A computation of another cache reads through this DataSource: what it read can be named only
     // in version keys that cache checks, which holds when both share one store and namespace.
     if (context.owner !== this.owner && !context.policy.sharesVersions(this.owner)) {
@@ -151,9 +186,12 @@ export class QueryObserver {
     }
     context.sawQuery = true;
     if (!succeeded && !context.policy.cacheFallback) {
-      context.refuse("a query in it failed, so what it returned is a fallback; pass cacheFallback: true to cache fallbacks");
+      context.refuse(
+        "a query in it failed, so what it returned is a fallback; pass cacheFallback: true to cache fallbacks",
+      );
     }
-    if (runner.isTransactionActive || this.buffer.isOpen(runner)) context.refuse("it ran inside a transaction");
+    if (runner.isTransactionActive || this.buffer.isOpen(runner))
+      context.refuse("it ran inside a transaction");
     const cteNames = new Set(effects.cteNames);
     const opaqueViews: string[] = [];
     const bounded = await this.boundedReads(effects, detail);
@@ -162,7 +200,8 @@ export class QueryObserver {
       const catalog = await this.catalogFor(ref);
       const name = catalog.qualify(ref);
       if (catalog.callsFunctions(name)) opaqueViews.push(name);
-      for (const table of catalog.readDependencies(name)) context.addDeps(bounded.get(table) ?? [this.keys.version(table)]);
+      for (const table of catalog.readDependencies(name))
+        context.addDeps(bounded.get(table) ?? [this.keys.version(table)]);
     }
     if (context.vouched) return;
     const catalog = await this.catalog.get();
@@ -185,7 +224,10 @@ export class QueryObserver {
    * The versions each table a SELECT reads depends on, for the tables every read of which is
    * bounded by conditions (row precision); the others are left out, to depend on the whole table.
    */
-  private async boundedReads(effects: StatementEffects, detail: QueryDetail): Promise<Map<string, string[]>> {
+  private async boundedReads(
+    effects: StatementEffects,
+    detail: QueryDetail,
+  ): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>();
     if (!this.rows || effects.readScopes.length === 0) return out;
     const catalog = await this.catalog.get();
@@ -198,7 +240,8 @@ export class QueryObserver {
     // A table read anywhere else too (a subquery, through a view) depends on all of its rows.
     const reads = new Map<string, number>();
     for (const ref of effects.reads) {
-      for (const table of catalog.readDependencies(catalog.qualify(ref))) reads.set(table, (reads.get(table) ?? 0) + 1);
+      for (const table of catalog.readDependencies(catalog.qualify(ref)))
+        reads.set(table, (reads.get(table) ?? 0) + 1);
     }
     for (const [table, own] of scopes) {
       if (reads.get(table) !== own.length) continue;
@@ -213,23 +256,31 @@ export class QueryObserver {
     let triggered: string | undefined;
     const written = [
       ...effects.writes,
-      ...effects.truncates.map((ref) => ({ ...ref, kind: effects.truncateCascades ? "truncate-cascade" as const : "truncate" as const })),
+      ...effects.truncates.map((ref) => ({
+        ...ref,
+        kind: effects.truncateCascades ? ("truncate-cascade" as const) : ("truncate" as const),
+      })),
     ];
     for (const ref of written) {
       const catalog = await this.catalogFor(ref);
       const name = catalog.qualify(ref);
       const changed = catalog.writeEffects(name, ref.kind);
       const rows = this.rowWrite(catalog, name, ref.kind, effects, detail);
-      for (const t of changed.tables) for (const key of t === name && rows ? rows : this.keys.tableWide(t)) deps.add(key);
+      for (const t of changed.tables)
+        for (const key of t === name && rows ? rows : this.keys.tableWide(t)) deps.add(key);
       triggered ??= changed.unseen;
     }
     const catalog = await this.catalog.get();
     const unseen =
       effects.opaqueWrite ??
-      effects.functions.filter((f) => catalog.mayWrite(f)).map((f) => `it calls ${f}(), a VOLATILE function that may write any table`)[0] ??
+      effects.functions
+        .filter((f) => catalog.mayWrite(f))
+        .map((f) => `it calls ${f}(), a VOLATILE function that may write any table`)[0] ??
       triggered;
     if (unseen) {
-      this.warn(`a statement invalidates every cached result of this database: ${unseen}. Writes the library sees precisely invalidate less.`);
+      this.warn(
+        `a statement invalidates every cached result of this database: ${unseen}. Writes the library sees precisely invalidate less.`,
+      );
       deps.add(this.keys.everything);
     }
     return [...deps];
@@ -239,10 +290,20 @@ export class QueryObserver {
    * The row versions a write bumps when its statement names the rows it changes and nothing else
    * (a trigger, a cascade back into the table) changes others; undefined for the whole table.
    */
-  private rowWrite(catalog: Catalog, name: string, kind: ChangeKind, effects: StatementEffects, detail: QueryDetail): string[] | undefined {
+  private rowWrite(
+    catalog: Catalog,
+    name: string,
+    kind: ChangeKind,
+    effects: StatementEffects,
+    detail: QueryDetail,
+  ): string[] | undefined {
     const scope = effects.writeScope;
-    if (!this.rows || !scope || scope.kind !== kind || catalog.qualify(scope.relation) !== name) return undefined;
-    const triggered = effects.writes.length === 1 && effects.truncates.length === 0 ? catalog.rowWriteColumns(name, kind) : undefined;
+    if (!this.rows || !scope || scope.kind !== kind || catalog.qualify(scope.relation) !== name)
+      return undefined;
+    const triggered =
+      effects.writes.length === 1 && effects.truncates.length === 0
+        ? catalog.rowWriteColumns(name, kind)
+        : undefined;
     if (!triggered) return undefined;
     return this.rows(catalog).writeKeys(name, scope, detail.parameters, detail.result, triggered);
   }
@@ -257,7 +318,10 @@ export class QueryObserver {
     const rows = this.rows?.(catalog);
     const keys = new Set<string>();
     for (const change of changes) {
-      for (const key of rows?.covers(change.table) ? rows.changeKeys(change) : this.keys.tableWide(change.table)) keys.add(key);
+      for (const key of rows?.covers(change.table)
+        ? rows.changeKeys(change)
+        : this.keys.tableWide(change.table))
+        keys.add(key);
     }
     return [...keys];
   }

@@ -10,7 +10,12 @@ export interface QueryDetail {
 
 /** What the subscriber reaches for a DataSource: the observer of the cache bound to it. */
 export interface QueryListener {
-  afterQuery(sql: string, runner: QueryRunner, succeeded: boolean, detail?: QueryDetail): Promise<void>;
+  afterQuery(
+    sql: string,
+    runner: QueryRunner,
+    succeeded: boolean,
+    detail?: QueryDetail,
+  ): Promise<void>;
 }
 
 interface Binding {

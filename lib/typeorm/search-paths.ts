@@ -28,7 +28,8 @@ export class SearchPaths {
 
   apply(runner: object, change: SearchPathChange, inTransaction: boolean): void {
     const state = this.state(runner);
-    const value: SearchPath = change.kind === "set" ? change.schemas : change.kind === "reset" ? null : "unknown";
+    const value: SearchPath =
+      change.kind === "set" ? change.schemas : change.kind === "reset" ? null : "unknown";
     const local = change.kind === "set" && change.local;
     if (!inTransaction) {
       // SET LOCAL outside a transaction block has no effect.
@@ -48,7 +49,8 @@ export class SearchPaths {
   /** A ROLLBACK TO undid the changes made after its savepoint, and which those were is not kept. */
   rolledBackToSavepoint(runner: object): void {
     const transaction = this.states.get(sessionOf(runner))?.transaction;
-    if (transaction && (transaction.set !== undefined || transaction.local !== undefined)) transaction.unsure = true;
+    if (transaction && (transaction.set !== undefined || transaction.local !== undefined))
+      transaction.unsure = true;
   }
 
   /** The transaction ended: committed, rolled back, or ended in a way the SQL did not show. */
@@ -58,7 +60,8 @@ export class SearchPaths {
     if (!state || !transaction) return;
     state.transaction = undefined;
     if (outcome === "rollback" || (transaction.set === undefined && !transaction.unsure)) return;
-    state.session = outcome === "unknown" || transaction.unsure ? "unknown" : (transaction.set ?? state.session);
+    state.session =
+      outcome === "unknown" || transaction.unsure ? "unknown" : (transaction.set ?? state.session);
   }
 
   private state(runner: object): State {

@@ -13,7 +13,11 @@ export function sessionOf(runner: object): object {
  * expose it. It is the truth a parse of the SQL can only approximate.
  */
 export function serverInTransaction(runner: object): boolean | undefined {
-  const client = (runner as { databaseConnection?: { getTransactionStatus?(): string | null; _txStatus?: string | null } }).databaseConnection;
+  const client = (
+    runner as {
+      databaseConnection?: { getTransactionStatus?(): string | null; _txStatus?: string | null };
+    }
+  ).databaseConnection;
   const status = client?.getTransactionStatus?.() ?? client?._txStatus;
   if (status === "I") return false;
   if (status === "T" || status === "E") return true;

@@ -19,7 +19,11 @@ export class QueryCacheSubscriber implements EntitySubscriberInterface {
     const listener = registry.listenerOf(dataSource);
     if (!listener) {
       // Nothing tracks this DataSource's reads, so a cached computation that made one cannot be kept fresh.
-      tracking.current()?.refuse("it ran a query through a DataSource that has no QueryCache; create one for it with the same store and namespace");
+      tracking
+        .current()
+        ?.refuse(
+          "it ran a query through a DataSource that has no QueryCache; create one for it with the same store and namespace",
+        );
       return;
     }
     return listener.afterQuery(event.query, event.queryRunner, event.success, {
@@ -35,7 +39,9 @@ export class QueryCacheSubscriber implements EntitySubscriberInterface {
  */
 export function hasSubscriber(dataSource: DataSource): boolean | undefined {
   const isOurs = (s: unknown) =>
-    s instanceof QueryCacheSubscriber || s === QueryCacheSubscriber || (typeof s === "function" && s.prototype instanceof QueryCacheSubscriber);
+    s instanceof QueryCacheSubscriber ||
+    s === QueryCacheSubscriber ||
+    (typeof s === "function" && s.prototype instanceof QueryCacheSubscriber);
   if (dataSource.isInitialized) return dataSource.subscribers.some(isOurs);
   const listed = dataSource.options.subscribers ?? [];
   const entries: unknown[] = Array.isArray(listed) ? listed : Object.values(listed);

@@ -1,6 +1,6 @@
 import type Redis from "ioredis";
-import { RedisStore } from "../../lib";
 import type { CacheStore, KeySpace, Lookup, StoreEntry } from "../../lib";
+import { RedisStore } from "../../lib";
 
 /**
  * Deliberately broken stores, each breaking one promise of the store contract
@@ -57,7 +57,10 @@ export class StampAtSetStore extends BrokenStore {
 export class LateBumpStore extends BrokenStore {
   private readonly pending = new Set<Promise<void>>();
 
-  constructor(redis: Redis, private readonly delayMs: number) {
+  constructor(
+    redis: Redis,
+    private readonly delayMs: number,
+  ) {
     super(redis);
   }
 

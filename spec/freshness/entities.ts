@@ -1,4 +1,15 @@
-import { Column, DeleteDateColumn, Entity, Index, JoinColumn, JoinTable, ManyToMany, ManyToOne, OneToMany, PrimaryColumn } from "typeorm";
+import {
+  Column,
+  DeleteDateColumn,
+  Entity,
+  Index,
+  JoinColumn,
+  JoinTable,
+  ManyToMany,
+  ManyToOne,
+  OneToMany,
+  PrimaryColumn,
+} from "typeorm";
 
 // Ids are chosen by the workload from small fixed ranges, so writers collide on few rows and
 // every choice comes from the seeded generator. `version` and `row_seq` are set by triggers
@@ -30,11 +41,18 @@ export class Account {
   @DeleteDateColumn({ name: "deleted_at" })
   deletedAt!: Date | null;
 
-  @OneToMany(() => Item, (item) => item.account)
+  @OneToMany(
+    () => Item,
+    (item) => item.account,
+  )
   items?: Item[];
 
   @ManyToMany(() => Label)
-  @JoinTable({ name: "fr_account_label", joinColumn: { name: "account_id" }, inverseJoinColumn: { name: "label_id" } })
+  @JoinTable({
+    name: "fr_account_label",
+    joinColumn: { name: "account_id" },
+    inverseJoinColumn: { name: "label_id" },
+  })
   labels?: Label[];
 }
 
@@ -46,7 +64,11 @@ export class Item {
   @Column({ name: "account_id" })
   accountId!: number;
 
-  @ManyToOne(() => Account, (account) => account.items, { onDelete: "CASCADE" })
+  @ManyToOne(
+    () => Account,
+    (account) => account.items,
+    { onDelete: "CASCADE" },
+  )
   @JoinColumn({ name: "account_id" })
   account?: Account;
 
@@ -84,4 +106,9 @@ export class Label {
 export const freshnessEntities = [Account, Item, Label];
 
 /** Tables as the checker names them (the names the triggers log). */
-export const TABLES = { account: "fr_account", item: "fr_item", label: "fr_label", accountLabel: "fr_account_label" } as const;
+export const TABLES = {
+  account: "fr_account",
+  item: "fr_item",
+  label: "fr_label",
+  accountLabel: "fr_account_label",
+} as const;

@@ -1,15 +1,22 @@
 import Redis, { type Cluster } from "ioredis";
-import { QueryCache, RedisStore } from "../../lib";
-import type { CacheStore } from "../../lib";
-import type { QueryCacheOptions } from "../../lib/options";
 import { getServices } from "../../example/services";
+import type { CacheStore } from "../../lib";
+import { QueryCache, RedisStore } from "../../lib";
+import type { QueryCacheOptions } from "../../lib/options";
 import { dropNamespace, openRedis, uniqueNamespace } from "../support/fixture";
 import { Account, TABLES } from "./entities";
 import { checkHistory, type LogEntry, type Violation } from "./history";
 import { AccountReads } from "./reads";
 import { dropSchema, openFreshnessDataSource, readLog, sessionOptions } from "./schema";
+import {
+  DEFAULT_PROFILE,
+  type FreshApp,
+  type Profile,
+  type Progress,
+  Recorder,
+  runWorkload,
+} from "./workload";
 import { WRITE_PATHS } from "./writes";
-import { DEFAULT_PROFILE, type FreshApp, type Profile, type Progress, Recorder, runWorkload } from "./workload";
 
 /** A store for a run; drain() lets work it deferred finish before the run is torn down. */
 export type StoreFactory = (redis: Redis) => CacheStore & { drain?(): Promise<void> };
@@ -64,7 +71,13 @@ export class Environment {
         }
         stores.push(store);
         const cache = new QueryCache({ ...options.cache, dataSource, store, namespace });
-        apps.push({ dataSource, redis, cache, reads: new AccountReads(Account, dataSource.manager), schema: namespace });
+        apps.push({
+          dataSource,
+          redis,
+          cache,
+          reads: new AccountReads(Account, dataSource.manager),
+          schema: namespace,
+        });
       }
     } catch (error) {
       await closeApps(apps, namespace);
@@ -72,7 +85,10 @@ export class Environment {
       throw error;
     }
     const env = new Environment(namespace, pgUrl, apps, stores);
-    for (const app of apps) app.cache.on("warning", (message: string) => env.warnings.add(message.replace(namespace, "<schema>")));
+    for (const app of apps)
+      app.cache.on("warning", (message: string) =>
+        env.warnings.add(message.replace(namespace, "<schema>")),
+      );
     try {
       await env.seed(options.profile ?? DEFAULT_PROFILE);
     } catch (error) {
@@ -91,11 +107,15 @@ export class Environment {
     const runner = dataSource.createQueryRunner();
     try {
       await runner.query(`SELECT set_config('fr.op', 'seed', false)`);
-      await runner.query(`INSERT INTO ${t(TABLES.account)} (id, grp) SELECT i, i % ${p.groups} FROM generate_series(1, ${accounts}) i`);
+      await runner.query(
+        `INSERT INTO ${t(TABLES.account)} (id, grp) SELECT i, i % ${p.groups} FROM generate_series(1, ${accounts}) i`,
+      );
       await runner.query(
         `INSERT INTO ${t(TABLES.item)} (id, account_id, qty) SELECT i, 1 + i % ${accounts}, 1 FROM generate_series(1, ${Math.ceil(p.items / 2)}) i`,
       );
-      await runner.query(`INSERT INTO ${t(TABLES.label)} (id, name) SELECT i, 'l' || i FROM generate_series(1, ${p.labels}) i`);
+      await runner.query(
+        `INSERT INTO ${t(TABLES.label)} (id, name) SELECT i, 'l' || i FROM generate_series(1, ${p.labels}) i`,
+      );
       await runner.query(
         `INSERT INTO ${t(TABLES.accountLabel)} (account_id, label_id)
            SELECT a, 1 + (a * 7 + k) % ${p.labels} FROM generate_series(1, ${accounts}) a, generate_series(0, 1) k`,
@@ -104,7 +124,14 @@ export class Environment {
     } finally {
       await runner.release();
     }
-    this.recorder.writes.push({ id: "seed", label: "seed", start, commitFrom: start, end: this.recorder.now(), outcome: "committed" });
+    this.recorder.writes.push({
+      id: "seed",
+      label: "seed",
+      start,
+      commitFrom: start,
+      end: this.recorder.now(),
+      outcome: "committed",
+    });
   }
 
   async log(): Promise<LogEntry[]> {
@@ -135,7 +162,8 @@ export class Environment {
 async function closeApps(apps: readonly FreshApp[], namespace: string): Promise<void> {
   for (const app of apps) await app.cache.close();
   // Throwaway servers and clusters go with their keys; only the shared Redis needs cleaning.
-  if (apps.length > 0 && apps[0].redis instanceof Redis) await dropNamespace(apps[0].redis, namespace);
+  if (apps.length > 0 && apps[0].redis instanceof Redis)
+    await dropNamespace(apps[0].redis, namespace);
   for (const app of apps) {
     await app.dataSource.destroy();
     app.redis.disconnect();
@@ -188,7 +216,13 @@ export interface FreshnessReport {
 export async function runFreshness(options: FreshnessOptions): Promise<FreshnessReport> {
   const profile = { ...DEFAULT_PROFILE, ...options.profile };
   const began = Date.now();
-  const env = await Environment.open({ store: options.store, profile, connect: options.connect, cache: options.cache, pgUrl: options.pgUrl });
+  const env = await Environment.open({
+    store: options.store,
+    profile,
+    connect: options.connect,
+    cache: options.cache,
+    pgUrl: options.pgUrl,
+  });
   try {
     // Both settle before anything is torn down, whichever fails first.
     let duringEnded = false;
@@ -219,7 +253,8 @@ export async function runFreshness(options: FreshnessOptions): Promise<Freshness
     const { hits, misses, errors } = env.hits();
     const failures = new Map<string, number>();
     for (const w of env.recorder.writes) {
-      if (w.outcome === "failed") failures.set(w.error ?? "?", (failures.get(w.error ?? "?") ?? 0) + 1);
+      if (w.outcome === "failed")
+        failures.set(w.error ?? "?", (failures.get(w.error ?? "?") ?? 0) + 1);
     }
     return {
       ops,

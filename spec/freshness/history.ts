@@ -134,7 +134,11 @@ const UNKNOWN_WRITER: WriteRecord = {
   outcome: "committed",
 };
 
-export function checkHistory(writes: readonly WriteRecord[], reads: readonly ReadRecord[], log: readonly LogEntry[]): Verdict {
+export function checkHistory(
+  writes: readonly WriteRecord[],
+  reads: readonly ReadRecord[],
+  log: readonly LogEntry[],
+): Verdict {
   return new Checker(writes, log).check(reads);
 }
 
@@ -154,7 +158,12 @@ class Checker {
         this.unattributed.push(entry);
         op = UNKNOWN_WRITER;
       }
-      const version: Version = { entry, op, state: entry.kind === "insert" || entry.kind === "update" ? entry.state : null, final: true };
+      const version: Version = {
+        entry,
+        op,
+        state: entry.kind === "insert" || entry.kind === "update" ? entry.state : null,
+        final: true,
+      };
       if (entry.kind === "truncate" || entry.key === null) {
         listOf(truncates, entry.table).push(version);
       } else {
@@ -168,7 +177,8 @@ class Checker {
         markFinal(merged);
         keys.set(key, merged);
         for (const version of versions) {
-          if (version.entry.rowSeq !== null) this.bySeq.set(version.entry.rowSeq, { table, key, version });
+          if (version.entry.rowSeq !== null)
+            this.bySeq.set(version.entry.rowSeq, { table, key, version });
         }
       }
       this.histories.set(table, keys);
@@ -205,18 +215,30 @@ class Checker {
       const where = `${o.table} ${row.key}`;
       const found = this.bySeq.get(row.rowSeq);
       if (!found || found.table !== o.table || found.key !== row.key) {
-        flag("dirty", `${where}: saw row_seq ${row.rowSeq}, which no committed write produced (rolled back, or rolled back to a savepoint)`);
+        flag(
+          "dirty",
+          `${where}: saw row_seq ${row.rowSeq}, which no committed write produced (rolled back, or rolled back to a savepoint)`,
+        );
         continue;
       }
       const seen = found.version;
       if (!seen.final) {
-        flag("dirty", `${where}: saw ${describeVersion(seen)}, a state its transaction overwrote before committing`);
+        flag(
+          "dirty",
+          `${where}: saw ${describeVersion(seen)}, a state its transaction overwrote before committing`,
+        );
       } else if (seen.op.commitFrom > read.end) {
-        flag("dirty", `${where}: saw ${describeVersion(seen)}, whose COMMIT was not sent until ${ms(seen.op.commitFrom)}, after the read ended`);
+        flag(
+          "dirty",
+          `${where}: saw ${describeVersion(seen)}, whose COMMIT was not sent until ${ms(seen.op.commitFrom)}, after the read ended`,
+        );
       } else {
         const { required } = this.window(this.history(o.table, row.key), read);
         if (required && seen.entry.ord < required.entry.ord) {
-          flag("stale", `${where}: saw ${describeVersion(seen)}, but ${describeRequired(required, read)}`);
+          flag(
+            "stale",
+            `${where}: saw ${describeVersion(seen)}, but ${describeRequired(required, read)}`,
+          );
         }
       }
     }
@@ -226,7 +248,10 @@ class Checker {
         if (returned.has(key)) continue;
         const { required, candidates } = this.window(this.history(o.table, key), read);
         if (required && !candidates.some((s) => !matches(o.filter!, s))) {
-          flag("stale", `${o.table} ${key}: missing from the result, but ${describeRequired(required, read)}, which matches, and nothing committed since could hide it`);
+          flag(
+            "stale",
+            `${o.table} ${key}: missing from the result, but ${describeRequired(required, read)}, which matches, and nothing committed since could hide it`,
+          );
         }
       }
     }
@@ -247,16 +272,26 @@ class Checker {
       if (!required) continue;
       // The keys that explain a count out of bounds: which writes the read should have seen.
       if (matching === candidates.length) kept.push(`${key}: ${describeRequired(required, read)}`);
-      else if (matching === 0 && history.some((v) => v.final && v.entry.ord < required.entry.ord && matches(o.filter, v.state))) {
+      else if (
+        matching === 0 &&
+        history.some(
+          (v) => v.final && v.entry.ord < required.entry.ord && matches(o.filter, v.state),
+        )
+      ) {
         gone.push(`${key}: ${describeRequired(required, read)}`);
       }
     }
     if (o.count >= surely && o.count <= possibly) return [];
-    const because = o.count < surely ? `rows that had to be counted: ${kept.slice(0, 5).join("; ")}` : `rows no longer matching: ${gone.slice(0, 5).join("; ")}`;
-    return [{
-      kind: "stale",
-      detail: `${o.table}: counted ${o.count}, but from the writes returned before the read started and those that committed during it, between ${surely} and ${possibly} rows matched; ${because}`,
-    }];
+    const because =
+      o.count < surely
+        ? `rows that had to be counted: ${kept.slice(0, 5).join("; ")}`
+        : `rows no longer matching: ${gone.slice(0, 5).join("; ")}`;
+    return [
+      {
+        kind: "stale",
+        detail: `${o.table}: counted ${o.count}, but from the writes returned before the read started and those that committed during it, between ${surely} and ${possibly} rows matched; ${because}`,
+      },
+    ];
   }
 
   private checkPresence(read: ReadRecord, o: PresenceObservation): Finding[] {
@@ -266,13 +301,28 @@ class Checker {
       const history = this.history(o.table, key);
       const { required, candidates } = this.window(history, read);
       if (returned.has(key) && !candidates.some((s) => matches(o.filter, s))) {
-        const earlier = required && history.some((v) => v.final && matches(o.filter, v.state) && v.entry.ord < required.entry.ord);
-        out.push(earlier
-          ? { kind: "stale", detail: `${o.table} ${key}: saw it, but ${describeRequired(required, read)}` }
-          : { kind: "dirty", detail: `${o.table} ${key}: saw it, but no committed write that could be visible created it` });
+        const earlier =
+          required &&
+          history.some(
+            (v) => v.final && matches(o.filter, v.state) && v.entry.ord < required.entry.ord,
+          );
+        out.push(
+          earlier
+            ? {
+                kind: "stale",
+                detail: `${o.table} ${key}: saw it, but ${describeRequired(required, read)}`,
+              }
+            : {
+                kind: "dirty",
+                detail: `${o.table} ${key}: saw it, but no committed write that could be visible created it`,
+              },
+        );
       }
       if (!returned.has(key) && required && !candidates.some((s) => !matches(o.filter, s))) {
-        out.push({ kind: "stale", detail: `${o.table} ${key}: missing, but ${describeRequired(required, read)}` });
+        out.push({
+          kind: "stale",
+          detail: `${o.table} ${key}: missing, but ${describeRequired(required, read)}`,
+        });
       }
     }
     return out;
@@ -283,12 +333,16 @@ class Checker {
    * and every state the read may legitimately have seen: that one (or no row, when nothing was
    * required yet) and those committed after it that could have committed before the read ended.
    */
-  private window(history: readonly Version[], read: ReadRecord): { required?: Version; candidates: (RowState | null)[] } {
+  private window(
+    history: readonly Version[],
+    read: ReadRecord,
+  ): { required?: Version; candidates: (RowState | null)[] } {
     let required: Version | undefined;
     for (const v of history) if (v.final && v.op.end < read.start) required = v;
     const candidates: (RowState | null)[] = [required ? required.state : null];
     const after = required ? required.entry.ord : -Infinity;
-    for (const v of history) if (v.final && v.entry.ord > after && v.op.commitFrom < read.end) candidates.push(v.state);
+    for (const v of history)
+      if (v.final && v.entry.ord > after && v.op.commitFrom < read.end) candidates.push(v.state);
     return { required, candidates };
   }
 
@@ -340,11 +394,17 @@ function describeRead(read: ReadRecord): string {
 }
 
 function describeVersion(v: Version): string {
-  const what = v.state === null ? `the ${v.entry.kind}` : `version ${String(v.state.version ?? "?")} (row_seq ${v.entry.rowSeq})`;
+  const what =
+    v.state === null
+      ? `the ${v.entry.kind}`
+      : `version ${String(v.state.version ?? "?")} (row_seq ${v.entry.rowSeq})`;
   return `${what} by ${v.op.label} #${v.op.id} [${ms(v.op.start)} .. ${ms(v.op.end)}]`;
 }
 
 function describeRequired(required: Version, read: ReadRecord): string {
-  const left = required.state === null ? "left no row" : `wrote version ${String(required.state.version ?? "?")} (row_seq ${required.entry.rowSeq})`;
+  const left =
+    required.state === null
+      ? "left no row"
+      : `wrote version ${String(required.state.version ?? "?")} (row_seq ${required.entry.rowSeq})`;
   return `${required.op.label} #${required.op.id} ${left} and returned at ${ms(required.op.end)}, ${(read.start - required.op.end).toFixed(2)} ms before the read started`;
 }

@@ -1,11 +1,11 @@
 import type Redis from "ioredis";
 import { Client } from "pg";
 import { DataSource } from "typeorm";
-import { ChangeFeed, type Delivery, QueryCache, QueryCacheSubscriber, RedisStore } from "../../lib";
 import { getServices } from "../../example/services";
+import { ChangeFeed, type Delivery, QueryCache, QueryCacheSubscriber, RedisStore } from "../../lib";
 import { FeedWorker } from "../support/feed-worker";
 import { openRedis, uniqueNamespace } from "../support/fixture";
-import { Account, TABLES, freshnessEntities } from "./entities";
+import { Account, freshnessEntities, TABLES } from "./entities";
 import type { Environment } from "./harness";
 import type { WriteRecord } from "./history";
 import { Random } from "./random";
@@ -41,9 +41,15 @@ type Write = (t: (name: string) => string, id: string, rng: Random, p: Profile) 
  * commit-to-delivery is the delay reported.
  */
 const PLAIN_WRITES: readonly Write[] = [
-  (t, _id, rng, p) => [`UPDATE ${t(TABLES.account)} SET balance = balance + 1 WHERE id = ${rng.int(1, p.accounts)}`],
-  (t, _id, rng, p) => [`UPDATE ${t(TABLES.account)} SET grp = ${rng.int(0, p.groups - 1)} WHERE id = ${rng.int(1, p.accounts)}`],
-  (t, id, rng, p) => [`INSERT INTO ${t(TABLES.item)} (id, account_id, qty) VALUES (${1_000_000 + Number(id.slice(1))}, ${rng.int(1, p.accounts)}, 1) ON CONFLICT DO NOTHING`],
+  (t, _id, rng, p) => [
+    `UPDATE ${t(TABLES.account)} SET balance = balance + 1 WHERE id = ${rng.int(1, p.accounts)}`,
+  ],
+  (t, _id, rng, p) => [
+    `UPDATE ${t(TABLES.account)} SET grp = ${rng.int(0, p.groups - 1)} WHERE id = ${rng.int(1, p.accounts)}`,
+  ],
+  (t, id, rng, p) => [
+    `INSERT INTO ${t(TABLES.item)} (id, account_id, qty) VALUES (${1_000_000 + Number(id.slice(1))}, ${rng.int(1, p.accounts)}, 1) ON CONFLICT DO NOTHING`,
+  ],
   (t, _id, rng, p) => [`DELETE FROM ${t(TABLES.item)} WHERE id = ${rng.int(1, p.items)}`],
   (t, id, rng, p) => [
     `COPY ${t(TABLES.item)} (id, account_id, qty) FROM PROGRAM 'printf "${2_000_000 + Number(id.slice(1))}\\t${rng.int(1, p.accounts)}\\t2\\n"'`,
@@ -55,7 +61,10 @@ const PLAIN_WRITES: readonly Write[] = [
  * a second application (its own DataSource and QueryCache, another namespace, writing through
  * TypeORM), the rest by plain pg clients. Each is pushed to the recorder as it ends.
  */
-export function outsideWriters(options: OutsideOptions): { during: (env: Environment) => Promise<void>; result: OutsideResult } {
+export function outsideWriters(options: OutsideOptions): {
+  during: (env: Environment) => Promise<void>;
+  result: OutsideResult;
+} {
   const result = { committed: 0, failed: 0, delaysMs: [] as number[] };
   const during = async (env: Environment) => {
     const clock = env.recorder;
@@ -73,13 +82,24 @@ export function outsideWriters(options: OutsideOptions): { during: (env: Environ
     let worker: FeedWorker | undefined;
     const startWorker = async () => {
       const { redisUrl } = await getServices();
-      worker = FeedWorker.start({ pgUrl: options.pgUrl, redisUrl, namespace: env.namespace, schema: env.namespace, slot, retryInterval: 200 });
+      worker = FeedWorker.start({
+        pgUrl: options.pgUrl,
+        redisUrl,
+        namespace: env.namespace,
+        schema: env.namespace,
+        slot,
+        retryInterval: 200,
+      });
       // Seen by this process a moment after the worker delivered: the checker is as lenient as that moment.
       worker.on("delivered", (xids: string[]) => deliveredNow(xids.map(Number)));
       await worker.waitFor("active");
     };
     if (options.feed === "in-process") {
-      feed = new ChangeFeed({ cache: env.apps[0].cache, connection: { connectionString: options.pgUrl }, slot });
+      feed = new ChangeFeed({
+        cache: env.apps[0].cache,
+        connection: { connectionString: options.pgUrl },
+        slot,
+      });
       feed.on("delivered", (delivery: Delivery) => deliveredNow(delivery.xids));
       await feed.start();
     } else if (options.feed === "killed-midway") {
@@ -104,11 +124,21 @@ export function outsideWriters(options: OutsideOptions): { during: (env: Environ
             const write = PLAIN_WRITES[rng.int(0, PLAIN_WRITES.length - 1)];
             const statements = write(t, id, rng, options.profile);
             label = `outside: ${statements[0].split(" ")[0]}`;
-            ({ xid, committedAt } = await plainWrite(options.pgUrl, id, statements, () => clock.now()));
+            ({ xid, committedAt } = await plainWrite(options.pgUrl, id, statements, () =>
+              clock.now(),
+            ));
           }
         } catch (error) {
           result.failed++;
-          clock.writes.push({ id, label: "outside", start, commitFrom: start, end: clock.now(), outcome: "failed", error: (error as Error).message });
+          clock.writes.push({
+            id,
+            label: "outside",
+            start,
+            commitFrom: start,
+            end: clock.now(),
+            outcome: "failed",
+            error: (error as Error).message,
+          });
           continue;
         }
         // Killed as soon as the commit returned: most likely holding it undelivered.
@@ -124,7 +154,14 @@ export function outsideWriters(options: OutsideOptions): { during: (env: Environ
           result.delaysMs.push(end - committedAt);
         }
         result.committed++;
-        const record: WriteRecord = { id, label, start, commitFrom: start, end, outcome: "committed" };
+        const record: WriteRecord = {
+          id,
+          label,
+          start,
+          commitFrom: start,
+          end,
+          outcome: "committed",
+        };
         clock.writes.push(record);
       }
     } finally {
@@ -159,7 +196,10 @@ async function dropSlotOf(pgUrl: string, slot: string): Promise<void> {
 /** Resolves once the feed delivered this transaction; a feed that lost it fails the run. */
 function deliveryOf(xid: number, waiting: Map<number, () => void>): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the change feed never delivered transaction ${xid}`)), 30_000);
+    const timer = setTimeout(
+      () => reject(new Error(`the change feed never delivered transaction ${xid}`)),
+      30_000,
+    );
     waiting.set(xid, () => {
       clearTimeout(timer);
       waiting.delete(xid);
@@ -172,7 +212,12 @@ function deliveryOf(xid: number, waiting: Map<number, () => void>): Promise<void
  * One transaction by a plain pg client, labelled for the log; resolves with its id if it changed
  * rows, and when its COMMIT returned.
  */
-async function plainWrite(pgUrl: string, id: string, statements: readonly string[], now: () => number): Promise<{ xid?: number; committedAt: number }> {
+async function plainWrite(
+  pgUrl: string,
+  id: string,
+  statements: readonly string[],
+  now: () => number,
+): Promise<{ xid?: number; committedAt: number }> {
   const client = new Client({ connectionString: pgUrl });
   await client.connect();
   try {
@@ -193,15 +238,27 @@ async function plainWrite(pgUrl: string, id: string, statements: readonly string
 
 /** A second application on the same tables, with a QueryCache of another namespace. */
 async function openOtherApp(pgUrl: string, schema: string) {
-  const dataSource = await new DataSource({ type: "postgres", url: pgUrl, schema, entities: freshnessEntities, subscribers: [QueryCacheSubscriber] }).initialize();
+  const dataSource = await new DataSource({
+    type: "postgres",
+    url: pgUrl,
+    schema,
+    entities: freshnessEntities,
+    subscribers: [QueryCacheSubscriber],
+  }).initialize();
   const redis: Redis = await openRedis();
-  const cache = new QueryCache({ dataSource, store: new RedisStore(redis), namespace: uniqueNamespace() });
+  const cache = new QueryCache({
+    dataSource,
+    store: new RedisStore(redis),
+    namespace: uniqueNamespace(),
+  });
   return {
     write: (id: string, account: number) =>
       dataSource.transaction(async (em) => {
         await em.query(`SELECT set_config('fr.op', $1, true)`, [id]);
         const { affected } = await em.increment(Account, { id: account }, "balance", 1);
-        const [{ xid }] = await em.query(`SELECT (pg_current_xact_id()::text::bigint % 4294967296)::int8 AS xid`);
+        const [{ xid }] = await em.query(
+          `SELECT (pg_current_xact_id()::text::bigint % 4294967296)::int8 AS xid`,
+        );
         return affected ? Number(xid) : undefined;
       }),
     async close() {
@@ -213,6 +270,8 @@ async function openOtherApp(pgUrl: string, schema: string) {
 }
 
 async function currentXid(client: Client): Promise<number> {
-  const { rows } = await client.query(`SELECT (pg_current_xact_id()::text::bigint % 4294967296)::int8 AS xid`);
+  const { rows } = await client.query(
+    `SELECT (pg_current_xact_id()::text::bigint % 4294967296)::int8 AS xid`,
+  );
   return Number(rows[0].xid);
 }

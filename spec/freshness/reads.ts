@@ -1,11 +1,10 @@
 import { In, Repository } from "typeorm";
 import { Cached } from "../../lib";
+import { sleep } from "../support/wait";
 import { Account, Item, Label, TABLES } from "./entities";
 import type { Observation, RowState } from "./history";
 import type { Random } from "./random";
 import type { Profile } from "./workload";
-import { sleep } from "../support/wait";
-
 
 interface ItemInGroup {
   item_id: number;
@@ -110,7 +109,8 @@ const live = (s: RowState) => s.deleted_at === null;
 const ofId = (id: number) => (s: RowState) => s.id === id && live(s);
 const ofGroup = (grp: number) => (s: RowState) => s.grp === grp && live(s);
 
-const accountRows = (accounts: readonly Account[]) => accounts.map((a) => ({ key: String(a.id), rowSeq: a.rowSeq }));
+const accountRows = (accounts: readonly Account[]) =>
+  accounts.map((a) => ({ key: String(a.id), rowSeq: a.rowSeq }));
 
 /** A read the workload can make: what to call, and what its result shows. */
 export interface PlannedRead {
@@ -120,7 +120,13 @@ export interface PlannedRead {
 }
 
 function byIdObservation(id: number, found: Account | null): Observation {
-  return { kind: "rows", table: TABLES.account, rows: found ? accountRows([found]) : [], filter: ofId(id), scope: [String(id)] };
+  return {
+    kind: "rows",
+    table: TABLES.account,
+    rows: found ? accountRows([found]) : [],
+    filter: ofId(id),
+    scope: [String(id)],
+  };
 }
 
 /** Draws one cached read from the generator. */
@@ -128,22 +134,47 @@ export function planRead(rng: Random, profile: Profile): PlannedRead {
   const id = rng.int(1, profile.accounts);
   const grp = rng.int(0, profile.groups - 1);
   const kind = rng.weighted<string>([
-    ["byId", 3], ["inGroup", 3], ["countInGroup", 2], ["pageInGroup", 1], ["withItems", 2], ["withLabels", 2],
-    ["itemsInGroup", 1], ["itemCount", 1], ["labels", 1], ["rawGroup", 1], ["slowGroup", profile.slowReads],
-    ["byIds", 2], ["itemsOf", 2], ["linked", 1],
+    ["byId", 3],
+    ["inGroup", 3],
+    ["countInGroup", 2],
+    ["pageInGroup", 1],
+    ["withItems", 2],
+    ["withLabels", 2],
+    ["itemsInGroup", 1],
+    ["itemCount", 1],
+    ["labels", 1],
+    ["rawGroup", 1],
+    ["slowGroup", profile.slowReads],
+    ["byIds", 2],
+    ["itemsOf", 2],
+    ["linked", 1],
   ]);
-  const group = (rows: readonly { key: string; rowSeq: number }[]): Observation =>
-    ({ kind: "rows", table: TABLES.account, rows, filter: ofGroup(grp) });
+  const group = (rows: readonly { key: string; rowSeq: number }[]): Observation => ({
+    kind: "rows",
+    table: TABLES.account,
+    rows,
+    filter: ofGroup(grp),
+  });
   switch (kind) {
     case "byId":
-      return { label: `byId(${id})`, call: (r) => r.byId(id), observe: (a) => [byIdObservation(id, a as Account | null)] };
+      return {
+        label: `byId(${id})`,
+        call: (r) => r.byId(id),
+        observe: (a) => [byIdObservation(id, a as Account | null)],
+      };
     case "inGroup":
-      return { label: `inGroup(${grp})`, call: (r) => r.inGroup(grp), observe: (rows) => [group(accountRows(rows as Account[]))] };
+      return {
+        label: `inGroup(${grp})`,
+        call: (r) => r.inGroup(grp),
+        observe: (rows) => [group(accountRows(rows as Account[]))],
+      };
     case "countInGroup":
       return {
         label: `countInGroup(${grp})`,
         call: (r) => r.countInGroup(grp),
-        observe: (n) => [{ kind: "count", table: TABLES.account, count: n as number, filter: ofGroup(grp) }],
+        observe: (n) => [
+          { kind: "count", table: TABLES.account, count: n as number, filter: ofGroup(grp) },
+        ],
       };
     case "pageInGroup":
       return {
@@ -151,7 +182,10 @@ export function planRead(rng: Random, profile: Profile): PlannedRead {
         call: (r) => r.pageInGroup(grp),
         observe: (result) => {
           const [rows, count] = result as [Account[], number];
-          return [group(accountRows(rows)), { kind: "count", table: TABLES.account, count, filter: ofGroup(grp) }];
+          return [
+            group(accountRows(rows)),
+            { kind: "count", table: TABLES.account, count, filter: ofGroup(grp) },
+          ];
         },
       };
     case "withItems":
@@ -182,8 +216,17 @@ export function planRead(rng: Random, profile: Profile): PlannedRead {
           if (found) {
             const labels = found.labels ?? [];
             out.push(
-              { kind: "presence", table: TABLES.accountLabel, keys: labels.map((l) => `${id},${l.id}`), filter: (s) => s.account_id === id },
-              { kind: "rows", table: TABLES.label, rows: labels.map((l) => ({ key: String(l.id), rowSeq: l.rowSeq })) },
+              {
+                kind: "presence",
+                table: TABLES.accountLabel,
+                keys: labels.map((l) => `${id},${l.id}`),
+                filter: (s) => s.account_id === id,
+              },
+              {
+                kind: "rows",
+                table: TABLES.label,
+                rows: labels.map((l) => ({ key: String(l.id), rowSeq: l.rowSeq })),
+              },
             );
           }
           return out;
@@ -196,8 +239,16 @@ export function planRead(rng: Random, profile: Profile): PlannedRead {
         observe: (result) => {
           const rows = result as ItemInGroup[];
           return [
-            { kind: "rows", table: TABLES.item, rows: rows.map((r) => ({ key: String(r.item_id), rowSeq: r.item_seq })) },
-            { kind: "rows", table: TABLES.account, rows: rows.map((r) => ({ key: String(r.account_id), rowSeq: r.account_seq })) },
+            {
+              kind: "rows",
+              table: TABLES.item,
+              rows: rows.map((r) => ({ key: String(r.item_id), rowSeq: r.item_seq })),
+            },
+            {
+              kind: "rows",
+              table: TABLES.account,
+              rows: rows.map((r) => ({ key: String(r.account_id), rowSeq: r.account_seq })),
+            },
           ];
         },
       };
@@ -205,56 +256,82 @@ export function planRead(rng: Random, profile: Profile): PlannedRead {
       return {
         label: "itemCount()",
         call: (r) => r.itemCount(),
-        observe: (n) => [{ kind: "count", table: TABLES.item, count: n as number, filter: () => true }],
+        observe: (n) => [
+          { kind: "count", table: TABLES.item, count: n as number, filter: () => true },
+        ],
       };
     case "labels":
       return {
         label: "labels()",
         call: (r) => r.labels(),
-        observe: (rows) => [{
-          kind: "rows",
-          table: TABLES.label,
-          rows: (rows as Label[]).map((l) => ({ key: String(l.id), rowSeq: l.rowSeq })),
-          filter: () => true,
-        }],
+        observe: (rows) => [
+          {
+            kind: "rows",
+            table: TABLES.label,
+            rows: (rows as Label[]).map((l) => ({ key: String(l.id), rowSeq: l.rowSeq })),
+            filter: () => true,
+          },
+        ],
       };
     case "byIds": {
       const ids = [...new Set([id, rng.int(1, profile.accounts), rng.int(1, profile.accounts)])];
       return {
         label: `byIds(${ids})`,
         call: (r) => r.byIds(ids),
-        observe: (rows) => [{
-          kind: "rows", table: TABLES.account, rows: accountRows(rows as Account[]), filter: (s) => ids.includes(s.id as number) && live(s), scope: ids.map(String),
-        }],
+        observe: (rows) => [
+          {
+            kind: "rows",
+            table: TABLES.account,
+            rows: accountRows(rows as Account[]),
+            filter: (s) => ids.includes(s.id as number) && live(s),
+            scope: ids.map(String),
+          },
+        ],
       };
     }
     case "itemsOf":
       return {
         label: `itemsOf(${id})`,
         call: (r) => r.itemsOf(id),
-        observe: (rows) => [{
-          kind: "rows", table: TABLES.item, rows: (rows as Item[]).map((i) => ({ key: String(i.id), rowSeq: i.rowSeq })), filter: (s) => s.account_id === id,
-        }],
+        observe: (rows) => [
+          {
+            kind: "rows",
+            table: TABLES.item,
+            rows: (rows as Item[]).map((i) => ({ key: String(i.id), rowSeq: i.rowSeq })),
+            filter: (s) => s.account_id === id,
+          },
+        ],
       };
     case "linked": {
       const labelId = rng.int(1, profile.labels);
       return {
         label: `linked(${id}, ${labelId})`,
         call: (r) => r.linked(id, labelId),
-        observe: (rows) => [{
-          kind: "presence",
-          table: TABLES.accountLabel,
-          keys: (rows as { account_id: number; label_id: number }[]).map((r) => `${r.account_id},${r.label_id}`),
-          filter: (s) => s.account_id === id && s.label_id === labelId,
-          scope: [`${id},${labelId}`],
-        }],
+        observe: (rows) => [
+          {
+            kind: "presence",
+            table: TABLES.accountLabel,
+            keys: (rows as { account_id: number; label_id: number }[]).map(
+              (r) => `${r.account_id},${r.label_id}`,
+            ),
+            filter: (s) => s.account_id === id && s.label_id === labelId,
+            scope: [`${id},${labelId}`],
+          },
+        ],
       };
     }
     case "rawGroup":
       return {
         label: `rawGroup(${grp})`,
         call: (r) => r.rawGroup(grp),
-        observe: (rows) => [group((rows as { id: number; row_seq: number }[]).map((r) => ({ key: String(r.id), rowSeq: r.row_seq })))],
+        observe: (rows) => [
+          group(
+            (rows as { id: number; row_seq: number }[]).map((r) => ({
+              key: String(r.id),
+              rowSeq: r.row_seq,
+            })),
+          ),
+        ],
       };
     default:
       return {

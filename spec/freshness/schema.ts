@@ -13,7 +13,9 @@ export async function sessionOptions(pgUrl: string): Promise<string> {
   const admin = new DataSource({ type: "postgres", url: pgUrl });
   await admin.initialize();
   try {
-    const [{ superuser }] = await admin.query(`SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = current_user`);
+    const [{ superuser }] = await admin.query(
+      `SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = current_user`,
+    );
     return `-c synchronous_commit=off${superuser ? " -c deadlock_timeout=50ms" : ""}`;
   } finally {
     await admin.destroy();
@@ -21,7 +23,12 @@ export async function sessionOptions(pgUrl: string): Promise<string> {
 }
 
 /** A DataSource on the workload's tables, in `schema`; the first one creates them. */
-export async function openFreshnessDataSource(pgUrl: string, schema: string, create: boolean, options: string): Promise<DataSource> {
+export async function openFreshnessDataSource(
+  pgUrl: string,
+  schema: string,
+  create: boolean,
+  options: string,
+): Promise<DataSource> {
   if (create) {
     const admin = new DataSource({ type: "postgres", url: pgUrl });
     await admin.initialize();
@@ -107,15 +114,26 @@ function triggerSql(schema: string): string[] {
     `CREATE TRIGGER fr_log AFTER INSERT OR UPDATE OR DELETE ON ${q(TABLES.accountLabel)}
        FOR EACH ROW EXECUTE FUNCTION ${q("fr_log_row")}('account_id', 'label_id')`,
     ...[...rowTables, TABLES.accountLabel].map(
-      (t) => `CREATE TRIGGER fr_truncate AFTER TRUNCATE ON ${q(t)} FOR EACH STATEMENT EXECUTE FUNCTION ${q("fr_log_truncate")}()`,
+      (t) =>
+        `CREATE TRIGGER fr_truncate AFTER TRUNCATE ON ${q(t)} FOR EACH STATEMENT EXECUTE FUNCTION ${q("fr_log_truncate")}()`,
     ),
   ];
 }
 
 /** The committed writes, in log order. */
 export async function readLog(dataSource: DataSource, schema: string): Promise<LogEntry[]> {
-  const rows: { ord: string; tbl: string; key: string | null; kind: LogEntry["kind"]; row_seq: string | null; state: Record<string, unknown> | null; op: string | null; txid: string }[] =
-    await dataSource.query(`SELECT ord, tbl, key, kind, row_seq, state, op, txid FROM "${schema}"."fr_log" ORDER BY ord`);
+  const rows: {
+    ord: string;
+    tbl: string;
+    key: string | null;
+    kind: LogEntry["kind"];
+    row_seq: string | null;
+    state: Record<string, unknown> | null;
+    op: string | null;
+    txid: string;
+  }[] = await dataSource.query(
+    `SELECT ord, tbl, key, kind, row_seq, state, op, txid FROM "${schema}"."fr_log" ORDER BY ord`,
+  );
   return rows.map((r) => ({
     ord: Number(r.ord),
     table: r.tbl,

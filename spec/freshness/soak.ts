@@ -15,7 +15,9 @@ async function main(): Promise<number> {
   const ops = args.ops ?? 20000;
   const seed = args.seed ?? Math.floor(Math.random() * 2 ** 31);
   const workers = args.workers ?? 8;
-  console.log(`soak: ${ops} ops, seed ${seed}, ${workers} workers (rerun with --ops ${ops} --seed ${seed})`);
+  console.log(
+    `soak: ${ops} ops, seed ${seed}, ${workers} workers (rerun with --ops ${ops} --seed ${seed})`,
+  );
   const started = Date.now();
   let report: FreshnessReport;
   try {
@@ -35,16 +37,30 @@ async function main(): Promise<number> {
   } finally {
     await stopServices();
   }
-  console.log(`soak: checked ${report.reads} reads against ${report.writes} writes in ${report.seconds.toFixed(1)} s`);
-  console.log(`soak: ${report.rolledBack} writes rolled back on purpose; ${[...report.failures.values()].reduce((a, b) => a + b, 0)} failed:`);
-  for (const [error, count] of [...report.failures].sort((a, b) => b[1] - a[1]).slice(0, 8)) console.log(`  ${count} × ${error}`);
+  console.log(
+    `soak: checked ${report.reads} reads against ${report.writes} writes in ${report.seconds.toFixed(1)} s`,
+  );
+  console.log(
+    `soak: ${report.rolledBack} writes rolled back on purpose; ${[...report.failures.values()].reduce((a, b) => a + b, 0)} failed:`,
+  );
+  for (const [error, count] of [...report.failures].sort((a, b) => b[1] - a[1]).slice(0, 8))
+    console.log(`  ${count} × ${error}`);
   const unused = [...report.paths].filter(([, n]) => n === 0).map(([p]) => p);
-  console.log(`soak: ${report.paths.size - unused.length}/${report.paths.size} write paths changed rows${unused.length ? `; never: ${unused.join(", ")}` : ""}`);
+  console.log(
+    `soak: ${report.paths.size - unused.length}/${report.paths.size} write paths changed rows${unused.length ? `; never: ${unused.join(", ")}` : ""}`,
+  );
   for (const warning of report.warnings) console.log(`soak: cache warning: ${warning}`);
-  if (report.storeErrors > 0) console.log(`soak: ${report.storeErrors} store calls failed or timed out (the caches failed open)`);
+  if (report.storeErrors > 0)
+    console.log(
+      `soak: ${report.storeErrors} store calls failed or timed out (the caches failed open)`,
+    );
   for (const error of report.readErrors.slice(0, 10)) console.log(`soak: read error: ${error}`);
-  for (const error of report.readDatabaseErrors.slice(0, 10)) console.log(`soak: read refused by the database: ${error}`);
-  if (report.unattributed.length > 0) console.log(`soak: harness fault: ${report.unattributed.length} logged writes no operation claims`);
+  for (const error of report.readDatabaseErrors.slice(0, 10))
+    console.log(`soak: read refused by the database: ${error}`);
+  if (report.unattributed.length > 0)
+    console.log(
+      `soak: harness fault: ${report.unattributed.length} logged writes no operation claims`,
+    );
   for (const v of [...report.stale.slice(0, 20), ...report.dirty.slice(0, 20)]) {
     console.log(`${v.kind.toUpperCase()} ${v.read}:`);
     for (const detail of v.details) console.log(`  ${detail}`);
@@ -52,7 +68,11 @@ async function main(): Promise<number> {
   console.log(
     `soak: ${report.ops} ops, hit ratio ${report.hitRatio.toFixed(3)}, stale reads ${report.stale.length}, dirty reads ${report.dirty.length}`,
   );
-  const clean = report.stale.length === 0 && report.dirty.length === 0 && report.unattributed.length === 0 && report.readErrors.length === 0;
+  const clean =
+    report.stale.length === 0 &&
+    report.dirty.length === 0 &&
+    report.unattributed.length === 0 &&
+    report.readErrors.length === 0;
   return clean ? 0 : 1;
 }
 
@@ -62,7 +82,8 @@ function parseArgs(argv: string[]): { ops?: number; seed?: number; workers?: num
     const match = /^--(ops|seed|workers)(?:=(.*))?$/.exec(argv[i]);
     if (!match) throw new Error(`unknown argument ${argv[i]}; use --ops N --seed S [--workers W]`);
     const value = Number(match[2] ?? argv[++i]);
-    if (!Number.isInteger(value) || value < 0) throw new Error(`--${match[1]} takes a whole number`);
+    if (!Number.isInteger(value) || value < 0)
+      throw new Error(`--${match[1]} takes a whole number`);
     out[match[1]] = value;
   }
   return out;

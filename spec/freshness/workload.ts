@@ -80,7 +80,11 @@ export interface WorkloadOptions {
  * i is drawn from its own generator, so a seed always produces the same operations; only their
  * interleaving, which real concurrency decides, differs from run to run.
  */
-export async function runWorkload(apps: readonly FreshApp[], recorder: Recorder, options: WorkloadOptions): Promise<number> {
+export async function runWorkload(
+  apps: readonly FreshApp[],
+  recorder: Recorder,
+  options: WorkloadOptions,
+): Promise<number> {
   let next = 0;
   let done = 0;
   const progress = (): Progress => {
@@ -94,13 +98,19 @@ export async function runWorkload(apps: readonly FreshApp[], recorder: Recorder,
       misses: stats.reduce((n, s) => n + s.misses, 0),
     };
   };
-  const timer = options.onProgress && setInterval(() => options.onProgress!(progress()), options.progressEveryMs ?? 3000);
+  const timer =
+    options.onProgress &&
+    setInterval(() => options.onProgress!(progress()), options.progressEveryMs ?? 3000);
   const worker = async () => {
     for (let index = next++; index < options.ops && !options.stop?.(); index = next++) {
       const rng = Random.forOperation(options.seed, index);
       const id = String(index + 1);
-      if (rng.chance(options.profile.readShare)) await read(apps, recorder, rng, options.profile, id);
-      else recorder.writes.push(await runWrite(planWrite(rng, options.profile), apps, id, () => recorder.now()));
+      if (rng.chance(options.profile.readShare))
+        await read(apps, recorder, rng, options.profile, id);
+      else
+        recorder.writes.push(
+          await runWrite(planWrite(rng, options.profile), apps, id, () => recorder.now()),
+        );
       done++;
     }
   };
@@ -112,7 +122,13 @@ export async function runWorkload(apps: readonly FreshApp[], recorder: Recorder,
   }
 }
 
-async function read(apps: readonly FreshApp[], recorder: Recorder, rng: Random, profile: Profile, id: string): Promise<void> {
+async function read(
+  apps: readonly FreshApp[],
+  recorder: Recorder,
+  rng: Random,
+  profile: Profile,
+  id: string,
+): Promise<void> {
   const app = rng.int(0, apps.length - 1);
   const planned = planRead(rng, profile);
   const label = `app${app + 1} ${planned.label}`;
@@ -121,9 +137,16 @@ async function read(apps: readonly FreshApp[], recorder: Recorder, rng: Random, 
   try {
     result = await planned.call(apps[app].reads);
   } catch (error) {
-    const errors = error instanceof QueryFailedError ? recorder.readDatabaseErrors : recorder.readErrors;
+    const errors =
+      error instanceof QueryFailedError ? recorder.readDatabaseErrors : recorder.readErrors;
     errors.push(`${label}: ${(error as Error).message}`);
     return;
   }
-  recorder.reads.push({ id, label, start, end: recorder.now(), observations: planned.observe(result) });
+  recorder.reads.push({
+    id,
+    label,
+    start,
+    end: recorder.now(),
+    observations: planned.observe(result),
+  });
 }

@@ -186,7 +186,13 @@ const STEPS: readonly Step[] = [
       const id = account(rng, p);
       const listeners = rng.chance(0.5);
       return (m, tag) =>
-        m.createQueryBuilder().update(Account).set({ balance: () => "balance + 1", tag }).where("id = :id", { id }).callListeners(listeners).execute();
+        m
+          .createQueryBuilder()
+          .update(Account)
+          .set({ balance: () => "balance + 1", tag })
+          .where("id = :id", { id })
+          .callListeners(listeners)
+          .execute();
     },
   },
   {
@@ -196,7 +202,15 @@ const STEPS: readonly Step[] = [
     plan: (rng, p) => {
       const values = { id: account(rng, p), grp: group(rng, p) };
       const listeners = rng.chance(0.5);
-      return (m, tag) => m.createQueryBuilder().insert().into(Account).values({ ...values, tag }).orIgnore().callListeners(listeners).execute();
+      return (m, tag) =>
+        m
+          .createQueryBuilder()
+          .insert()
+          .into(Account)
+          .values({ ...values, tag })
+          .orIgnore()
+          .callListeners(listeners)
+          .execute();
     },
   },
   {
@@ -206,7 +220,14 @@ const STEPS: readonly Step[] = [
     plan: (rng, p) => {
       const id = item(rng, p);
       const listeners = rng.chance(0.5);
-      return (m) => m.createQueryBuilder().delete().from(Item).where("id = :id", { id }).callListeners(listeners).execute();
+      return (m) =>
+        m
+          .createQueryBuilder()
+          .delete()
+          .from(Item)
+          .where("id = :id", { id })
+          .callListeners(listeners)
+          .execute();
     },
   },
   {
@@ -216,7 +237,13 @@ const STEPS: readonly Step[] = [
     plan: (rng, p) => {
       const id = account(rng, p);
       const listeners = rng.chance(0.5);
-      return (m) => m.createQueryBuilder(Account, "a").softDelete().where("id = :id", { id }).callListeners(listeners).execute();
+      return (m) =>
+        m
+          .createQueryBuilder(Account, "a")
+          .softDelete()
+          .where("id = :id", { id })
+          .callListeners(listeners)
+          .execute();
     },
   },
   {
@@ -225,7 +252,11 @@ const STEPS: readonly Step[] = [
     weight: 2,
     plan: (rng, p) => {
       const id = account(rng, p);
-      return (m, tag, s) => m.query(`UPDATE ${table(s, TABLES.account)} SET balance = balance + 1, tag = $2 WHERE id = $1`, [id, tag]);
+      return (m, tag, s) =>
+        m.query(
+          `UPDATE ${table(s, TABLES.account)} SET balance = balance + 1, tag = $2 WHERE id = $1`,
+          [id, tag],
+        );
     },
   },
   {
@@ -235,7 +266,11 @@ const STEPS: readonly Step[] = [
     weight: 2,
     plan: (rng) => {
       const balance = rng.int(0, 100);
-      return (m, tag, s) => m.query(`UPDATE ${table(s, TABLES.account)} SET balance = balance + 1, tag = $2 WHERE balance <= $1`, [balance, tag]);
+      return (m, tag, s) =>
+        m.query(
+          `UPDATE ${table(s, TABLES.account)} SET balance = balance + 1, tag = $2 WHERE balance <= $1`,
+          [balance, tag],
+        );
     },
   },
   {
@@ -276,7 +311,10 @@ const STEPS: readonly Step[] = [
       const id = account(rng, p);
       const qty = rng.int(1, 9);
       return (m, _tag, s) =>
-        m.query(`DELETE FROM ${table(s, TABLES.item)} i USING ${table(s, TABLES.account)} a WHERE i.account_id = a.id AND a.id = $1 AND i.qty > $2`, [id, qty]);
+        m.query(
+          `DELETE FROM ${table(s, TABLES.item)} i USING ${table(s, TABLES.account)} a WHERE i.account_id = a.id AND a.id = $1 AND i.qty > $2`,
+          [id, qty],
+        );
     },
   },
   {
@@ -287,7 +325,10 @@ const STEPS: readonly Step[] = [
       const id = account(rng, p);
       const grp = group(rng, p);
       return (m, tag, s) =>
-        m.query(`WITH moved AS (UPDATE ${table(s, TABLES.account)} SET grp = $1, tag = $3 WHERE id = $2 RETURNING id) SELECT count(*)::int AS n FROM moved`, [grp, id, tag]);
+        m.query(
+          `WITH moved AS (UPDATE ${table(s, TABLES.account)} SET grp = $1, tag = $3 WHERE id = $2 RETURNING id) SELECT count(*)::int AS n FROM moved`,
+          [grp, id, tag],
+        );
     },
   },
   {
@@ -297,7 +338,9 @@ const STEPS: readonly Step[] = [
     plan: (rng, p) => {
       const id = account(rng, p);
       return (m, _tag, s) =>
-        m.query(`UPDATE ${table(s, TABLES.account)} SET balance = balance + 1 WHERE id = ${id}; UPDATE ${table(s, TABLES.item)} SET qty = qty + 1 WHERE account_id = ${id}`);
+        m.query(
+          `UPDATE ${table(s, TABLES.account)} SET balance = balance + 1 WHERE id = ${id}; UPDATE ${table(s, TABLES.item)} SET qty = qty + 1 WHERE account_id = ${id}`,
+        );
     },
   },
   {
@@ -314,7 +357,10 @@ const STEPS: readonly Step[] = [
       const names = Array.from({ length: p.labels }, () => `l${rng.int(0, 99)}`);
       return async (m, _tag, s) => {
         await m.query(`TRUNCATE ${table(s, TABLES.label)} CASCADE`);
-        await m.insert(Label, names.map((name, i) => ({ id: i + 1, name })));
+        await m.insert(
+          Label,
+          names.map((name, i) => ({ id: i + 1, name })),
+        );
       };
     },
   },
@@ -433,7 +479,12 @@ export interface PlannedWrite {
 
 export function planWrite(rng: Random, p: Profile): PlannedWrite {
   const app = rng.int(0, 1);
-  const kind = rng.weighted<Mode["kind"]>([["autocommit", 5], ["pool", 2], ["transaction", 3], ["dataSource.transaction", 1]]);
+  const kind = rng.weighted<Mode["kind"]>([
+    ["autocommit", 5],
+    ["pool", 2],
+    ["transaction", 3],
+    ["dataSource.transaction", 1],
+  ]);
   switch (kind) {
     case "autocommit":
       return { app, mode: { kind, step: drawStep(rng, p) } };
@@ -445,32 +496,45 @@ export function planWrite(rng: Random, p: Profile): PlannedWrite {
         mode: {
           kind,
           steps: drawSteps(rng, p, 3),
-          savepoint: rng.chance(0.4) ? { steps: drawSteps(rng, p, 2), rollback: rng.chance(0.5) } : undefined,
+          savepoint: rng.chance(0.4)
+            ? { steps: drawSteps(rng, p, 2), rollback: rng.chance(0.5) }
+            : undefined,
           readInside: rng.chance(0.3) ? account(rng, p) : undefined,
           rollback: rng.chance(p.rollbacks),
         },
       };
     case "dataSource.transaction":
-      return { app, mode: { kind, steps: drawSteps(rng, p, 3), rollback: rng.chance(p.rollbacks) } };
+      return {
+        app,
+        mode: { kind, steps: drawSteps(rng, p, 3), rollback: rng.chance(p.rollbacks) },
+      };
   }
 }
 
 class Rollback extends Error {}
 
 /** Labels the session, so the triggers attribute what it writes to this operation. */
-const labelSession = (runner: QueryRunner, id: string) => runner.query(`SELECT set_config('fr.op', $1, false)`, [id]);
+const labelSession = (runner: QueryRunner, id: string) =>
+  runner.query(`SELECT set_config('fr.op', $1, false)`, [id]);
 
 /** Runs a planned write and returns its record: the times the checker needs, and how it ended. */
-export async function runWrite(planned: PlannedWrite, apps: readonly FreshApp[], id: string, now: () => number): Promise<WriteRecord> {
+export async function runWrite(
+  planned: PlannedWrite,
+  apps: readonly FreshApp[],
+  id: string,
+  now: () => number,
+): Promise<WriteRecord> {
   const app = apps[planned.app];
   const { mode } = planned;
   const schema = app.schema;
   const names = (steps: readonly PlannedStep[]) => steps.map((s) => s.name).join(", ");
   // The paths whose writes can reach the log (not those of a savepoint rolled back on purpose).
   const steps = (
-    mode.kind === "autocommit" || mode.kind === "pool" ? [mode.step]
-    : mode.kind === "transaction" && mode.savepoint && !mode.savepoint.rollback ? [...mode.steps, ...mode.savepoint.steps]
-    : mode.steps
+    mode.kind === "autocommit" || mode.kind === "pool"
+      ? [mode.step]
+      : mode.kind === "transaction" && mode.savepoint && !mode.savepoint.rollback
+        ? [...mode.steps, ...mode.savepoint.steps]
+        : mode.steps
   ).map((s) => s.name);
   const start = now();
   if (mode.kind === "pool") {
@@ -479,7 +543,16 @@ export async function runWrite(planned: PlannedWrite, apps: readonly FreshApp[],
       await mode.step.run(app.dataSource.manager, id, schema);
       return { id, label, steps, start, commitFrom: start, end: now(), outcome: "committed" };
     } catch (error) {
-      return { id, label, steps, start, commitFrom: start, end: now(), outcome: "failed", error: message(error) };
+      return {
+        id,
+        label,
+        steps,
+        start,
+        commitFrom: start,
+        end: now(),
+        outcome: "failed",
+        error: message(error),
+      };
     }
   }
   if (mode.kind === "dataSource.transaction") {
@@ -495,7 +568,16 @@ export async function runWrite(planned: PlannedWrite, apps: readonly FreshApp[],
       return { id, label, steps, start, commitFrom, end: now(), outcome: "committed" };
     } catch (error) {
       const outcome = error instanceof Rollback ? "rolled back" : "failed";
-      return { id, label, steps, start, commitFrom, end: now(), outcome, error: outcome === "failed" ? message(error) : undefined };
+      return {
+        id,
+        label,
+        steps,
+        start,
+        commitFrom,
+        end: now(),
+        outcome,
+        error: outcome === "failed" ? message(error) : undefined,
+      };
     }
   }
   const runner = app.dataSource.createQueryRunner();
@@ -518,7 +600,8 @@ export async function runWrite(planned: PlannedWrite, apps: readonly FreshApp[],
         label += ` savepoint[${names(mode.savepoint.steps)}] ${mode.savepoint.rollback ? "rolled back" : "released"}`;
       }
       // Inside the transaction the cached read must run uncached and leave nothing behind.
-      if (mode.readInside !== undefined) await runner.manager.withRepository(app.reads).byId(mode.readInside);
+      if (mode.readInside !== undefined)
+        await runner.manager.withRepository(app.reads).byId(mode.readInside);
       if (mode.rollback) {
         await runner.rollbackTransaction();
         outcome = "rolled back";
@@ -531,7 +614,8 @@ export async function runWrite(planned: PlannedWrite, apps: readonly FreshApp[],
   } catch (failure) {
     outcome = "failed";
     error = message(failure);
-    for (let i = 0; i < 3 && runner.isTransactionActive; i++) await runner.rollbackTransaction().catch(() => undefined);
+    for (let i = 0; i < 3 && runner.isTransactionActive; i++)
+      await runner.rollbackTransaction().catch(() => undefined);
   }
   const end = now();
   try {

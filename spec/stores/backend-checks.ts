@@ -1,6 +1,6 @@
 import { expect } from "chai";
-import { InvalidOptionError, QueryCache } from "../../lib";
 import type { CacheStore } from "../../lib";
+import { InvalidOptionError, QueryCache } from "../../lib";
 import type { FreshnessReport } from "../freshness/harness";
 import { Post } from "../support/entities";
 import { type App, openApp, selectCount, uniqueNamespace } from "../support/fixture";
@@ -32,7 +32,9 @@ export function describeThroughQueryCache(openStore: () => Promise<OpenedStore>)
       await store?.close?.();
     });
     beforeEach(async () => {
-      await app.dataSource.query(`TRUNCATE "${ns}"."post_tags_tag", "${ns}"."comment", "${ns}"."post", "${ns}"."author", "${ns}"."tag" RESTART IDENTITY CASCADE`);
+      await app.dataSource.query(
+        `TRUNCATE "${ns}"."post_tags_tag", "${ns}"."comment", "${ns}"."post", "${ns}"."author", "${ns}"."tag" RESTART IDENTITY CASCADE`,
+      );
       const author = await repositories(app.dataSource).authors.save({ name: "Ann" });
       await posts.save([
         { title: "one", published: true, author },
@@ -48,14 +50,19 @@ export function describeThroughQueryCache(openStore: () => Promise<OpenedStore>)
       const writes: [() => Promise<unknown>, string[]][] = [
         [() => posts.save({ title: "three", published: true }), ["one", "two", "three"]],
         [() => posts.update({ title: "one" }, { title: "uno" }), ["uno", "two", "three"]],
-        [() => app.dataSource.query(`DELETE FROM "${ns}"."post" WHERE title = 'two'`), ["uno", "three"]],
+        [
+          () => app.dataSource.query(`DELETE FROM "${ns}"."post" WHERE title = 'two'`),
+          ["uno", "three"],
+        ],
       ];
       for (const [write, expected] of writes) {
         await write();
         const selects = selectCount(app.dataSource);
         const after = await posts.findPublished();
         expect(after.map((p) => p.title)).to.deep.equal(expected);
-        expect(selectCount(app.dataSource), "the read after the write ran SQL").to.be.greaterThan(selects);
+        expect(selectCount(app.dataSource), "the read after the write ran SQL").to.be.greaterThan(
+          selects,
+        );
         await warm(app, () => posts.findPublished());
       }
     });
@@ -106,18 +113,34 @@ export function describeThroughQueryCache(openStore: () => Promise<OpenedStore>)
     });
 
     it("refuses the in-process tier, which needs a store that can follow other processes' bumps", () => {
-      expect(() => new QueryCache({ dataSource: app.dataSource, store, namespace: `${ns}x`, local: { maxBytes: 1 << 20 } })).to.throw(InvalidOptionError, /follow/);
+      expect(
+        () =>
+          new QueryCache({
+            dataSource: app.dataSource,
+            store,
+            namespace: `${ns}x`,
+            local: { maxBytes: 1 << 20 },
+          }),
+      ).to.throw(InvalidOptionError, /follow/);
     });
   });
 }
 
 export function explain(report: FreshnessReport): string {
-  const shown = [...report.stale, ...report.dirty].slice(0, 5).map((v) => `${v.kind} ${v.read}: ${v.details.join("; ")}`);
-  return [`${report.stale.length} stale, ${report.dirty.length} dirty reads`, ...shown, ...report.readErrors.slice(0, 5)].join("\n");
+  const shown = [...report.stale, ...report.dirty]
+    .slice(0, 5)
+    .map((v) => `${v.kind} ${v.read}: ${v.details.join("; ")}`);
+  return [
+    `${report.stale.length} stale, ${report.dirty.length} dirty reads`,
+    ...shown,
+    ...report.readErrors.slice(0, 5),
+  ].join("\n");
 }
 
 export function expectClean(report: FreshnessReport): void {
-  expect(report.unattributed, "every logged write belongs to a recorded operation").to.have.length(0);
+  expect(report.unattributed, "every logged write belongs to a recorded operation").to.have.length(
+    0,
+  );
   expect(report.readErrors, "no cached read threw anything but a database error").to.deep.equal([]);
   expect(report.stale.length + report.dirty.length, explain(report)).to.equal(0);
   expect(report.reads).to.be.greaterThan(report.ops / 2);
@@ -131,12 +154,23 @@ export function summary(what: string, report: FreshnessReport): string {
 }
 
 /** Operations the workload has finished so far (the seed is a recorded write, not an operation). */
-export function opsDone(env: { recorder: { reads: unknown[]; readErrors: unknown[]; readDatabaseErrors: unknown[]; writes: unknown[] } }): number {
+export function opsDone(env: {
+  recorder: {
+    reads: unknown[];
+    readErrors: unknown[];
+    readDatabaseErrors: unknown[];
+    writes: unknown[];
+  };
+}): number {
   const r = env.recorder;
   return r.reads.length + r.readErrors.length + r.readDatabaseErrors.length + r.writes.length - 1;
 }
 
-export async function until(what: string, condition: () => boolean, timeoutMs = 60_000): Promise<void> {
+export async function until(
+  what: string,
+  condition: () => boolean,
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);

@@ -48,7 +48,12 @@ export function storeContract(name: string, open: () => Promise<StoreDriver>): v
     });
 
     const entryKey = () => keys.user(`entry-${++serial}`);
-    const entry = (key: string, stamp: number, deps: readonly string[] = [keys.everything, post], value = `value of ${key}`): StoreEntry => ({
+    const entry = (
+      key: string,
+      stamp: number,
+      deps: readonly string[] = [keys.everything, post],
+      value = `value of ${key}`,
+    ): StoreEntry => ({
       key,
       value,
       deps,
@@ -57,14 +62,23 @@ export function storeContract(name: string, open: () => Promise<StoreDriver>): v
     });
 
     /** Stores an entry stamped now, after its dependencies' versions: it must be stored and served. */
-    async function put(deps: readonly string[] = [keys.everything, post], value?: string): Promise<StoreEntry> {
+    async function put(
+      deps: readonly string[] = [keys.everything, post],
+      value?: string,
+    ): Promise<StoreEntry> {
       const written = entry(entryKey(), await store.stamp(keys.clockKey), deps, value);
-      expect(await store.set(written, keys.clockKey), "an entry stamped after its versions is stored").to.equal(true);
+      expect(
+        await store.set(written, keys.clockKey),
+        "an entry stamped after its versions is stored",
+      ).to.equal(true);
       return written;
     }
 
     /** Gives the dependencies versions, then puts an entry. */
-    async function stored(deps: readonly string[] = [keys.everything, post], value?: string): Promise<StoreEntry> {
+    async function stored(
+      deps: readonly string[] = [keys.everything, post],
+      value?: string,
+    ): Promise<StoreEntry> {
       await store.bump(deps, keys.clockKey);
       return put(deps, value);
     }
@@ -91,7 +105,7 @@ export function storeContract(name: string, open: () => Promise<StoreDriver>): v
     });
 
     it("serves an entry as it was stored: value and dependencies, byte for byte", async () => {
-      const unicode = await stored([keys.everything, post, author], "é ✓ \n \u0000 {\"json\": [1]}");
+      const unicode = await stored([keys.everything, post, author], 'é ✓ \n \u0000 {"json": [1]}');
       await expectHit(unicode);
     });
 
@@ -109,7 +123,9 @@ export function storeContract(name: string, open: () => Promise<StoreDriver>): v
       const written = await stored([keys.everything, post, author]);
       await store.bump([author], keys.clockKey);
       const stamp = await expectMiss(written.key, "a dependency moved past the entry's stamp");
-      expect(stamp, "the miss's stamp is at or after the bump").to.equal(await store.stamp(keys.clockKey));
+      expect(stamp, "the miss's stamp is at or after the bump").to.equal(
+        await store.stamp(keys.clockKey),
+      );
       await expectMiss(written.key, "and it stays a miss");
     });
 
@@ -134,7 +150,13 @@ export function storeContract(name: string, open: () => Promise<StoreDriver>): v
     it("an entry stamped before a bump is refused however late it arrives, and one stamped after it is served", async () => {
       const old = await stored();
       await store.bump([post], keys.clockKey);
-      expect(await store.set(entry(old.key, old.stamp, old.deps, "recomputed from before"), keys.clockKey), "re-stored with its old stamp").to.be.a("boolean");
+      expect(
+        await store.set(
+          entry(old.key, old.stamp, old.deps, "recomputed from before"),
+          keys.clockKey,
+        ),
+        "re-stored with its old stamp",
+      ).to.be.a("boolean");
       await expectMiss(old.key);
       const fresh = entry(old.key, await store.stamp(keys.clockKey), old.deps, "recomputed");
       expect(await store.set(fresh, keys.clockKey)).to.equal(true);
@@ -162,7 +184,12 @@ export function storeContract(name: string, open: () => Promise<StoreDriver>): v
       await store.bump([keys.everything, post], keys.clockKey);
       const short = { ...entry(entryKey(), await store.stamp(keys.clockKey)), ttlSeconds: 1 };
       expect(await store.set(short, keys.clockKey)).to.equal(true);
-      await until("the entry expired", async () => !(await store.lookup(short.key, keys.clockKey)).hit, 10_000, 100);
+      await until(
+        "the entry expired",
+        async () => !(await store.lookup(short.key, keys.clockKey)).hit,
+        10_000,
+        100,
+      );
     });
 
     it("clear empties its namespace, refuses what was computed before it, and leaves other namespaces alone", async () => {
@@ -189,7 +216,10 @@ export function storeContract(name: string, open: () => Promise<StoreDriver>): v
       async function follower(channel: string) {
         const seen: string[][] = [];
         const states: boolean[] = [];
-        const handlers: FollowHandlers = { invalidated: (bumped) => seen.push(bumped), state: (live) => states.push(live) };
+        const handlers: FollowHandlers = {
+          invalidated: (bumped) => seen.push(bumped),
+          state: (live) => states.push(live),
+        };
         const handle = store.follow!(channel, handlers);
         await until("the follower is live", () => states.at(-1) === true);
         return { seen, states, handle };

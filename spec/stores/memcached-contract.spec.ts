@@ -3,7 +3,14 @@ import { MemcachedProcess } from "../support/memcached-process";
 import { storeContract } from "./contract";
 
 /** memjs ships no types; the contract only deletes keys behind the store's back. */
-const memjs: { Client: { create(servers: string, options: object): { delete(key: string): Promise<boolean>; quit(): void } } } = require("memjs");
+const memjs: {
+  Client: {
+    create(
+      servers: string,
+      options: object,
+    ): { delete(key: string): Promise<boolean>; quit(): void };
+  };
+} = require("memjs");
 
 storeContract("MemcachedStore", async () => {
   const server = await MemcachedProcess.start();

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Pool } from "pg";
-import { PostgresStore } from "../../lib";
 import { getServices } from "../../example/services";
+import { PostgresStore } from "../../lib";
 import { storeContract } from "./contract";
 
 storeContract("PostgresStore", async () => {
@@ -12,7 +12,8 @@ storeContract("PostgresStore", async () => {
   return {
     store,
     // Versions are rows: a DELETE behind the store's back stands for a row lost some other way.
-    loseVersion: async (key) => void (await admin.query(`DELETE FROM "${schema}".autocache_versions WHERE key = $1`, [key])),
+    loseVersion: async (key) =>
+      void (await admin.query(`DELETE FROM "${schema}".autocache_versions WHERE key = $1`, [key])),
     close: async () => {
       await store.close();
       await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { expect } from "chai";
 import { Pool } from "pg";
-import { InvalidOptionError, PostgresStore } from "../../lib";
 import { getServices } from "../../example/services";
+import { InvalidOptionError, PostgresStore } from "../../lib";
 import { runFreshness } from "../freshness/harness";
 import { uniqueNamespace } from "../support/fixture";
 import { describeThroughQueryCache, expectClean, opsDone, summary, until } from "./backend-checks";
@@ -24,7 +24,11 @@ describe("PostgresStore: the version protocol in UNLOGGED tables, and what it ke
     return schema;
   };
   const open = (schema: string, extra: { pool?: Pool; cleanupInterval?: number } = {}) => {
-    const store = new PostgresStore({ schema, ...(extra.pool ? { pool: extra.pool } : { connectionString }), cleanupInterval: extra.cleanupInterval });
+    const store = new PostgresStore({
+      schema,
+      ...(extra.pool ? { pool: extra.pool } : { connectionString }),
+      cleanupInterval: extra.cleanupInterval,
+    });
     stores.push(store);
     return store;
   };
@@ -45,10 +49,22 @@ describe("PostgresStore: the version protocol in UNLOGGED tables, and what it ke
   function keys() {
     const ns = uniqueNamespace();
     const v = `${ns}:{${ns}:v}:`;
-    return { ns, clock: `${v}clock`, a: `${v}db:public.a`, b: `${v}db:public.b`, entry: (n = "k") => `${ns}:e:db:k:${n}` };
+    return {
+      ns,
+      clock: `${v}clock`,
+      a: `${v}db:public.a`,
+      b: `${v}db:public.b`,
+      entry: (n = "k") => `${ns}:e:db:k:${n}`,
+    };
   }
 
-  async function stored(store: PostgresStore, clock: string, key: string, deps: string[], ttlSeconds = 60): Promise<number> {
+  async function stored(
+    store: PostgresStore,
+    clock: string,
+    key: string,
+    deps: string[],
+    ttlSeconds = 60,
+  ): Promise<number> {
     for (let i = 0; i < 2; i++) {
       const stamp = await store.stamp(clock);
       if (await store.set({ key, value: "v", deps, stamp, ttlSeconds }, clock)) return stamp;
@@ -57,13 +73,16 @@ describe("PostgresStore: the version protocol in UNLOGGED tables, and what it ke
   }
 
   const version = async (schema: string, key: string) =>
-    (await admin.query(`SELECT version FROM "${schema}".autocache_versions WHERE key = $1`, [key])).rows[0]?.version as string | undefined;
+    (await admin.query(`SELECT version FROM "${schema}".autocache_versions WHERE key = $1`, [key]))
+      .rows[0]?.version as string | undefined;
 
   describe("the store interface, directly", () => {
     it("creates its schema and UNLOGGED tables on first use, once, however many instances start together", async () => {
       const schema = newSchema();
       const k = keys();
-      await Promise.all([open(schema), open(schema), open(schema)].map((store) => store.stamp(k.clock)));
+      await Promise.all(
+        [open(schema), open(schema), open(schema)].map((store) => store.stamp(k.clock)),
+      );
       const { rows } = await admin.query(
         `SELECT c.relname, c.relpersistence FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY 1`,
         [schema],
@@ -79,12 +98,26 @@ describe("PostgresStore: the version protocol in UNLOGGED tables, and what it ke
       const store = open(schema);
       const k = keys();
       const before = await store.stamp(k.clock);
-      expect(await store.set({ key: k.entry(), value: "v", deps: [k.a], stamp: before, ttlSeconds: 60 }, k.clock)).to.equal(false);
+      expect(
+        await store.set(
+          { key: k.entry(), value: "v", deps: [k.a], stamp: before, ttlSeconds: 60 },
+          k.clock,
+        ),
+      ).to.equal(false);
       expect((await store.lookup(k.entry(), k.clock)).hit).to.equal(false);
       expect(Number(await version(schema, k.a))).to.be.greaterThan(before);
       const stamp = await store.stamp(k.clock);
-      expect(await store.set({ key: k.entry(), value: "v", deps: [k.a], stamp, ttlSeconds: 60 }, k.clock)).to.equal(true);
-      expect(await store.lookup(k.entry(), k.clock)).to.deep.equal({ hit: true, value: "v", deps: [k.a] });
+      expect(
+        await store.set(
+          { key: k.entry(), value: "v", deps: [k.a], stamp, ttlSeconds: 60 },
+          k.clock,
+        ),
+      ).to.equal(true);
+      expect(await store.lookup(k.entry(), k.clock)).to.deep.equal({
+        hit: true,
+        value: "v",
+        deps: [k.a],
+      });
     });
 
     it("serves a hit in one statement on its own pool", async () => {
@@ -92,7 +125,9 @@ describe("PostgresStore: the version protocol in UNLOGGED tables, and what it ke
       const pool = new Pool({ connectionString, max: 2 });
       let statements = 0;
       const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
-      (pool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      (pool as unknown as { query: (...args: unknown[]) => unknown }).query = (
+        ...args: unknown[]
+      ) => {
         statements++;
         return query(...args);
       };
@@ -116,7 +151,12 @@ describe("PostgresStore: the version protocol in UNLOGGED tables, and what it ke
       const staleStamp = await store.stamp(k.clock);
       await store.bump([k.a], k.clock);
       expect((await store.lookup(k.entry("first"), k.clock)).hit).to.equal(false);
-      expect(await store.set({ key: k.entry("late"), value: "old", deps: [k.a], stamp: staleStamp, ttlSeconds: 60 }, k.clock)).to.equal(false);
+      expect(
+        await store.set(
+          { key: k.entry("late"), value: "old", deps: [k.a], stamp: staleStamp, ttlSeconds: 60 },
+          k.clock,
+        ),
+      ).to.equal(false);
       expect((await store.lookup(k.entry("late"), k.clock)).hit).to.equal(false);
     });
 
@@ -125,14 +165,22 @@ describe("PostgresStore: the version protocol in UNLOGGED tables, and what it ke
       const [one, two] = [open(schema), open(schema)];
       const k = keys();
       await stored(one, k.clock, k.entry(), [k.a]);
-      await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? one : two).bump([k.b, k.a], k.clock)));
+      await Promise.all(
+        Array.from({ length: 40 }, (_, i) => (i % 2 ? one : two).bump([k.b, k.a], k.clock)),
+      );
       const clock = await version(schema, k.clock);
       expect(await version(schema, k.a)).to.equal(clock);
       expect(await version(schema, k.b)).to.equal(clock);
       const ahead = String(BigInt(clock!) + 1_000_000_000n);
-      await admin.query(`UPDATE "${schema}".autocache_versions SET version = $2 WHERE key = $1`, [k.a, ahead]);
+      await admin.query(`UPDATE "${schema}".autocache_versions SET version = $2 WHERE key = $1`, [
+        k.a,
+        ahead,
+      ]);
       await one.bump([k.a], k.clock);
-      expect(await version(schema, k.a), "a bump to a lower value leaves a higher version alone").to.equal(ahead);
+      expect(
+        await version(schema, k.a),
+        "a bump to a lower value leaves a higher version alone",
+      ).to.equal(ahead);
     });
 
     it("serves no old entry after its tables are truncated, and refuses values stamped before", async () => {
@@ -142,10 +190,25 @@ describe("PostgresStore: the version protocol in UNLOGGED tables, and what it ke
       for (const tables of ["autocache_versions", "autocache_entries, autocache_versions"]) {
         const oldStamp = await stored(store, k.clock, k.entry(), [k.a]);
         expect((await store.lookup(k.entry(), k.clock)).hit).to.equal(true);
-        await admin.query(`TRUNCATE ${tables.split(", ").map((t) => `"${schema}".${t}`).join(", ")}`);
-        expect((await store.lookup(k.entry(), k.clock)).hit, `after TRUNCATE ${tables}`).to.equal(false);
-        expect(await store.set({ key: k.entry(), value: "old", deps: [k.a], stamp: oldStamp, ttlSeconds: 60 }, k.clock)).to.equal(false);
-        expect(await store.stamp(k.clock), "the clock comes back above the stamps it handed out").to.be.greaterThan(oldStamp);
+        await admin.query(
+          `TRUNCATE ${tables
+            .split(", ")
+            .map((t) => `"${schema}".${t}`)
+            .join(", ")}`,
+        );
+        expect((await store.lookup(k.entry(), k.clock)).hit, `after TRUNCATE ${tables}`).to.equal(
+          false,
+        );
+        expect(
+          await store.set(
+            { key: k.entry(), value: "old", deps: [k.a], stamp: oldStamp, ttlSeconds: 60 },
+            k.clock,
+          ),
+        ).to.equal(false);
+        expect(
+          await store.stamp(k.clock),
+          "the clock comes back above the stamps it handed out",
+        ).to.be.greaterThan(oldStamp);
       }
     });
 
@@ -167,11 +230,17 @@ describe("PostgresStore: the version protocol in UNLOGGED tables, and what it ke
       await stored(store, k.clock, k.entry("read"), [k.a], 1);
       await stored(store, k.clock, k.entry("unread"), [k.a], 1);
       await stored(store, k.clock, k.entry("live"), [k.a], 600);
-      await admin.query(`UPDATE "${schema}".autocache_entries SET expires_at = now() - interval '1 second' WHERE expires_at < now() + interval '1 minute'`);
+      await admin.query(
+        `UPDATE "${schema}".autocache_entries SET expires_at = now() - interval '1 second' WHERE expires_at < now() + interval '1 minute'`,
+      );
       expect((await store.lookup(k.entry("read"), k.clock)).hit).to.equal(false);
-      const left = async () => (await admin.query(`SELECT key FROM "${schema}".autocache_entries ORDER BY key`)).rows.map((r) => r.key);
+      const left = async () =>
+        (await admin.query(`SELECT key FROM "${schema}".autocache_entries ORDER BY key`)).rows.map(
+          (r) => r.key,
+        );
       const deadline = Date.now() + 30_000;
-      while ((await left()).length > 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      while ((await left()).length > 1 && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 50));
       expect(await left()).to.deep.equal([k.entry("live")]);
     });
 
@@ -182,25 +251,52 @@ describe("PostgresStore: the version protocol in UNLOGGED tables, and what it ke
       await stored(store, k.clock, k.entry(), [k.a]);
       await stored(store, other.clock, other.entry(), [other.a]);
       const before = await store.stamp(k.clock);
-      await store.clear({ clockKey: k.clock, entryPrefix: `${k.ns}:e:`, versionPrefix: `${k.ns}:{${k.ns}:v}:`, channel: `${k.ns}:invalidations` });
+      await store.clear({
+        clockKey: k.clock,
+        entryPrefix: `${k.ns}:e:`,
+        versionPrefix: `${k.ns}:{${k.ns}:v}:`,
+        channel: `${k.ns}:invalidations`,
+      });
       expect((await store.lookup(k.entry(), k.clock)).hit).to.equal(false);
-      expect(await store.set({ key: k.entry(), value: "old", deps: [k.a], stamp: before, ttlSeconds: 60 }, k.clock)).to.equal(false);
-      expect((await store.lookup(other.entry(), other.clock)).hit, "another namespace keeps its entries").to.equal(true);
+      expect(
+        await store.set(
+          { key: k.entry(), value: "old", deps: [k.a], stamp: before, ttlSeconds: 60 },
+          k.clock,
+        ),
+      ).to.equal(false);
+      expect(
+        (await store.lookup(other.entry(), other.clock)).hit,
+        "another namespace keeps its entries",
+      ).to.equal(true);
     });
 
     it("reports a missing schema or connection where the store is made", () => {
-      expect(() => new PostgresStore({ schema: "", connectionString })).to.throw(InvalidOptionError, /schema/);
-      expect(() => new PostgresStore({ schema: "x" })).to.throw(InvalidOptionError, /pool|connectionString/);
+      expect(() => new PostgresStore({ schema: "", connectionString })).to.throw(
+        InvalidOptionError,
+        /schema/,
+      );
+      expect(() => new PostgresStore({ schema: "x" })).to.throw(
+        InvalidOptionError,
+        /pool|connectionString/,
+      );
     });
   });
 
   // Not one of `stores`: the shared checks keep it across their tests and close it themselves.
-  describeThroughQueryCache(async () => new PostgresStore({ schema: newSchema(), connectionString }));
+  describeThroughQueryCache(
+    async () => new PostgresStore({ schema: newSchema(), connectionString }),
+  );
 
   describe("the freshness checker over two instances sharing one PostgresStore schema", () => {
     it("finds no stale and no dirty read in 600 concurrent reads and writes over every path", async () => {
       const schema = newSchema();
-      const report = await runFreshness({ ops: 600, seed: 41, workers: 8, store: () => open(schema), cache: CACHE });
+      const report = await runFreshness({
+        ops: 600,
+        seed: 41,
+        workers: 8,
+        store: () => open(schema),
+        cache: CACHE,
+      });
       console.log(summary("freshness over PostgreSQL", report));
       expectClean(report);
       expect(report.hitRatio).to.be.greaterThan(0);
@@ -219,7 +315,9 @@ describe("PostgresStore: the version protocol in UNLOGGED tables, and what it ke
         during: async (env) => {
           for (const share of [0.25, 0.5, 0.75]) {
             await until(`${share * 100}% of the run is done`, () => opsDone(env) >= ops * share);
-            await admin.query(`TRUNCATE "${schema}".autocache_entries, "${schema}".autocache_versions`);
+            await admin.query(
+              `TRUNCATE "${schema}".autocache_entries, "${schema}".autocache_versions`,
+            );
             truncated++;
           }
         },
@@ -229,12 +327,21 @@ describe("PostgresStore: the version protocol in UNLOGGED tables, and what it ke
       expectClean(report);
     });
 
-    (SOAK_OPS > 0 ? it : it.skip)(`soak (SOAK_OPS=${SOAK_OPS || "N"}): finds none in a long run`, async function () {
-      this.timeout(0);
-      const schema = newSchema();
-      const report = await runFreshness({ ops: SOAK_OPS, seed: 43, workers: 8, store: () => open(schema), cache: CACHE });
-      console.log(summary("soak over PostgreSQL", report));
-      expectClean(report);
-    });
+    (SOAK_OPS > 0 ? it : it.skip)(
+      `soak (SOAK_OPS=${SOAK_OPS || "N"}): finds none in a long run`,
+      async function () {
+        this.timeout(0);
+        const schema = newSchema();
+        const report = await runFreshness({
+          ops: SOAK_OPS,
+          seed: 43,
+          workers: 8,
+          store: () => open(schema),
+          cache: CACHE,
+        });
+        console.log(summary("soak over PostgreSQL", report));
+        expectClean(report);
+      },
+    );
   });
 });

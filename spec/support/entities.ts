@@ -1,5 +1,12 @@
 import {
-  Column, CreateDateColumn, DeleteDateColumn, Entity, JoinTable, ManyToMany, ManyToOne, OneToMany,
+  Column,
+  CreateDateColumn,
+  DeleteDateColumn,
+  Entity,
+  JoinTable,
+  ManyToMany,
+  ManyToOne,
+  OneToMany,
   PrimaryGeneratedColumn,
 } from "typeorm";
 
@@ -11,7 +18,10 @@ export class Author {
   @Column()
   name!: string;
 
-  @OneToMany(() => Post, (post) => post.author)
+  @OneToMany(
+    () => Post,
+    (post) => post.author,
+  )
   posts?: Post[];
 }
 
@@ -56,14 +66,21 @@ export class Post {
   @DeleteDateColumn()
   deletedAt!: Date | null;
 
-  @ManyToOne(() => Author, (author) => author.posts, { nullable: true, onDelete: "SET NULL" })
+  @ManyToOne(
+    () => Author,
+    (author) => author.posts,
+    { nullable: true, onDelete: "SET NULL" },
+  )
   author!: Author | null;
 
   @ManyToMany(() => Tag)
   @JoinTable()
   tags?: Tag[];
 
-  @OneToMany(() => Comment, (comment) => comment.post)
+  @OneToMany(
+    () => Comment,
+    (comment) => comment.post,
+  )
   comments?: Comment[];
 }
 
@@ -75,7 +92,11 @@ export class Comment {
   @Column()
   body!: string;
 
-  @ManyToOne(() => Post, (post) => post.comments, { onDelete: "CASCADE" })
+  @ManyToOne(
+    () => Post,
+    (post) => post.comments,
+    { onDelete: "CASCADE" },
+  )
   post!: Post;
 }
 

@@ -6,18 +6,27 @@ import { type App, type AppOptions, openApp } from "./fixture";
 import type { LogicalPostgres } from "./logical-postgres";
 
 /** One application instance on a LogicalPostgres, as openApp builds one on the shared server. */
-export function openFeedApp(pg: LogicalPostgres, namespace: string, options: Omit<AppOptions<Redis>, "pgUrl"> = {}): Promise<App> {
+export function openFeedApp(
+  pg: LogicalPostgres,
+  namespace: string,
+  options: Omit<AppOptions<Redis>, "pgUrl"> = {},
+): Promise<App> {
   return openApp(namespace, { ...options, pgUrl: pg.url });
 }
 
 /** A transaction run by a plain pg client, past the library: its id as the stream names it. */
-export async function outsideWrite(pg: LogicalPostgres, ...statements: string[]): Promise<{ xid: number; committedAt: number }> {
+export async function outsideWrite(
+  pg: LogicalPostgres,
+  ...statements: string[]
+): Promise<{ xid: number; committedAt: number }> {
   const client = new Client(pg.config);
   await client.connect();
   try {
     await client.query("BEGIN");
     for (const sql of statements) await client.query(sql);
-    const { rows } = await client.query(`SELECT (pg_current_xact_id()::text::bigint % 4294967296)::int8 AS xid`);
+    const { rows } = await client.query(
+      `SELECT (pg_current_xact_id()::text::bigint % 4294967296)::int8 AS xid`,
+    );
     await client.query("COMMIT");
     return { xid: Number(rows[0].xid), committedAt: performance.now() };
   } finally {
@@ -45,7 +54,10 @@ export class DeliveryLog {
   async covering(xid: number, timeoutMs = 20_000): Promise<{ at: number; delivery: Delivery }> {
     if (!this.seen.has(xid)) {
       await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no delivery covered transaction ${xid} within ${timeoutMs} ms`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`no delivery covered transaction ${xid} within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
         this.waiters.push({
           xid,
           resolve: () => {
@@ -60,7 +72,11 @@ export class DeliveryLog {
 }
 
 /** Resolves with the next emission of `event`, or rejects after the timeout. */
-export async function nextEvent<T = unknown>(emitter: EventEmitter, event: string, timeoutMs = 20_000): Promise<T> {
+export async function nextEvent<T = unknown>(
+  emitter: EventEmitter,
+  event: string,
+  timeoutMs = 20_000,
+): Promise<T> {
   const [value] = await once(emitter, event, { signal: AbortSignal.timeout(timeoutMs) });
   return value as T;
 }

@@ -41,12 +41,18 @@ export class FeedWorker extends EventEmitter {
   }
 
   static start(config: WorkerConfig): FeedWorker {
-    const child = spawn(process.execPath, [__filename, JSON.stringify(config)], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [__filename, JSON.stringify(config)], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     return new FeedWorker(child);
   }
 
   /** Resolves with the first line starting with `event` (already printed or to come). */
-  waitFor(event: string, matches: (args: string[]) => boolean = () => true, timeoutMs = 30_000): Promise<string[]> {
+  waitFor(
+    event: string,
+    matches: (args: string[]) => boolean = () => true,
+    timeoutMs = 30_000,
+  ): Promise<string[]> {
     for (const line of this.lines) {
       const [name, ...rest] = line.split(" ");
       if (name === event && matches(rest)) return Promise.resolve(rest);
@@ -54,7 +60,11 @@ export class FeedWorker extends EventEmitter {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.off(event, listener);
-        reject(new Error(`the worker printed no matching "${event}" within ${timeoutMs} ms; it printed:\n${this.lines.join("\n")}`));
+        reject(
+          new Error(
+            `the worker printed no matching "${event}" within ${timeoutMs} ms; it printed:\n${this.lines.join("\n")}`,
+          ),
+        );
       }, timeoutMs);
       const listener = (args: string[]) => {
         if (!matches(args)) return;
@@ -81,13 +91,29 @@ export class FeedWorker extends EventEmitter {
 }
 
 async function main(config: WorkerConfig): Promise<void> {
-  const dataSource = await new DataSource({ type: "postgres", url: config.pgUrl, schema: config.schema, entities, subscribers: [QueryCacheSubscriber] }).initialize();
+  const dataSource = await new DataSource({
+    type: "postgres",
+    url: config.pgUrl,
+    schema: config.schema,
+    entities,
+    subscribers: [QueryCacheSubscriber],
+  }).initialize();
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1 });
-  const cache = new QueryCache({ dataSource, store: new RedisStore(redis), namespace: config.namespace });
+  const cache = new QueryCache({
+    dataSource,
+    store: new RedisStore(redis),
+    namespace: config.namespace,
+  });
   const url = new URL(config.pgUrl);
   const feed = new ChangeFeed({
     cache,
-    connection: { host: url.hostname, port: Number(url.port), user: url.username, password: url.password, database: url.pathname.slice(1) },
+    connection: {
+      host: url.hostname,
+      port: Number(url.port),
+      user: url.username,
+      password: url.password,
+      database: url.pathname.slice(1),
+    },
     slot: config.slot,
     retryInterval: config.retryInterval,
   });

@@ -3,12 +3,11 @@ import "reflect-metadata";
 import { randomUUID } from "node:crypto";
 import Redis, { type Cluster } from "ioredis";
 import { DataSource, type EntitySubscriberInterface, EventSubscriber } from "typeorm";
+import { getServices } from "../../example/services";
 import { QueryCache, QueryCacheSubscriber, RedisStore } from "../../lib";
 import type { QueryCacheOptions } from "../../lib/options";
-import { getServices } from "../../example/services";
 import { entities, Post } from "./entities";
 import { PostRepository } from "./repositories";
-
 
 /** Counts the SELECTs each DataSource runs, to prove hits run none. */
 const selects = new WeakMap<DataSource, number>();
@@ -33,7 +32,9 @@ const createdSchemas = new Set<string>();
  * A DataSource on the test database, in its own PostgreSQL schema (so spec files never touch each
  * other's tables); `fresh` drops and recreates the tables.
  */
-export async function openDataSource(options: { fresh?: boolean; schema?: string; extraEntities?: Function[]; pgUrl?: string } = {}): Promise<DataSource> {
+export async function openDataSource(
+  options: { fresh?: boolean; schema?: string; extraEntities?: Function[]; pgUrl?: string } = {},
+): Promise<DataSource> {
   // A server of the spec's own (pgUrl) is dropped whole when the spec stops it: its schemas need no cleanup.
   const shared = options.pgUrl === undefined;
   const pgUrl = options.pgUrl ?? (await getServices()).pgUrl;
@@ -122,13 +123,21 @@ export interface AppOptions<R extends Redis | Cluster> {
 }
 
 /** One application instance; its tables live in the schema named after the namespace unless told otherwise. */
-export async function openApp<R extends Redis | Cluster = Redis>(namespace: string, options: AppOptions<R> = {}): Promise<App<R>> {
+export async function openApp<R extends Redis | Cluster = Redis>(
+  namespace: string,
+  options: AppOptions<R> = {},
+): Promise<App<R>> {
   // ioredis reports every failed reconnection as an "error" event; outages are the specs' business.
   options.redis?.on("error", () => undefined);
   const dataSource = await openDataSource({ ...options, schema: options.schema ?? namespace });
   const redis = options.redis ?? ((await openRedis()) as R);
   if (redis.status === "wait" && options.connect !== false) await redis.connect();
-  const cache = new QueryCache({ dataSource, store: new RedisStore(redis), namespace, ...options.cache });
+  const cache = new QueryCache({
+    dataSource,
+    store: new RedisStore(redis),
+    namespace,
+    ...options.cache,
+  });
   const storeErrors: Error[] = [];
   cache.on("storeError", (error) => storeErrors.push(error));
   if (options.setUp) await cache.get("set-up");
@@ -176,7 +185,8 @@ export async function dropCreatedSchemas(): Promise<void> {
   const { pgUrl } = await getServices();
   const admin = new DataSource({ type: "postgres", url: pgUrl });
   await admin.initialize();
-  for (const schema of createdSchemas) await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  for (const schema of createdSchemas)
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   await admin.destroy();
   createdSchemas.clear();
 }

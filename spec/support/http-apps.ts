@@ -1,18 +1,30 @@
-import { Body, Controller, Get, Headers, HttpCode, Injectable, Module, NotFoundException, Param, Post as PostRoute, Res } from "@nestjs/common";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import {
+  Body,
+  Controller,
+  Get,
+  Headers,
+  HttpCode,
+  Injectable,
+  Module,
+  NotFoundException,
+  Param,
+  Post as PostRoute,
+  Res,
+} from "@nestjs/common";
 import { NestFactory } from "@nestjs/core";
 import { ExpressAdapter } from "@nestjs/platform-express";
 import { FastifyAdapter } from "@nestjs/platform-fastify";
 import { getDataSourceToken, InjectRepository, TypeOrmModule } from "@nestjs/typeorm";
 import express from "express";
 import fastify from "fastify";
-import type { AddressInfo } from "node:net";
-import type { Server } from "node:http";
 import type Redis from "ioredis";
 import { DataSource, type Repository } from "typeorm";
+import { getServices } from "../../example/services";
 import { Cached, QueryCache, QueryCacheSubscriber, RedisStore } from "../../lib";
 import { cacheResponseHooks, cacheResponses } from "../../lib/http";
 import { CacheResponse, QueryCacheModule } from "../../lib/nestjs";
-import { getServices } from "../../example/services";
 import { entities, Post } from "./entities";
 import { openRedis, SelectCounter } from "./fixture";
 
@@ -47,7 +59,10 @@ export interface HttpAppOptions {
 export async function startHttpApp(kind: HttpAppKind, options: HttpAppOptions): Promise<HttpApp> {
   const ownRedis = options.redis ? undefined : await openRedis();
   const redis = options.redis ?? (ownRedis as Redis);
-  const started = kind === "nestjs-express" || kind === "nestjs-fastify" ? await startNest(kind === "nestjs-fastify", options, redis) : await startPlain(kind, options, redis);
+  const started =
+    kind === "nestjs-express" || kind === "nestjs-fastify"
+      ? await startNest(kind === "nestjs-fastify", options, redis)
+      : await startPlain(kind, options, redis);
   return {
     ...started,
     async close() {
@@ -103,20 +118,34 @@ class PostsController {
 
   @Get("greeting")
   @CacheResponse({ ttl: 60, vary: ["accept-language"], maxAge: 30 })
-  async greeting(@Headers("accept-language") language?: string): Promise<{ greeting: string; posts: number }> {
-    return { greeting: language?.startsWith("fr") ? "bonjour" : "hello", posts: await this.posts.count() };
+  async greeting(
+    @Headers("accept-language") language?: string,
+  ): Promise<{ greeting: string; posts: number }> {
+    return {
+      greeting: language?.startsWith("fr") ? "bonjour" : "hello",
+      posts: await this.posts.count(),
+    };
   }
 
   @Get("session")
   @CacheResponse({ ttl: 60 })
-  async session(@Res({ passthrough: true }) response: { header?: (n: string, v: string) => void; setHeader?: (n: string, v: string) => void }): Promise<{ posts: number }> {
+  async session(
+    @Res({ passthrough: true }) response: {
+      header?: (n: string, v: string) => void;
+      setHeader?: (n: string, v: string) => void;
+    },
+  ): Promise<{ posts: number }> {
     if (response.setHeader) response.setHeader("set-cookie", "session=abc");
     else response.header?.("set-cookie", "session=abc");
     return { posts: await this.posts.count() };
   }
 
   @Get("mine")
-  @CacheResponse({ ttl: 60, key: (request: { headers: Record<string, unknown> }) => (typeof request.headers["x-user"] === "string" ? request.headers["x-user"] : undefined) })
+  @CacheResponse({
+    ttl: 60,
+    key: (request: { headers: Record<string, unknown> }) =>
+      typeof request.headers["x-user"] === "string" ? request.headers["x-user"] : undefined,
+  })
   async mine(@Headers("x-user") user: string): Promise<{ user: string; posts: number }> {
     return { user, posts: await this.posts.count() };
   }
@@ -124,7 +153,9 @@ class PostsController {
   // Answers through the platform's response itself: nothing for the interceptor to replay.
   @Get("raw")
   @CacheResponse({ ttl: 60 })
-  async raw(@Res() response: { json?: (body: unknown) => void; send: (body: unknown) => void }): Promise<void> {
+  async raw(
+    @Res() response: { json?: (body: unknown) => void; send: (body: unknown) => void },
+  ): Promise<void> {
     const body = { posts: await this.posts.count() };
     if (response.json) response.json(body);
     else response.send(body);
@@ -143,11 +174,22 @@ class PostsController {
   }
 }
 
-async function startNest(onFastify: boolean, options: HttpAppOptions, redis: Redis): Promise<Omit<HttpApp, "close"> & { close(): Promise<void> }> {
+async function startNest(
+  onFastify: boolean,
+  options: HttpAppOptions,
+  redis: Redis,
+): Promise<Omit<HttpApp, "close"> & { close(): Promise<void> }> {
   const { pgUrl } = await getServices();
   @Module({
     imports: [
-      TypeOrmModule.forRoot({ type: "postgres", url: pgUrl, schema: options.schema, entities, subscribers: [SelectCounter], logging: false }),
+      TypeOrmModule.forRoot({
+        type: "postgres",
+        url: pgUrl,
+        schema: options.schema,
+        entities,
+        subscribers: [SelectCounter],
+        logging: false,
+      }),
       TypeOrmModule.forFeature([Post]),
       QueryCacheModule.forRoot({ redis, namespace: options.namespace }),
     ],
@@ -155,7 +197,11 @@ async function startNest(onFastify: boolean, options: HttpAppOptions, redis: Red
     providers: [PostsService],
   })
   class AppModule {}
-  const app = await NestFactory.create(AppModule, onFastify ? new FastifyAdapter() : new ExpressAdapter(), { logger: false, abortOnError: false });
+  const app = await NestFactory.create(
+    AppModule,
+    onFastify ? new FastifyAdapter() : new ExpressAdapter(),
+    { logger: false, abortOnError: false },
+  );
   await app.listen(0, "127.0.0.1");
   return {
     url: (await app.getUrl()).replace("[::1]", "127.0.0.1"),
@@ -167,7 +213,11 @@ async function startNest(onFastify: boolean, options: HttpAppOptions, redis: Red
 
 // ---- Plain Express and Fastify: the same routes on a DataSource and QueryCache of their own.
 
-async function startPlain(kind: "express" | "fastify", options: HttpAppOptions, redis: Redis): Promise<Omit<HttpApp, "close"> & { close(): Promise<void> }> {
+async function startPlain(
+  kind: "express" | "fastify",
+  options: HttpAppOptions,
+  redis: Redis,
+): Promise<Omit<HttpApp, "close"> & { close(): Promise<void> }> {
   const { pgUrl } = await getServices();
   const dataSource = await new DataSource({
     type: "postgres",
@@ -177,14 +227,23 @@ async function startPlain(kind: "express" | "fastify", options: HttpAppOptions, 
     subscribers: [QueryCacheSubscriber, SelectCounter],
     logging: false,
   }).initialize();
-  const cache = new QueryCache({ dataSource, store: new RedisStore(redis), namespace: options.namespace });
+  const cache = new QueryCache({
+    dataSource,
+    store: new RedisStore(redis),
+    namespace: options.namespace,
+  });
   const posts = dataSource.getRepository(Post);
   const routes = {
-    list: async () => ({ titles: (await posts.find({ where: { published: true }, order: { id: "ASC" } })).map((p) => p.title) }),
+    list: async () => ({
+      titles: (await posts.find({ where: { published: true }, order: { id: "ASC" } })).map(
+        (p) => p.title,
+      ),
+    }),
     one: async (id: string) => (await posts.findOne({ where: { id: Number(id) } }))?.title,
     count: async () => ({ posts: await posts.count() }),
     add: (title: string) => posts.insert({ title, published: true }),
-    user: (headers: Record<string, unknown>) => (typeof headers["x-user"] === "string" ? headers["x-user"] : undefined),
+    user: (headers: Record<string, unknown>) =>
+      typeof headers["x-user"] === "string" ? headers["x-user"] : undefined,
   };
   const shutdown = async () => {
     await cache.close();
@@ -193,22 +252,37 @@ async function startPlain(kind: "express" | "fastify", options: HttpAppOptions, 
   if (kind === "express") {
     const app = express();
     app.use(express.json());
-    app.get("/posts", cacheResponses(cache, { ttl: 60 }), async (_req, res) => void res.json(await routes.list()));
+    app.get(
+      "/posts",
+      cacheResponses(cache, { ttl: 60 }),
+      async (_req, res) => void res.json(await routes.list()),
+    );
     app.get("/posts/:id", cacheResponses(cache, { ttl: 60 }), async (req, res) => {
       const title = await routes.one(String(req.params.id));
       if (title === undefined) res.status(404).json({ message: "Not Found" });
       else res.json({ title });
     });
-    app.get("/greeting", cacheResponses(cache, { ttl: 60, vary: ["accept-language"], maxAge: 30 }), async (req, res) => {
-      res.json({ greeting: req.headers["accept-language"]?.startsWith("fr") ? "bonjour" : "hello", ...(await routes.count()) });
-    });
+    app.get(
+      "/greeting",
+      cacheResponses(cache, { ttl: 60, vary: ["accept-language"], maxAge: 30 }),
+      async (req, res) => {
+        res.json({
+          greeting: req.headers["accept-language"]?.startsWith("fr") ? "bonjour" : "hello",
+          ...(await routes.count()),
+        });
+      },
+    );
     app.get("/session", cacheResponses(cache, { ttl: 60 }), async (_req, res) => {
       res.cookie("session", "abc");
       res.json(await routes.count());
     });
-    app.get("/mine", cacheResponses(cache, { ttl: 60, key: (req) => routes.user(req.headers) }), async (req, res) => {
-      res.json({ user: req.headers["x-user"], ...(await routes.count()) });
-    });
+    app.get(
+      "/mine",
+      cacheResponses(cache, { ttl: 60, key: (req) => routes.user(req.headers) }),
+      async (req, res) => {
+        res.json({ user: req.headers["x-user"], ...(await routes.count()) });
+      },
+    );
     app.get("/count", async (_req, res) => void res.json(await routes.count()));
     app.post("/posts", async (req, res) => {
       await routes.add(req.body.title);
@@ -222,30 +296,44 @@ async function startPlain(kind: "express" | "fastify", options: HttpAppOptions, 
       dataSource,
       cache,
       async close() {
-        await new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
+        await new Promise<void>((resolve, reject) =>
+          server.close((error) => (error ? reject(error) : resolve())),
+        );
         await shutdown();
       },
     };
   }
   const app = fastify();
   app.get("/posts", cacheResponseHooks(cache, { ttl: 60 }), () => routes.list());
-  app.get<{ Params: { id: string } }>("/posts/:id", cacheResponseHooks(cache, { ttl: 60 }), async (request, reply) => {
-    const title = await routes.one(request.params.id);
-    if (title === undefined) return reply.code(404).send({ message: "Not Found" });
-    return { title };
-  });
-  app.get("/greeting", cacheResponseHooks(cache, { ttl: 60, vary: ["accept-language"], maxAge: 30 }), async (request) => ({
-    greeting: request.headers["accept-language"]?.startsWith("fr") ? "bonjour" : "hello",
-    ...(await routes.count()),
-  }));
+  app.get<{ Params: { id: string } }>(
+    "/posts/:id",
+    cacheResponseHooks(cache, { ttl: 60 }),
+    async (request, reply) => {
+      const title = await routes.one(request.params.id);
+      if (title === undefined) return reply.code(404).send({ message: "Not Found" });
+      return { title };
+    },
+  );
+  app.get(
+    "/greeting",
+    cacheResponseHooks(cache, { ttl: 60, vary: ["accept-language"], maxAge: 30 }),
+    async (request) => ({
+      greeting: request.headers["accept-language"]?.startsWith("fr") ? "bonjour" : "hello",
+      ...(await routes.count()),
+    }),
+  );
   app.get("/session", cacheResponseHooks(cache, { ttl: 60 }), async (_request, reply) => {
     reply.header("set-cookie", "session=abc");
     return routes.count();
   });
-  app.get("/mine", cacheResponseHooks(cache, { ttl: 60, key: (request) => routes.user(request.headers) }), async (request) => ({
-    user: request.headers["x-user"],
-    ...(await routes.count()),
-  }));
+  app.get(
+    "/mine",
+    cacheResponseHooks(cache, { ttl: 60, key: (request) => routes.user(request.headers) }),
+    async (request) => ({
+      user: request.headers["x-user"],
+      ...(await routes.count()),
+    }),
+  );
   app.get("/count", () => routes.count());
   app.post<{ Body: { title: string } }>("/posts", async (request, reply) => {
     await routes.add(request.body.title);

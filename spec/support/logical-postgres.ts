@@ -34,7 +34,13 @@ export class LogicalPostgres {
   }
 
   get config(): ClientConfig {
-    return { host: "127.0.0.1", port: this.port, user: "postgres", password: "postgres", database: "postgres" };
+    return {
+      host: "127.0.0.1",
+      port: this.port,
+      user: "postgres",
+      password: "postgres",
+      database: "postgres",
+    };
   }
 
   get url(): string {
@@ -79,7 +85,18 @@ export class LogicalPostgres {
       password: "postgres",
       authMethod: "password",
       persistent: true,
-      postgresFlags: ["-c", "wal_level=logical", "-c", "listen_addresses=127.0.0.1", "-c", "max_wal_senders=20", "-c", "max_replication_slots=20", "-c", "fsync=off"],
+      postgresFlags: [
+        "-c",
+        "wal_level=logical",
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "max_wal_senders=20",
+        "-c",
+        "max_replication_slots=20",
+        "-c",
+        "fsync=off",
+      ],
       onLog: () => undefined,
       onError: () => undefined,
     });

@@ -30,15 +30,25 @@ export class MemcachedProcess {
     if (this.child) return;
     // memcached refuses to run as root unless told which user to be.
     const user = process.getuid?.() === 0 ? ["-u", "root"] : [];
-    const child = spawn("memcached", ["-l", "127.0.0.1", "-p", String(this.port), "-U", "0", "-t", "2", "-m", "64", ...user], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const child = spawn(
+      "memcached",
+      ["-l", "127.0.0.1", "-p", String(this.port), "-U", "0", "-t", "2", "-m", "64", ...user],
+      {
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
     let stderr = "";
     child.stderr?.on("data", (chunk) => {
       stderr += String(chunk);
     });
     const spawned = new Promise<void>((resolve, reject) => {
-      child.once("error", (error) => reject(new Error(`memcached could not be started (${error.message}); run scripts/ensure-memcached.sh`)));
+      child.once("error", (error) =>
+        reject(
+          new Error(
+            `memcached could not be started (${error.message}); run scripts/ensure-memcached.sh`,
+          ),
+        ),
+      );
       child.once("spawn", () => resolve());
     });
     await spawned;

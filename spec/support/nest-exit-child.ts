@@ -5,8 +5,8 @@ import { ExpressAdapter } from "@nestjs/platform-express";
 import { FastifyAdapter } from "@nestjs/platform-fastify";
 import { getDataSourceToken, InjectRepository, TypeOrmModule } from "@nestjs/typeorm";
 import type { DataSource, Repository } from "typeorm";
-import { CacheResponse, QueryCacheModule } from "../../lib/nestjs";
 import { getServices } from "../../example/services";
+import { CacheResponse, QueryCacheModule } from "../../lib/nestjs";
 import { entities, Post } from "./entities";
 
 /**
@@ -34,16 +34,25 @@ async function main(): Promise<void> {
     imports: [
       TypeOrmModule.forRoot({ type: "postgres", url: pgUrl, schema, entities, logging: false }),
       TypeOrmModule.forFeature([Post]),
-      QueryCacheModule.forRootAsync({ useFactory: async () => ({ redis: redisUrl, namespace, local: { maxBytes: 1024 * 1024 } }) }),
+      QueryCacheModule.forRootAsync({
+        useFactory: async () => ({ redis: redisUrl, namespace, local: { maxBytes: 1024 * 1024 } }),
+      }),
     ],
     controllers: [PostsController],
   })
   class AppModule {}
-  const app = await NestFactory.create(AppModule, platform === "fastify" ? new FastifyAdapter() : new ExpressAdapter(), { logger: false, abortOnError: false });
+  const app = await NestFactory.create(
+    AppModule,
+    platform === "fastify" ? new FastifyAdapter() : new ExpressAdapter(),
+    { logger: false, abortOnError: false },
+  );
   await app.listen(0, "127.0.0.1");
   const url = (await app.getUrl()).replace("[::1]", "127.0.0.1");
   for (let i = 0; i < 2; i++) await (await fetch(`${url}/posts`)).text();
-  await app.get<DataSource>(getDataSourceToken()).getRepository(Post).insert({ title: "before shutdown" });
+  await app
+    .get<DataSource>(getDataSourceToken())
+    .getRepository(Post)
+    .insert({ title: "before shutdown" });
   await app.close();
   console.log("closed");
 }

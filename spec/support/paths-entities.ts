@@ -1,6 +1,18 @@
 import {
-  Column, DeleteDateColumn, Entity, JoinColumn, JoinTable, ManyToMany, ManyToOne, OneToMany, PrimaryColumn,
-  PrimaryGeneratedColumn, RelationId, ViewColumn, ViewEntity, type DataSource,
+  Column,
+  type DataSource,
+  DeleteDateColumn,
+  Entity,
+  JoinColumn,
+  JoinTable,
+  ManyToMany,
+  ManyToOne,
+  OneToMany,
+  PrimaryColumn,
+  PrimaryGeneratedColumn,
+  RelationId,
+  ViewColumn,
+  ViewEntity,
 } from "typeorm";
 import { uniqueNamespace } from "./fixture";
 
@@ -14,13 +26,25 @@ export class Shelf {
   @Column()
   name!: string;
 
-  @OneToMany(() => Book, (book) => book.shelf, { cascade: true })
+  @OneToMany(
+    () => Book,
+    (book) => book.shelf,
+    { cascade: true },
+  )
   books?: Book[];
 
-  @OneToMany(() => Sticker, (sticker) => sticker.shelf, { cascade: true })
+  @OneToMany(
+    () => Sticker,
+    (sticker) => sticker.shelf,
+    { cascade: true },
+  )
   stickers?: Sticker[];
 
-  @OneToMany(() => Bookmark, (bookmark) => bookmark.shelf, { cascade: true })
+  @OneToMany(
+    () => Bookmark,
+    (bookmark) => bookmark.shelf,
+    { cascade: true },
+  )
   bookmarks?: Bookmark[];
 }
 
@@ -32,7 +56,11 @@ export class Book {
   @Column()
   title!: string;
 
-  @ManyToOne(() => Shelf, (shelf) => shelf.books, { onDelete: "CASCADE", orphanedRowAction: "delete" })
+  @ManyToOne(
+    () => Shelf,
+    (shelf) => shelf.books,
+    { onDelete: "CASCADE", orphanedRowAction: "delete" },
+  )
   shelf!: Shelf;
 }
 
@@ -57,7 +85,11 @@ export class Sticker {
   @Column()
   label!: string;
 
-  @ManyToOne(() => Shelf, (shelf) => shelf.stickers, { nullable: true, onDelete: "SET NULL", orphanedRowAction: "nullify" })
+  @ManyToOne(
+    () => Shelf,
+    (shelf) => shelf.stickers,
+    { nullable: true, onDelete: "SET NULL", orphanedRowAction: "nullify" },
+  )
   shelf!: Shelf | null;
 }
 
@@ -72,7 +104,11 @@ export class Bookmark {
   @DeleteDateColumn()
   deletedAt!: Date | null;
 
-  @ManyToOne(() => Shelf, (shelf) => shelf.bookmarks, { onDelete: "CASCADE", orphanedRowAction: "soft-delete" })
+  @ManyToOne(
+    () => Shelf,
+    (shelf) => shelf.bookmarks,
+    { onDelete: "CASCADE", orphanedRowAction: "soft-delete" },
+  )
   shelf!: Shelf;
 }
 
@@ -124,7 +160,17 @@ export class ArchivedBook {
   title!: string;
 }
 
-export const writePathEntities = [Shelf, Book, Review, Sticker, Bookmark, Country, City, Setting, ArchivedBook];
+export const writePathEntities = [
+  Shelf,
+  Book,
+  Review,
+  Sticker,
+  Bookmark,
+  Country,
+  City,
+  Setting,
+  ArchivedBook,
+];
 
 // Read paths: eager and lazy relations, relation ids, a view entity, another schema.
 
@@ -243,4 +289,14 @@ export class ForeignWidget {
   maker!: Maker | null;
 }
 
-export const readPathEntities = [Maker, Feature, Car, Topic, Article, Gadget, CarListing, Widget, ForeignWidget];
+export const readPathEntities = [
+  Maker,
+  Feature,
+  Car,
+  Topic,
+  Article,
+  Gadget,
+  CarListing,
+  Widget,
+  ForeignWidget,
+];

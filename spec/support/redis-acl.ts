@@ -11,16 +11,43 @@ import type Redis from "ioredis";
  * - with the in-process tier: PUBLISH (from the bump script) and SUBSCRIBE, on its channel.
  * Redis Cluster adds WAIT and CLUSTER (ioredis reads CLUSTER SLOTS).
  */
-export const LIBRARY_COMMANDS = ["evalsha", "eval", "get", "set", "mget", "del", "time", "unlink", "scan", "info", "expire", "publish", "subscribe"] as const;
+export const LIBRARY_COMMANDS = [
+  "evalsha",
+  "eval",
+  "get",
+  "set",
+  "mget",
+  "del",
+  "time",
+  "unlink",
+  "scan",
+  "info",
+  "expire",
+  "publish",
+  "subscribe",
+] as const;
 
 /**
  * Creates (or resets) an ACL user that may run only the library's commands, on keys and channels
  * of one namespace.
  */
-export async function createNamespaceUser(admin: Redis, user: string, password: string, namespace: string): Promise<void> {
+export async function createNamespaceUser(
+  admin: Redis,
+  user: string,
+  password: string,
+  namespace: string,
+): Promise<void> {
   await admin.call(
-    "ACL", "SETUSER", user, "reset", "on", `>${password}`,
-    `~${namespace}:*`, `&${namespace}:*`, "-@all", ...LIBRARY_COMMANDS.map((command) => `+${command}`),
+    "ACL",
+    "SETUSER",
+    user,
+    "reset",
+    "on",
+    `>${password}`,
+    `~${namespace}:*`,
+    `&${namespace}:*`,
+    "-@all",
+    ...LIBRARY_COMMANDS.map((command) => `+${command}`),
   );
 }
 
@@ -36,6 +63,10 @@ export async function aclDenials(admin: Redis): Promise<AclDenial[]> {
   return entries.map((flat) => {
     const entry: Record<string, unknown> = {};
     for (let i = 0; i < flat.length; i += 2) entry[String(flat[i])] = flat[i + 1];
-    return { reason: String(entry.reason), object: String(entry.object), username: String(entry.username) };
+    return {
+      reason: String(entry.reason),
+      object: String(entry.object),
+      username: String(entry.username),
+    };
   });
 }

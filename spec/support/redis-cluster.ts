@@ -12,8 +12,16 @@ export class ClusterNodeProcess extends RedisProcess {
     super(
       port,
       [
-        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
-        "--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        "1000",
+        "--repl-diskless-sync-delay",
+        "0",
+        "--repl-ping-replica-period",
+        "1",
       ],
       "autocache-cluster-",
     );
@@ -43,7 +51,14 @@ export class RedisCluster {
       await Promise.all(cluster.nodes.map((node) => node.start()));
       await run(
         "redis-cli",
-        ["--cluster", "create", ...ports.map((port) => `127.0.0.1:${port}`), "--cluster-replicas", "1", "--cluster-yes"],
+        [
+          "--cluster",
+          "create",
+          ...ports.map((port) => `127.0.0.1:${port}`),
+          "--cluster-replicas",
+          "1",
+          "--cluster-yes",
+        ],
         { timeout: 30_000 },
       );
       await cluster.waitUntilHealthy();
@@ -78,9 +93,16 @@ export class RedisCluster {
   }
 
   /** The live master serving a slot, and its replicas. */
-  async ownerOf(slot: number): Promise<{ master: ClusterNodeProcess; replicas: ClusterNodeProcess[] }> {
+  async ownerOf(
+    slot: number,
+  ): Promise<{ master: ClusterNodeProcess; replicas: ClusterNodeProcess[] }> {
     const nodes = await this.topology();
-    const master = nodes.find((n) => n.flags.includes("master") && !n.flags.includes("fail") && n.slots.some(([a, b]) => a <= slot && slot <= b));
+    const master = nodes.find(
+      (n) =>
+        n.flags.includes("master") &&
+        !n.flags.includes("fail") &&
+        n.slots.some(([a, b]) => a <= slot && slot <= b),
+    );
     if (!master) throw new Error(`no live master serves slot ${slot}`);
     const replicas = nodes.filter((n) => n.masterId === master.id && !n.flags.includes("fail"));
     return { master: this.node(master.port), replicas: replicas.map((r) => this.node(r.port)) };
@@ -93,35 +115,53 @@ export class RedisCluster {
    */
   async waitUntilHealthy(timeoutMs = 20_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const runningPorts = new Set(this.nodes.filter((node) => node.isRunning).map((node) => node.port));
+    const runningPorts = new Set(
+      this.nodes.filter((node) => node.isRunning).map((node) => node.port),
+    );
     for (;;) {
       const states = await Promise.all(
-        this.nodes.filter((node) => node.isRunning).map(async (node) => {
-          try {
-            const [info, replication, nodes, slots] = await Promise.all([
-              node.cli("CLUSTER", "INFO"),
-              node.cli("INFO", "replication"),
-              node.cli("CLUSTER", "NODES"),
-              node.cli("--json", "CLUSTER", "SLOTS"),
-            ]);
-            const view = parseNodes(nodes);
-            const replicas = view.filter((n) => n.flags.includes("slave") && runningPorts.has(n.port)).length;
-            const served = view
-              .filter((n) => n.flags.includes("master") && runningPorts.has(n.port))
-              .flatMap((n) => n.slots);
-            const covered = served.reduce((sum, [a, b]) => sum + b - a + 1, 0);
-            const synced = replication.includes("role:master") || (replication.includes("master_link_status:up") && replication.includes("master_sync_in_progress:0"));
-            // Clients learn replicas from CLUSTER SLOTS, which lists one only once it has
-            // replicated something.
-            const listedReplicas = (JSON.parse(slots) as unknown[][]).reduce((sum, range) => sum + range.length - 3, 0);
-            return info.includes("cluster_state:ok") && covered === 16384 && synced && listedReplicas === replicas;
-          } catch {
-            return false;
-          }
-        }),
+        this.nodes
+          .filter((node) => node.isRunning)
+          .map(async (node) => {
+            try {
+              const [info, replication, nodes, slots] = await Promise.all([
+                node.cli("CLUSTER", "INFO"),
+                node.cli("INFO", "replication"),
+                node.cli("CLUSTER", "NODES"),
+                node.cli("--json", "CLUSTER", "SLOTS"),
+              ]);
+              const view = parseNodes(nodes);
+              const replicas = view.filter(
+                (n) => n.flags.includes("slave") && runningPorts.has(n.port),
+              ).length;
+              const served = view
+                .filter((n) => n.flags.includes("master") && runningPorts.has(n.port))
+                .flatMap((n) => n.slots);
+              const covered = served.reduce((sum, [a, b]) => sum + b - a + 1, 0);
+              const synced =
+                replication.includes("role:master") ||
+                (replication.includes("master_link_status:up") &&
+                  replication.includes("master_sync_in_progress:0"));
+              // Clients learn replicas from CLUSTER SLOTS, which lists one only once it has
+              // replicated something.
+              const listedReplicas = (JSON.parse(slots) as unknown[][]).reduce(
+                (sum, range) => sum + range.length - 3,
+                0,
+              );
+              return (
+                info.includes("cluster_state:ok") &&
+                covered === 16384 &&
+                synced &&
+                listedReplicas === replicas
+              );
+            } catch {
+              return false;
+            }
+          }),
       );
       if (states.every(Boolean)) return;
-      if (Date.now() > deadline) throw new Error("the Redis Cluster did not become healthy in time");
+      if (Date.now() > deadline)
+        throw new Error("the Redis Cluster did not become healthy in time");
       await sleep(100);
     }
   }

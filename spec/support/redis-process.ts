@@ -15,7 +15,6 @@ process.once("exit", () => {
   for (const server of running) server.killNow();
 });
 
-
 /**
  * A throwaway redis-server on a loopback port of its own, without persistence (it restarts
  * empty, save for what `extraArgs` keep in its directory, such as a cluster's nodes.conf).
@@ -53,7 +52,23 @@ export class RedisProcess {
     requireRedisServer();
     const child = spawn(
       "redis-server",
-      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir, "--daemonize", "no", "--loglevel", "warning", ...this.extraArgs],
+      [
+        "--port",
+        String(this.port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        this.dir,
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+        ...this.extraArgs,
+      ],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     let stderr = "";
@@ -63,7 +78,9 @@ export class RedisProcess {
     this.child = child;
     running.add(this);
     const exited = new Promise<never>((_, reject) =>
-      child.once("exit", (code) => reject(new Error(`redis-server on port ${this.port} exited (${code}): ${stderr}`))),
+      child.once("exit", (code) =>
+        reject(new Error(`redis-server on port ${this.port} exited (${code}): ${stderr}`)),
+      ),
     );
     exited.catch(() => undefined);
     const deadline = Date.now() + 10_000;
@@ -109,7 +126,11 @@ export class RedisProcess {
 
   /** Runs a command through redis-cli and returns its raw output. */
   async cli(...args: string[]): Promise<string> {
-    const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(this.port), ...args], { timeout: 5000 });
+    const { stdout } = await run(
+      "redis-cli",
+      ["-h", "127.0.0.1", "-p", String(this.port), ...args],
+      { timeout: 5000 },
+    );
     return stdout;
   }
 

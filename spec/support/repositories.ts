@@ -6,7 +6,11 @@ import type { Gate } from "./wait";
 export class PostRepository extends Repository<Post> {
   @Cached(60)
   findPublished(): Promise<Post[]> {
-    return this.find({ where: { published: true }, relations: { author: true }, order: { id: "ASC" } });
+    return this.find({
+      where: { published: true },
+      relations: { author: true },
+      order: { id: "ASC" },
+    });
   }
 
   @Cached(60)

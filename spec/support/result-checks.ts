@@ -7,7 +7,11 @@ import { type App, selectCount } from "./fixture";
  * are cleared first, so the first call always computes. A store may refuse the first write for a
  * table whose version key does not exist yet, so a few calls may compute before one is stored.
  */
-export async function freshAndHit<T>(app: App, read: () => Promise<T>, options: { clear?: boolean } = {}): Promise<{ fresh: T; hit: T }> {
+export async function freshAndHit<T>(
+  app: App,
+  read: () => Promise<T>,
+  options: { clear?: boolean } = {},
+): Promise<{ fresh: T; hit: T }> {
   if (options.clear !== false) await app.cache.clear();
   let computed: { value: T } | undefined;
   for (let i = 0; i < 4; i++) {
@@ -16,7 +20,8 @@ export async function freshAndHit<T>(app: App, read: () => Promise<T>, options: 
     const value = await read();
     if (app.cache.stats().hits > hits) {
       expect(selectCount(app.dataSource), "a hit runs no SQL").to.equal(selects);
-      if (!computed) throw new Error("the first call was already a hit; nothing fresh to compare with");
+      if (!computed)
+        throw new Error("the first call was already a hit; nothing fresh to compare with");
       return { fresh: computed.value, hit: value };
     }
     computed = { value };
@@ -26,9 +31,12 @@ export async function freshAndHit<T>(app: App, read: () => Promise<T>, options: 
 
 function describeValue(value: unknown): string {
   if (typeof value === "bigint") return `${value}n`;
-  if (typeof value !== "object" || value === null) return Object.is(value, -0) ? "-0" : String(value);
+  if (typeof value !== "object" || value === null)
+    return Object.is(value, -0) ? "-0" : String(value);
   const proto = Object.getPrototypeOf(value);
-  return proto === null ? "[null prototype]" : `[${(proto.constructor as { name?: string })?.name ?? "?"}]`;
+  return proto === null
+    ? "[null prototype]"
+    : `[${(proto.constructor as { name?: string })?.name ?? "?"}]`;
 }
 
 /**
@@ -38,22 +46,41 @@ function describeValue(value: unknown): string {
  */
 export function expectIndistinguishable(actual: unknown, expected: unknown, path = "value"): void {
   if (typeof expected !== "object" || expected === null) {
-    expect(Object.is(actual, expected), `${path}: got ${describeValue(actual)} (${typeof actual}), expected ${describeValue(expected)} (${typeof expected})`).to.equal(true);
+    expect(
+      Object.is(actual, expected),
+      `${path}: got ${describeValue(actual)} (${typeof actual}), expected ${describeValue(expected)} (${typeof expected})`,
+    ).to.equal(true);
     return;
   }
-  expect(typeof actual === "object" && actual !== null, `${path}: got ${describeValue(actual)}, expected an object ${describeValue(expected)}`).to.equal(true);
+  expect(
+    typeof actual === "object" && actual !== null,
+    `${path}: got ${describeValue(actual)}, expected an object ${describeValue(expected)}`,
+  ).to.equal(true);
   const a = actual as object;
-  expect(Object.getPrototypeOf(a) === Object.getPrototypeOf(expected), `${path}: prototype ${describeValue(a)} instead of ${describeValue(expected)}`).to.equal(true);
+  expect(
+    Object.getPrototypeOf(a) === Object.getPrototypeOf(expected),
+    `${path}: prototype ${describeValue(a)} instead of ${describeValue(expected)}`,
+  ).to.equal(true);
   if (expected instanceof Date) {
-    expect(Object.is((a as Date).getTime(), expected.getTime()), `${path}: date ${(a as Date).getTime()} vs ${expected.getTime()}`).to.equal(true);
+    expect(
+      Object.is((a as Date).getTime(), expected.getTime()),
+      `${path}: date ${(a as Date).getTime()} vs ${expected.getTime()}`,
+    ).to.equal(true);
     return;
   }
   if (expected instanceof Uint8Array) {
-    expect(Buffer.from(a as Uint8Array).equals(Buffer.from(expected)), `${path}: bytes differ`).to.equal(true);
+    expect(
+      Buffer.from(a as Uint8Array).equals(Buffer.from(expected)),
+      `${path}: bytes differ`,
+    ).to.equal(true);
     return;
   }
   if (expected instanceof Map) {
-    expectIndistinguishable([...(a as Map<unknown, unknown>)], [...expected], `${path}<map entries>`);
+    expectIndistinguishable(
+      [...(a as Map<unknown, unknown>)],
+      [...expected],
+      `${path}<map entries>`,
+    );
     return;
   }
   if (expected instanceof Set) {

@@ -7,13 +7,20 @@
 /** A generous bound for anything that should happen "soon" on an idle machine. */
 export const PATIENCE_MS = 30_000;
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
+export const sleep = (ms: number) =>
+  new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
 /** Polls `condition` until it holds; fails, naming `what`, once `timeoutMs` have passed. */
-export async function until(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = PATIENCE_MS, everyMs = 20): Promise<void> {
+export async function until(
+  what: string,
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs = PATIENCE_MS,
+  everyMs = 20,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
     await sleep(everyMs);
   }
 }

@@ -7,7 +7,12 @@ import { PATIENCE_MS, sleep } from "./wait";
  * Calls a cached read until the cache serves it, and proves that hit ran no SQL. (A table's very
  * first entry may be refused while its version is created, so the first read can stay a miss.)
  */
-export async function warm<T>(app: Pick<App, "cache" | "dataSource">, read: () => Promise<T>, tries = 3, why = ""): Promise<T> {
+export async function warm<T>(
+  app: Pick<App, "cache" | "dataSource">,
+  read: () => Promise<T>,
+  tries = 3,
+  why = "",
+): Promise<T> {
   for (let i = 0; i < tries; i++) {
     const hits = app.cache.stats().hits;
     const selects = selectCount(app.dataSource);
@@ -17,7 +22,9 @@ export async function warm<T>(app: Pick<App, "cache" | "dataSource">, read: () =
       return value;
     }
   }
-  throw new Error(`the read was not served from the cache in ${tries} calls${why ? `: ${why}` : ""}`);
+  throw new Error(
+    `the read was not served from the cache in ${tries} calls${why ? `: ${why}` : ""}`,
+  );
 }
 
 /**
@@ -26,7 +33,8 @@ export async function warm<T>(app: Pick<App, "cache" | "dataSource">, read: () =
  * control (a reconnect, a retried invalidation); `warm` is for reads that must hit at once.
  */
 export async function readUntilHit<T>(
-  app: Pick<App<Redis | Cluster>, "cache" | "dataSource"> & Partial<Pick<App<Redis | Cluster>, "storeErrors" | "redis">>,
+  app: Pick<App<Redis | Cluster>, "cache" | "dataSource"> &
+    Partial<Pick<App<Redis | Cluster>, "storeErrors" | "redis">>,
   read: () => Promise<T>,
   check: (value: T) => void,
   timeoutMs = PATIENCE_MS,

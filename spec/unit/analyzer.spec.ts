@@ -1,7 +1,8 @@
 import { expect } from "chai";
 import { SqlAnalyzer } from "../../lib/sql/analyzer";
 
-const names = (relations: readonly { schema?: string; name: string }[]) => relations.map((r) => (r.schema ? `${r.schema}.${r.name}` : r.name)).sort();
+const names = (relations: readonly { schema?: string; name: string }[]) =>
+  relations.map((r) => (r.schema ? `${r.schema}.${r.name}` : r.name)).sort();
 
 describe("unit: SQL analyzer (what a statement reads and writes, from PostgreSQL's own parser)", () => {
   const analyzer = new SqlAnalyzer();
@@ -20,10 +21,15 @@ describe("unit: SQL analyzer (what a statement reads and writes, from PostgreSQL
   });
 
   it("finds the target and kind of each write, and what INSERT ... SELECT reads", () => {
-    const kinds = (sql: string) => analyzer.analyze(sql).writes.map((w) => `${w.kind} ${w.schema ? `${w.schema}.` : ""}${w.name}`);
+    const kinds = (sql: string) =>
+      analyzer
+        .analyze(sql)
+        .writes.map((w) => `${w.kind} ${w.schema ? `${w.schema}.` : ""}${w.name}`);
     expect(kinds(`INSERT INTO post (title) VALUES ('a')`)).to.deep.equal(["insert post"]);
     expect(kinds(`UPDATE "s"."post" SET views = 1`)).to.deep.equal(["update s.post"]);
-    expect(kinds(`DELETE FROM post USING author WHERE post.author_id = author.id`)).to.deep.equal(["delete post"]);
+    expect(kinds(`DELETE FROM post USING author WHERE post.author_id = author.id`)).to.deep.equal([
+      "delete post",
+    ]);
     const copy = analyzer.analyze(`INSERT INTO archive SELECT * FROM post`);
     expect(names(copy.reads)).to.include("post");
     expect(copy.writes.map((w) => w.name)).to.deep.equal(["archive"]);
@@ -37,7 +43,8 @@ describe("unit: SQL analyzer (what a statement reads and writes, from PostgreSQL
   });
 
   it("finds transaction control in order", () => {
-    const kinds = (sql: string) => analyzer.analyze(sql).control.map((c) => ("name" in c ? `${c.kind} ${c.name}` : c.kind));
+    const kinds = (sql: string) =>
+      analyzer.analyze(sql).control.map((c) => ("name" in c ? `${c.kind} ${c.name}` : c.kind));
     expect(kinds("BEGIN")).to.deep.equal(["begin"]);
     expect(kinds("START TRANSACTION ISOLATION LEVEL SERIALIZABLE")).to.deep.equal(["begin"]);
     expect(kinds("SAVEPOINT s1")).to.deep.equal(["savepoint s1"]);
@@ -48,12 +55,18 @@ describe("unit: SQL analyzer (what a statement reads and writes, from PostgreSQL
   });
 
   it("says when a text may write what its tree does not show", () => {
-    for (const sql of ["CALL refresh_everything()", "DO $$ BEGIN DELETE FROM post; END $$", "this is not SQL"]) {
+    for (const sql of [
+      "CALL refresh_everything()",
+      "DO $$ BEGIN DELETE FROM post; END $$",
+      "this is not SQL",
+    ]) {
       expect(analyzer.analyze(sql).opaqueWrite, sql).to.be.a("string");
     }
   });
 
   it("reports the functions a statement calls", () => {
-    expect(analyzer.analyze("SELECT my_schema.score(id), lower(title) FROM post").functions).to.include.members(["my_schema.score"]);
+    expect(
+      analyzer.analyze("SELECT my_schema.score(id), lower(title) FROM post").functions,
+    ).to.include.members(["my_schema.score"]);
   });
 });

@@ -62,8 +62,15 @@ describe("unit: circuit breaker (a store that keeps failing is skipped, then tri
   it("defaults to 5 failures and 1 s, and refuses options it cannot use", () => {
     const breaker = new CircuitBreaker();
     expect([breaker.failureThreshold, breaker.coolDownMs]).to.deep.equal([5, 1000]);
-    for (const options of [{ failureThreshold: 0 }, { failureThreshold: 2.5 }, { coolDownMs: 0 }, { coolDownMs: Number.POSITIVE_INFINITY }]) {
-      expect(() => new CircuitBreaker(options), JSON.stringify(options)).to.throw(InvalidOptionError);
+    for (const options of [
+      { failureThreshold: 0 },
+      { failureThreshold: 2.5 },
+      { coolDownMs: 0 },
+      { coolDownMs: Number.POSITIVE_INFINITY },
+    ]) {
+      expect(() => new CircuitBreaker(options), JSON.stringify(options)).to.throw(
+        InvalidOptionError,
+      );
     }
   });
 });

@@ -13,7 +13,9 @@ describe("unit: key slot (the Redis Cluster slot a key lives in)", () => {
   it("hashes only the first non-empty hash tag", () => {
     expect(keySlot("{user1000}.following")).to.equal(keySlot("{user1000}.followers"));
     expect(keySlot("a{tag}b")).to.equal(keySlot("tag"));
-    expect(keySlot("foo{}{bar}"), "an empty tag hashes the whole key").to.equal(keySlot("foo{}{bar}"));
+    expect(keySlot("foo{}{bar}"), "an empty tag hashes the whole key").to.equal(
+      keySlot("foo{}{bar}"),
+    );
     expect(keySlot("foo{}{bar}")).to.not.equal(keySlot("bar"));
     expect(keySlot("foo{{bar}}zap"), "the tag ends at the first }").to.equal(keySlot("{bar"));
   });

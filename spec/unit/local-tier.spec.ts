@@ -19,7 +19,9 @@ describe("unit: local tier (decoded entries in process memory, dropped by their 
     tier.reset(false);
     expect(tier.get("k")).to.equal(undefined);
     tier.reset(true);
-    expect(tier.get("k"), "what was held before a disconnect is not trusted after it").to.equal(undefined);
+    expect(tier.get("k"), "what was held before a disconnect is not trusted after it").to.equal(
+      undefined,
+    );
   });
 
   it("drops every entry that depends on an invalidated version, and only those", () => {
@@ -51,6 +53,9 @@ describe("unit: local tier (decoded entries in process memory, dropped by their 
     tier.set("huge", "x", ["w"], 2000, MINUTE, tier.mark());
     expect(tier.get("huge")).to.equal(undefined);
     tier.drop(["w"]);
-    expect(tier.get("k4")?.value, "dropping the refused entry's dependency touches nothing else").to.equal(4);
+    expect(
+      tier.get("k4")?.value,
+      "dropping the refused entry's dependency touches nothing else",
+    ).to.equal(4);
   });
 });

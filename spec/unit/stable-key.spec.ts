@@ -19,13 +19,50 @@ describe("unit: stable key (equal arguments share a key, different ones never do
 
   it("tells apart values that differ in type or content", () => {
     const distinct: unknown[][] = [
-      [], [1], ["1"], [1n], [true], ["true"], [null], [undefined], [Number.NaN], [-0], [0],
-      [[1, 2]], [[2, 1]], [{ a: 1 }], [{ a: "1" }], [new Date(1)], [new Date(2)], [Buffer.from("a")],
-      [new Map([["a", 1]])], [new Set(["a"])], [{ a: undefined }], [{}],
+      [],
+      [1],
+      ["1"],
+      [1n],
+      [true],
+      ["true"],
+      [null],
+      [undefined],
+      [Number.NaN],
+      [-0],
+      [0],
+      [[1, 2]],
+      [[2, 1]],
+      [{ a: 1 }],
+      [{ a: "1" }],
+      [new Date(1)],
+      [new Date(2)],
+      [Buffer.from("a")],
+      [new Map([["a", 1]])],
+      [new Set(["a"])],
+      [{ a: undefined }],
+      [{}],
       // A method iterating a Map or Set sees its order, so the order is part of the key.
-      [new Map([["x", 1], ["y", 2]])], [new Map([["y", 2], ["x", 1]])], [new Set([1, 2])], [new Set([2, 1])],
-      [new Filter("open", 1)], [new Filter("open", 2)], [{ status: "open", page: 1 }],
-      [1, 2], [[1], 2], ["a,b"], ["a", "b"],
+      [
+        new Map([
+          ["x", 1],
+          ["y", 2],
+        ]),
+      ],
+      [
+        new Map([
+          ["y", 2],
+          ["x", 1],
+        ]),
+      ],
+      [new Set([1, 2])],
+      [new Set([2, 1])],
+      [new Filter("open", 1)],
+      [new Filter("open", 2)],
+      [{ status: "open", page: 1 }],
+      [1, 2],
+      [[1], 2],
+      ["a,b"],
+      ["a", "b"],
     ];
     const keys = distinct.map((args) => digest(args));
     expect(new Set(keys).size, keys.join("\n")).to.equal(distinct.length);

@@ -48,7 +48,11 @@ describe("unit: transaction buffer (invalidations wait for the outermost COMMIT)
     buffer.hold(connection, ["undone"]);
     buffer.apply(connection, { kind: "rollback-to", name: "s2" });
     buffer.hold(connection, ["after"]);
-    expect(due(buffer.apply(connection, { kind: "commit" }))).to.deep.equal(["after", "kept", "outer"]);
+    expect(due(buffer.apply(connection, { kind: "commit" }))).to.deep.equal([
+      "after",
+      "kept",
+      "outer",
+    ]);
   });
 
   it("COMMIT AND CHAIN hands over what was written and opens the next transaction", () => {

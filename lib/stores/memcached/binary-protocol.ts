@@ -8,7 +8,12 @@ import { createHash } from "node:crypto";
  */
 export interface MemjsClient {
   seq: number;
-  perform(key: string, request: Buffer, seq: number, callback: (error: Error | null, response: MemjsResponse | null) => void): void;
+  perform(
+    key: string,
+    request: Buffer,
+    seq: number,
+    callback: (error: Error | null, response: MemjsResponse | null) => void,
+  ): void;
   readonly options: { failover?: boolean };
   quit(): void;
 }
@@ -52,7 +57,8 @@ export class BinaryProtocol {
   async get(key: string): Promise<Item | null> {
     const reply = await this.send(key, OP.get, EMPTY, EMPTY);
     if (reply.header.status === STATUS.notFound) return null;
-    if (reply.header.status !== STATUS.ok) throw new MemcachedError(`GET ${key}`, reply.header.status);
+    if (reply.header.status !== STATUS.ok)
+      throw new MemcachedError(`GET ${key}`, reply.header.status);
     return { value: reply.val.toString("utf8"), cas: Buffer.from(reply.header.cas) };
   }
 
@@ -61,7 +67,13 @@ export class BinaryProtocol {
   }
 
   /** SET (with `cas`: only if the item is unchanged since it was read) or ADD (only if absent). */
-  async store(op: "set" | "add", key: string, value: string, expirySeconds: number, cas?: Buffer): Promise<StoreOutcome> {
+  async store(
+    op: "set" | "add",
+    key: string,
+    value: string,
+    expirySeconds: number,
+    cas?: Buffer,
+  ): Promise<StoreOutcome> {
     const extras = Buffer.alloc(8);
     extras.writeUInt32BE(expiry(expirySeconds), 4);
     const reply = await this.send(key, OP[op], extras, Buffer.from(value, "utf8"), cas);
@@ -86,13 +98,15 @@ export class BinaryProtocol {
     extras.writeBigUInt64BE(initial, 8);
     extras.writeUInt32BE(0, 16);
     const reply = await this.send(key, OP.increment, extras, EMPTY);
-    if (reply.header.status !== STATUS.ok) throw new MemcachedError(`INCREMENT ${key}`, reply.header.status);
+    if (reply.header.status !== STATUS.ok)
+      throw new MemcachedError(`INCREMENT ${key}`, reply.header.status);
     return reply.val.readBigUInt64BE(0);
   }
 
   async delete(key: string): Promise<void> {
     const reply = await this.send(key, OP.delete, EMPTY, EMPTY);
-    if (reply.header.status !== STATUS.ok && reply.header.status !== STATUS.notFound) throw new MemcachedError(`DELETE ${key}`, reply.header.status);
+    if (reply.header.status !== STATUS.ok && reply.header.status !== STATUS.notFound)
+      throw new MemcachedError(`DELETE ${key}`, reply.header.status);
   }
 
   /**
@@ -105,7 +119,13 @@ export class BinaryProtocol {
     return seq;
   }
 
-  private send(key: string, opcode: number, extras: Buffer, value: Buffer, cas?: Buffer): Promise<MemjsResponse> {
+  private send(
+    key: string,
+    opcode: number,
+    extras: Buffer,
+    value: Buffer,
+    cas?: Buffer,
+  ): Promise<MemjsResponse> {
     const wire = wireKey(key);
     const seq = this.nextSeq();
     const request = Buffer.alloc(24 + extras.length + wire.length + value.length);
@@ -121,7 +141,10 @@ export class BinaryProtocol {
     value.copy(request, 24 + extras.length + wire.length);
     return new Promise((resolve, reject) => {
       this.client.perform(wire.toString("latin1"), request, seq, (error, response) => {
-        if (error || !response) reject(error instanceof Error ? error : new Error(`Memcached: ${String(error ?? "no reply")}`));
+        if (error || !response)
+          reject(
+            error instanceof Error ? error : new Error(`Memcached: ${String(error ?? "no reply")}`),
+          );
         else resolve(response);
       });
     });

@@ -1,7 +1,6 @@
 import type { Cluster, Redis } from "ioredis";
 import type { FollowHandlers } from "../store";
 
-
 /**
  * Follows the invalidations that bump.lua publishes, on a connection of its own (a subscribed
  * connection can do nothing else). Messages sent while it is disconnected are lost, so every
@@ -17,12 +16,16 @@ export class InvalidationFeed {
     private readonly handlers: FollowHandlers,
   ) {
     // ioredis 6 types the two duplicate() methods with signatures a union cannot call.
-    this.subscriber = client.isCluster ? (client as Cluster).duplicate() : (client as Redis).duplicate();
+    this.subscriber = client.isCluster
+      ? (client as Cluster).duplicate()
+      : (client as Redis).duplicate();
     const prefix = (client.options as { keyPrefix?: string }).keyPrefix ?? "";
     this.subscriber.on("message", (from: string, text: string) => {
       if (from !== channel) return;
       const words = text.split(" ");
-      handlers.invalidated(words.slice(1).map((key) => (key.startsWith(prefix) ? key.slice(prefix.length) : key)));
+      handlers.invalidated(
+        words.slice(1).map((key) => (key.startsWith(prefix) ? key.slice(prefix.length) : key)),
+      );
     });
     this.subscriber.on("close", () => handlers.state(false));
     this.subscriber.on("ready", () => void this.subscribe());

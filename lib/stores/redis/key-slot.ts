@@ -2,7 +2,8 @@ const SLOTS = 16384;
 
 const table = Array.from({ length: 256 }, (_, byte) => {
   let crc = byte << 8;
-  for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  for (let bit = 0; bit < 8; bit++)
+    crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
   return crc;
 });
 

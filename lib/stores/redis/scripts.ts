@@ -16,7 +16,11 @@ export class LuaScript {
     this.sha = createHash("sha1").update(this.source).digest("hex");
   }
 
-  async run(redis: Redis | Cluster, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  async run(
+    redis: Redis | Cluster,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
     try {
       return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (error) {
@@ -39,9 +43,17 @@ export class LuaScript {
   ): Promise<{ reply: unknown; acknowledged: number }> {
     // A pipeline goes to the node of its keyed commands, so WAIT (which has no key) asks the
     // node that ran the script.
-    let results = await cluster.pipeline().evalsha(this.sha, keys.length, ...keys, ...args).wait(replicas, timeoutMs).exec();
+    let results = await cluster
+      .pipeline()
+      .evalsha(this.sha, keys.length, ...keys, ...args)
+      .wait(replicas, timeoutMs)
+      .exec();
     if (isNoScript(results?.[0]?.[0])) {
-      results = await cluster.pipeline().eval(this.source, keys.length, ...keys, ...args).wait(replicas, timeoutMs).exec();
+      results = await cluster
+        .pipeline()
+        .eval(this.source, keys.length, ...keys, ...args)
+        .wait(replicas, timeoutMs)
+        .exec();
     }
     const [script, wait] = results ?? [];
     if (!script || !wait) throw new Error("Redis Cluster answered a pipeline without its replies");
