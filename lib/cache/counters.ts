@@ -19,6 +19,7 @@ export interface CacheStats {
  * The one place where a hit, a miss, a store write and a store error are counted: stats(), the
  * events and the per-method metrics move together, whichever path (in-process tier, store,
  * bypass after an outage) served the call.
+ * @internal
  */
 export class Counters {
   readonly totals: CacheStats = {

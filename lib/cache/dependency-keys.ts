@@ -4,7 +4,7 @@ import type { KeyLayout } from "../keys/key-layout";
 import type { Dependency } from "../options";
 import type { Setup } from "./setup";
 
-/** Version keys of the named tables; for "write", with what a write to them changes besides. */
+/** Version keys of the named tables; for "write", with what a write to them changes besides. @internal */
 export async function dependencyKeys(
   dataSource: DataSource,
   setup: Setup,
@@ -38,7 +38,7 @@ export async function dependencyKeys(
   return keys;
 }
 
-/** The version of a key of the low-level API, moved when set() or delete() replaces its entry. */
+/** The version of a key of the low-level API, moved when set() or delete() replaces its entry. @internal */
 export function keyVersion(keys: KeyLayout, key: string): string {
   return keys.version(`k:${key}`);
 }

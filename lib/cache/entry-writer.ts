@@ -6,6 +6,7 @@ import type { Counters } from "./counters";
 /**
  * Writes computed entries to the store, counting each as a set or a skip, and keeps the writes
  * still under way: a cached call returns its value before the store has answered.
+ * @internal
  */
 export class EntryWriter {
   /** Entries being stored after their callers got their values. */

@@ -36,7 +36,7 @@ export interface FetchPlan {
   requiresReads?: boolean;
 }
 
-/** What the read path works with; the QueryCache owns each of them. */
+/** What the read path works with; the QueryCache owns each of them. @internal */
 export interface ReadSources {
   readonly dataSource: DataSource;
   readonly setup: CacheSetup;
@@ -78,6 +78,7 @@ interface Computed {
  * The get-or-compute path (the QueryCache facade delegates to it, as bentocache's get/set
  * handlers sit apart from its cache): the in-process tier, the store lookup, single flight, the
  * tracked computation and the write of its entry.
+ * @internal
  */
 export class ReadPath {
   /** Computations under way, by key; each settles once its result is stored (or not). */

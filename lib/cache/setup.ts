@@ -26,7 +26,7 @@ const CATALOG_POLL_MS = 1000;
 /** How long after a failed setup the next query may try again (meanwhile queries do not wait for it). */
 const SETUP_RETRY_MS = 1000;
 
-/** What the cache knows once its database is identified and its catalog read. */
+/** What the cache knows once its database is identified and its catalog read. @internal */
 export interface Setup {
   readonly keys: KeyLayout;
   readonly classes: ClassRegistry;
@@ -34,7 +34,7 @@ export interface Setup {
   readonly catalog: LiveCatalog;
 }
 
-/** What the setup reads from and hands to the query observer it builds. */
+/** What the setup reads from and hands to the query observer it builds. @internal */
 export interface SetupSources {
   readonly dataSource: DataSource;
   readonly options: ResolvedOptions;
@@ -56,6 +56,7 @@ export interface SetupSources {
  * query observer. It runs on first use rather than in the constructor because the DataSource
  * may not be initialized yet; it is bounded in time, and a failure is remembered for a moment so
  * that queries do not each wait for a connection that just failed.
+ * @internal
  */
 export class CacheSetup {
   /** The setup once it has completed, for the synchronous part of a hit. */
