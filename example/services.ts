@@ -53,6 +53,8 @@ const HOW_TO = {
     "Set REDIS_URL to a running Redis (for example redis://127.0.0.1:6379), put redis-server on PATH, or start a Docker engine.",
   "redis-server":
     "Install Redis so that redis-server is on PATH: these specs start servers of their own (cluster, ACL, faults).",
+  memcached:
+    "Install memcached (bash scripts/ensure-memcached.sh does, from Debian's packages): the MemcachedStore specs start servers of their own.",
 } as const;
 
 const LOCAL_PG = "postgres://postgres@127.0.0.1:5432/test";
@@ -81,22 +83,38 @@ export function resolvedServices(): Services | undefined {
   return resolved;
 }
 
-let redisServerVersion: string | undefined;
+const programVersions = new Map<string, string>();
+
+/**
+ * The version a server program the specs start themselves prints, or ServiceUnavailableError
+ * when it is not on PATH, so that the specs needing it are reported as not run.
+ */
+function requireProgram(
+  service: "redis-server" | "memcached",
+  versionFlag: string,
+  version: RegExp,
+): string {
+  let found = programVersions.get(service);
+  if (found === undefined) {
+    try {
+      const banner = execFileSync(service, [versionFlag], { encoding: "utf8", timeout: 5000 });
+      found = version.exec(banner)?.[1] ?? "?";
+    } catch {
+      throw new ServiceUnavailableError(service, [`no ${service} on PATH`]);
+    }
+    programVersions.set(service, found);
+  }
+  return found;
+}
 
 /** The version of the redis-server on PATH; throws ServiceUnavailableError when there is none. */
 export function requireRedisServer(): string {
-  if (redisServerVersion === undefined) {
-    try {
-      const banner = execFileSync("redis-server", ["--version"], {
-        encoding: "utf8",
-        timeout: 5000,
-      });
-      redisServerVersion = /v=(\S+)/.exec(banner)?.[1] ?? "?";
-    } catch {
-      throw new ServiceUnavailableError("redis-server", ["no redis-server on PATH"]);
-    }
-  }
-  return redisServerVersion;
+  return requireProgram("redis-server", "--version", /v=(\S+)/);
+}
+
+/** The version of the memcached on PATH; throws ServiceUnavailableError when there is none. */
+export function requireMemcached(): string {
+  return requireProgram("memcached", "--version", /memcached (\S+)/);
 }
 
 /** Stops every server this process started, if any. */

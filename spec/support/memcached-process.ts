@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { answers, freePort } from "../../example/loopback";
+import { requireMemcached } from "../../example/services";
 
 /** Every server started by this process, so none outlives it even when a test fails midway. */
 const running = new Set<MemcachedProcess>();
@@ -28,6 +29,7 @@ export class MemcachedProcess {
 
   async start(): Promise<void> {
     if (this.child) return;
+    requireMemcached();
     // memcached refuses to run as root unless told which user to be.
     const user = process.getuid?.() === 0 ? ["-u", "root"] : [];
     const child = spawn(
