@@ -1,21 +1,11 @@
 import { expect } from "chai";
 import { RowPrecision } from "../lib/invalidation/row-precision";
 import type { KeyLayout } from "../lib/keys/key-layout";
-import { type FreshnessReport, runFreshness } from "./freshness/harness";
+import { runFreshness } from "./freshness/harness";
+import { explain } from "./freshness/verdict";
 
 /** Few rows and groups and a write every ten operations, as in freshness.spec's racy profile. */
 const RACY = { readShare: 0.9, groups: 2, accounts: 6, slowReads: 4, slowMs: 30 };
-
-function explain(report: FreshnessReport): string {
-  const shown = [...report.stale, ...report.dirty]
-    .slice(0, 5)
-    .map((v) => `${v.kind} ${v.read}: ${v.details[0]}`);
-  return [
-    `${report.stale.length} stale, ${report.dirty.length} dirty reads`,
-    ...shown,
-    ...report.readErrors.slice(0, 5),
-  ].join("\n");
-}
 
 type WriteKeys = RowPrecision["writeKeys"];
 
