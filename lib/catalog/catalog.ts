@@ -1,6 +1,5 @@
 import { SqlAnalyzer } from "../sql/analyzer";
 import type { RelationName } from "../sql/statement-effects";
-import type { SqlReader } from "./catalog-connection";
 import {
   type ChangeKind,
   type FunctionWrites,
@@ -9,7 +8,9 @@ import {
   ruleEvent,
   type TriggerEvent,
   triggerEvents,
-} from "./trigger-writes";
+} from "../sql/trigger-writes";
+import type { SqlReader } from "./catalog-connection";
+import { type EdgeRow, type RuleRow, readCatalogRows, type TriggerRow } from "./catalog-queries";
 
 /** A relation by schema-qualified name, "schema.table", as used in dependency keys. */
 export type QualifiedName = string;
@@ -37,35 +38,36 @@ export interface WriteEffects {
   readonly unseen?: string;
 }
 
-interface RelationRow {
-  schema: string;
-  name: string;
-  kind: string;
-}
-interface EdgeRow {
-  from_schema: string;
-  from_name: string;
-  to_schema: string;
-  to_name: string;
-}
-interface TriggerRow {
-  trigger: string;
-  schema: string;
-  name: string;
-  type: number;
-  definition: string;
-  function: string;
-  function_schema: string;
-  function_name: string;
-  language: string;
-  function_definition: string | null;
-  search_path: string | null;
-}
-interface RuleRow {
-  rule: string;
-  schema: string;
-  name: string;
-  event: string;
+/** What a Catalog is made of, as read from the database. */
+interface CatalogFacts {
+  /** Names the catalog rows this was read from; see fingerprint(). */
+  readonly fingerprint: string;
+  /** The role the library connects as, which "$user" in a search path stands for. */
+  readonly role: string;
+  /** Schemas an unqualified name is looked up in, in order, on a connection that did not change its search path. */
+  readonly searchPath: readonly string[];
+  readonly currentSchema: string;
+  readonly schemas: ReadonlySet<string>;
+  readonly kinds: ReadonlyMap<QualifiedName, string>;
+  readonly viewReads: ReadonlyMap<QualifiedName, readonly QualifiedName[]>;
+  /**
+   * Referenced table to the rows that change when its rows are deleted: deleted (CASCADE) or
+   * updated (SET NULL, SET DEFAULT).
+   */
+  readonly deleteCascades: ReadonlyMap<QualifiedName, readonly TableChange[]>;
+  /** The same for updates of the referenced key, which update the referencing rows. */
+  readonly updateCascades: ReadonlyMap<QualifiedName, readonly TableChange[]>;
+  /** Referenced table to every table that references it, whatever its rules (TRUNCATE CASCADE). */
+  readonly referencedBy: ReadonlyMap<QualifiedName, readonly TableChange[]>;
+  /** Parents and children in inheritance and partitioning, both ways. */
+  readonly family: ReadonlyMap<QualifiedName, readonly QualifiedName[]>;
+  readonly builtinFunctions: ReadonlySet<string>;
+  /** Functions outside pg_catalog that may write (VOLATILE), by bare and qualified name. */
+  readonly volatileFunctions: ReadonlySet<string>;
+  /** The user triggers and rules of each relation. */
+  readonly triggers: ReadonlyMap<QualifiedName, readonly TriggerEffect[]>;
+  /** Views whose definition calls a function outside pg_catalog, directly or through other views. */
+  readonly opaqueViews: ReadonlySet<QualifiedName>;
 }
 
 /**
@@ -74,36 +76,26 @@ interface RuleRow {
  * tables inherit from (or are partitions of) which, and what the triggers on each write.
  */
 export class Catalog {
-  private constructor(
-    /** Names the catalog rows this was read from; see fingerprint(). */
-    readonly fingerprint: string,
-    /** The role the library connects as, which "$user" in a search path stands for. */
-    readonly role: string,
-    /** Schemas an unqualified name is looked up in, in order, on a connection that did not change its search path. */
-    readonly searchPath: readonly string[],
-    private readonly currentSchema: string,
-    private readonly schemas: ReadonlySet<string>,
-    private readonly kinds: ReadonlyMap<QualifiedName, string>,
-    private readonly viewReads: ReadonlyMap<QualifiedName, readonly QualifiedName[]>,
-    /**
-     * Referenced table to the rows that change when its rows are deleted: deleted (CASCADE) or
-     * updated (SET NULL, SET DEFAULT).
-     */
-    private readonly deleteCascades: ReadonlyMap<QualifiedName, readonly TableChange[]>,
-    /** The same for updates of the referenced key, which update the referencing rows. */
-    private readonly updateCascades: ReadonlyMap<QualifiedName, readonly TableChange[]>,
-    /** Referenced table to every table that references it, whatever its rules (TRUNCATE CASCADE). */
-    private readonly referencedBy: ReadonlyMap<QualifiedName, readonly TableChange[]>,
-    /** Parents and children in inheritance and partitioning, both ways. */
-    private readonly family: ReadonlyMap<QualifiedName, readonly QualifiedName[]>,
-    readonly builtinFunctions: ReadonlySet<string>,
-    /** Functions outside pg_catalog that may write (VOLATILE), by bare and qualified name. */
-    private readonly volatileFunctions: ReadonlySet<string>,
-    /** The user triggers and rules of each relation. */
-    private readonly triggers: ReadonlyMap<QualifiedName, readonly TriggerEffect[]>,
-    /** Views whose definition calls a function outside pg_catalog, directly or through other views. */
-    private readonly opaqueViews: ReadonlySet<QualifiedName>,
-  ) {}
+  private constructor(private readonly facts: CatalogFacts) {}
+
+  /** Names the catalog rows this was read from; see fingerprint(). */
+  get fingerprint(): string {
+    return this.facts.fingerprint;
+  }
+
+  /** The role the library connects as, which "$user" in a search path stands for. */
+  get role(): string {
+    return this.facts.role;
+  }
+
+  /** Schemas an unqualified name is looked up in, in order, on a connection that did not change its search path. */
+  get searchPath(): readonly string[] {
+    return this.facts.searchPath;
+  }
+
+  get builtinFunctions(): ReadonlySet<string> {
+    return this.facts.builtinFunctions;
+  }
 
   /**
    * Reads the catalog in one snapshot, with its fingerprint: the catalog it was read from is the
@@ -137,78 +129,19 @@ export class Catalog {
   }
 
   private static async read(runner: SqlReader, fingerprint: string): Promise<Catalog> {
-    const [paths] = await runner.query<{
-      path: string[] | string;
-      current: string | null;
-      role: string;
-    }>(`SELECT current_schemas(false) AS path, current_schema() AS current, current_user AS role`);
-    const namespaces = await runner.query<{ name: string }>(
-      `SELECT nspname AS name FROM pg_namespace`,
-    );
-    const relations: RelationRow[] = await runner.query(
-      `SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`,
-    );
-    const views: EdgeRow[] = await runner.query(
-      `SELECT DISTINCT vn.nspname AS from_schema, v.relname AS from_name, tn.nspname AS to_schema, t.relname AS to_name
-         FROM pg_rewrite r
-         JOIN pg_class v ON v.oid = r.ev_class AND v.relkind = 'v'
-         JOIN pg_namespace vn ON vn.oid = v.relnamespace
-         JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass
-         JOIN pg_class t ON t.oid = d.refobjid AND t.oid <> v.oid
-         JOIN pg_namespace tn ON tn.oid = t.relnamespace`,
-    );
-    const foreignKeys: (EdgeRow & { on_delete: string; on_update: string })[] = await runner.query(
-      `SELECT pn.nspname AS from_schema, p.relname AS from_name, cn.nspname AS to_schema, c.relname AS to_name,
-              con.confdeltype AS on_delete, con.confupdtype AS on_update
-         FROM pg_constraint con
-         JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
-         JOIN pg_class p ON p.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
-        WHERE con.contype = 'f'`,
-    );
-    const inherits: EdgeRow[] = await runner.query(
-      `SELECT pn.nspname AS from_schema, p.relname AS from_name, cn.nspname AS to_schema, c.relname AS to_name
-         FROM pg_inherits i
-         JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
-         JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace`,
-    );
-    const builtins: { name: string }[] = await runner.query(
-      `SELECT DISTINCT proname AS name FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace`,
-    );
-    const volatile: { schema: string; name: string }[] = await runner.query(
-      `SELECT DISTINCT n.nspname AS schema, p.proname AS name FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE p.provolatile = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
-    );
-    // Foreign keys are carried out by internal triggers; the user's own may write elsewhere.
-    const triggerRows: TriggerRow[] = await runner.query(
-      `SELECT t.tgname AS trigger, n.nspname AS schema, c.relname AS name, t.tgtype::int AS type,
-              pg_get_triggerdef(t.oid) AS definition, p.oid::text AS function,
-              pn.nspname AS function_schema, p.proname AS function_name, l.lanname AS language,
-              CASE WHEN l.lanname = 'plpgsql' THEN pg_get_functiondef(p.oid) END AS function_definition,
-              (SELECT substr(s, 13) FROM unnest(p.proconfig) s WHERE starts_with(s, 'search_path=')) AS search_path
-         FROM pg_trigger t
-         JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-         JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace
-         JOIN pg_language l ON l.oid = p.prolang
-        WHERE NOT t.tgisinternal`,
-    );
-    // A view's own rule is named _RETURN; other rules, on tables or views, may write elsewhere.
-    const ruleRows: RuleRow[] = await runner.query(
-      `SELECT r.rulename AS rule, n.nspname AS schema, c.relname AS name, r.ev_type AS event FROM pg_rewrite r
-         JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE r.rulename <> '_RETURN' AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
-    );
-    const viewsCallingFunctions: { schema: string; name: string }[] = await runner.query(
-      `SELECT DISTINCT vn.nspname AS schema, v.relname AS name
-         FROM pg_rewrite r
-         JOIN pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm')
-         JOIN pg_namespace vn ON vn.oid = v.relnamespace
-         JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_proc'::regclass
-         JOIN pg_proc p ON p.oid = d.refobjid
-        WHERE p.pronamespace <> 'pg_catalog'::regnamespace`,
-    );
+    const {
+      paths,
+      namespaces,
+      relations,
+      views,
+      foreignKeys,
+      inherits,
+      builtins,
+      volatile,
+      triggerRows,
+      ruleRows,
+      viewsCallingFunctions,
+    } = await readCatalogRows(runner);
     const searchPath = parsePath(paths.path);
     const kinds = new Map(relations.map((r) => [`${r.schema}.${r.name}`, r.kind]));
     const builtinFunctions = new Set(builtins.map((b) => b.name));
@@ -220,28 +153,28 @@ export class Catalog {
       isBuiltin: (name) => isBuiltin(builtinFunctions, name),
       analyzer: new SqlAnalyzer(),
     });
-    return new Catalog(
+    return new Catalog({
       fingerprint,
-      paths.role,
+      role: paths.role,
       searchPath,
-      paths.current ?? "public",
-      new Set(namespaces.map((n) => n.name)),
+      currentSchema: paths.current ?? "public",
+      schemas: new Set(namespaces.map((n) => n.name)),
       kinds,
-      graph(views),
-      changes(foreignKeys, (fk) => DELETE_ACTIONS[fk.on_delete]),
-      changes(foreignKeys, (fk) => UPDATE_ACTIONS[fk.on_update]),
-      changes(foreignKeys, () => "truncate-cascade"),
-      graph([...inherits, ...inherits.map(reverse)]),
+      viewReads: graph(views),
+      deleteCascades: changes(foreignKeys, (fk) => DELETE_ACTIONS[fk.on_delete]),
+      updateCascades: changes(foreignKeys, (fk) => UPDATE_ACTIONS[fk.on_update]),
+      referencedBy: changes(foreignKeys, () => "truncate-cascade"),
+      family: graph([...inherits, ...inherits.map(reverse)]),
       builtinFunctions,
-      new Set(volatile.flatMap((f) => [f.name, `${f.schema}.${f.name}`])),
+      volatileFunctions: new Set(volatile.flatMap((f) => [f.name, `${f.schema}.${f.name}`])),
       triggers,
-      new Set(viewsCallingFunctions.map((v) => `${v.schema}.${v.name}`)),
-    );
+      opaqueViews: new Set(viewsCallingFunctions.map((v) => `${v.schema}.${v.name}`)),
+    });
   }
 
   /** Whether the name denotes a relation the catalog knew when it was read. */
   knows(ref: RelationName, searchPath?: readonly string[]): boolean {
-    return this.kinds.has(this.qualify(ref, searchPath));
+    return this.facts.kinds.has(this.qualify(ref, searchPath));
   }
 
   /**
@@ -256,8 +189,8 @@ export class Catalog {
   schemaOf(ref: RelationName, searchPath?: readonly string[]): string {
     if (ref.schema) return ref.schema;
     for (const schema of searchPath ?? this.searchPath)
-      if (this.kinds.has(`${schema}.${ref.name}`)) return schema;
-    return searchPath?.find((schema) => this.schemas.has(schema)) ?? this.currentSchema;
+      if (this.facts.kinds.has(`${schema}.${ref.name}`)) return schema;
+    return searchPath?.find((schema) => this.facts.schemas.has(schema)) ?? this.facts.currentSchema;
   }
 
   /**
@@ -289,13 +222,14 @@ export class Catalog {
   /** The tables a read of `name` depends on: itself and, for a view, what it reads, recursively. */
   readDependencies(name: QualifiedName): QualifiedName[] {
     let tables = this.readsMemo.get(name);
-    if (!tables) this.readsMemo.set(name, (tables = closure([name], (n) => this.viewReads.get(n))));
+    if (!tables)
+      this.readsMemo.set(name, (tables = closure([name], (n) => this.facts.viewReads.get(n))));
     return tables;
   }
 
   /** Its inheritance and partitioning relatives, both ways and transitively: readers of a parent read its children's rows. */
   relatives(name: QualifiedName): QualifiedName[] {
-    return closure([name], (n) => this.family.get(n)).filter((n) => n !== name);
+    return closure([name], (n) => this.facts.family.get(n)).filter((n) => n !== name);
   }
 
   /** The tables whose rows a write to `name` may change; see writeEffects. */
@@ -332,14 +266,14 @@ export class Catalog {
     visit({ table: name, kind });
     while (queue.length > 0) {
       const { table, kind: how } = queue.pop() as TableChange;
-      for (const t of this.viewReads.get(table) ?? []) visit({ table: t, kind: how });
+      for (const t of this.facts.viewReads.get(table) ?? []) visit({ table: t, kind: how });
       // An update through a partitioned table moves rows between partitions by DELETE and INSERT.
-      for (const t of this.family.get(table) ?? [])
+      for (const t of this.facts.family.get(table) ?? [])
         visit({ table: t, kind: how === "update" ? "merge" : how });
       for (const edges of this.cascadesOf(how))
         for (const change of edges.get(table) ?? []) visit(change);
       const fired = firedEvents(how);
-      for (const trigger of this.triggers.get(table) ?? []) {
+      for (const trigger of this.facts.triggers.get(table) ?? []) {
         if (!trigger.events.some((e) => fired.includes(e))) continue;
         if (trigger.opaque !== undefined) unseen ??= trigger.opaque;
         else for (const change of trigger.changes) visit(change);
@@ -356,10 +290,10 @@ export class Catalog {
    * triggers may set besides the statement's, or undefined when it does not.
    */
   rowWriteColumns(name: QualifiedName, kind: ChangeKind): readonly string[] | undefined {
-    if (this.kinds.get(name) !== "r" || this.family.has(name)) return undefined;
+    if (this.facts.kinds.get(name) !== "r" || this.facts.family.has(name)) return undefined;
     const fired = firedEvents(kind);
     const sets = new Set<string>();
-    for (const trigger of this.triggers.get(name) ?? []) {
+    for (const trigger of this.facts.triggers.get(name) ?? []) {
       if (!trigger.events.some((e) => fired.includes(e))) continue;
       if (trigger.opaque !== undefined || trigger.sets === "any") return undefined;
       if (
@@ -387,24 +321,24 @@ export class Catalog {
 
   /** Whether calling this function (bare or qualified name) may write: a VOLATILE one outside pg_catalog. */
   mayWrite(functionName: string): boolean {
-    return this.volatileFunctions.has(functionName);
+    return this.facts.volatileFunctions.has(functionName);
   }
 
   /** Whether reading this relation runs a function outside pg_catalog (a view that calls one). */
   callsFunctions(name: QualifiedName): boolean {
-    return this.readDependencies(name).some((n) => this.opaqueViews.has(n));
+    return this.readDependencies(name).some((n) => this.facts.opaqueViews.has(n));
   }
 
   private cascadesOf(kind: ChangeKind): ReadonlyMap<QualifiedName, readonly TableChange[]>[] {
     switch (kind) {
       case "delete":
-        return [this.deleteCascades];
+        return [this.facts.deleteCascades];
       case "update":
-        return [this.updateCascades];
+        return [this.facts.updateCascades];
       case "merge":
-        return [this.deleteCascades, this.updateCascades];
+        return [this.facts.deleteCascades, this.facts.updateCascades];
       case "truncate-cascade":
-        return [this.referencedBy];
+        return [this.facts.referencedBy];
       default:
         return [];
     }

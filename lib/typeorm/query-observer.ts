@@ -1,6 +1,5 @@
 import type { QueryRunner } from "typeorm";
 import type { Catalog } from "../catalog/catalog";
-import type { ChangeKind } from "../catalog/trigger-writes";
 import type { Invalidator } from "../invalidation/invalidator";
 import type { RowChange, RowPrecision } from "../invalidation/row-precision";
 import type { Ended, TransactionBuffer } from "../invalidation/transaction-buffer";
@@ -8,6 +7,7 @@ import type { KeyLayout } from "../keys/key-layout";
 import type { SqlAnalyzer } from "../sql/analyzer";
 import type { ReadScope } from "../sql/conditions";
 import type { RelationName, StatementEffects } from "../sql/statement-effects";
+import type { ChangeKind } from "../sql/trigger-writes";
 import { type TrackingContext, tracking } from "../tracking/tracking-context";
 import type { QueryDetail } from "./registry";
 import { type SearchPath, type SearchPaths, schemasOf } from "./search-paths";

@@ -1,6 +1,6 @@
 import { parsePlPgSQLSync, scanSync } from "libpg-query";
-import type { SqlAnalyzer } from "../sql/analyzer";
-import type { RelationName, WriteKind } from "../sql/statement-effects";
+import type { SqlAnalyzer } from "./analyzer";
+import type { RelationName, WriteKind } from "./statement-effects";
 
 /** How a change reaches a relation's rows, which decides what it sets off in turn. */
 export type ChangeKind = WriteKind | "truncate" | "truncate-cascade";
