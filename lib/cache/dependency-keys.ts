@@ -1,4 +1,5 @@
 import type { DataSource, EntityTarget } from "typeorm";
+import { parseRelationName } from "../catalog/qualified-name";
 import { UnknownTableError } from "../errors";
 import type { KeyLayout } from "../keys/key-layout";
 import type { Dependency } from "../options";
@@ -20,9 +21,7 @@ export async function dependencyKeys(
       typeof target === "string"
         ? target
         : dataSource.getMetadata(target as EntityTarget<unknown>).tablePath;
-    const dot = path.indexOf(".");
-    const ref =
-      dot < 0 ? { name: path } : { schema: path.slice(0, dot), name: path.slice(dot + 1) };
+    const ref = parseRelationName(path);
     // A bare name means what TypeORM would write for it: a table of the DataSource's schema first.
     const schemas = schema ? [schema, ...catalog.searchPath] : undefined;
     // A misspelled name would never be invalidated: it is an error, unless the catalog could not be read to tell.

@@ -11,9 +11,9 @@ import {
 } from "../sql/trigger-writes";
 import type { SqlReader } from "./catalog-connection";
 import { type EdgeRow, type RuleRow, readCatalogRows, type TriggerRow } from "./catalog-queries";
+import { type QualifiedName, qualifiedName } from "./qualified-name";
 
-/** A relation by schema-qualified name, "schema.table", as used in dependency keys. */
-export type QualifiedName = string;
+export type { QualifiedName } from "./qualified-name";
 
 /** A change to a relation's rows, and how it reaches them. */
 export interface TableChange {
@@ -143,7 +143,7 @@ export class Catalog {
       viewsCallingFunctions,
     } = await readCatalogRows(runner);
     const searchPath = parsePath(paths.path);
-    const kinds = new Map(relations.map((r) => [`${r.schema}.${r.name}`, r.kind]));
+    const kinds = new Map(relations.map((r) => [qualifiedName(r.schema, r.name), r.kind]));
     const builtinFunctions = new Set(builtins.map((b) => b.name));
     await SqlAnalyzer.load();
     const triggers = triggerEffects(triggerRows, ruleRows, {
@@ -166,9 +166,11 @@ export class Catalog {
       referencedBy: changes(foreignKeys, () => "truncate-cascade"),
       family: graph([...inherits, ...inherits.map(reverse)]),
       builtinFunctions,
-      volatileFunctions: new Set(volatile.flatMap((f) => [f.name, `${f.schema}.${f.name}`])),
+      volatileFunctions: new Set(
+        volatile.flatMap((f) => [f.name, qualifiedName(f.schema, f.name)]),
+      ),
       triggers,
-      opaqueViews: new Set(viewsCallingFunctions.map((v) => `${v.schema}.${v.name}`)),
+      opaqueViews: new Set(viewsCallingFunctions.map((v) => qualifiedName(v.schema, v.name))),
     });
   }
 
@@ -189,7 +191,7 @@ export class Catalog {
   schemaOf(ref: RelationName, searchPath?: readonly string[]): string {
     if (ref.schema) return ref.schema;
     for (const schema of searchPath ?? this.searchPath)
-      if (this.facts.kinds.has(`${schema}.${ref.name}`)) return schema;
+      if (this.facts.kinds.has(qualifiedName(schema, ref.name))) return schema;
     return searchPath?.find((schema) => this.facts.schemas.has(schema)) ?? this.facts.currentSchema;
   }
 
@@ -387,7 +389,7 @@ function triggerEffects(
 ): Map<QualifiedName, TriggerEffect[]> {
   const out = new Map<QualifiedName, TriggerEffect[]>();
   const add = (schema: string, name: string, effect: TriggerEffect) => {
-    const table = `${schema}.${name}`;
+    const table = qualifiedName(schema, name);
     out.set(table, [...(out.get(table) ?? []), effect]);
   };
   const functions = new Map<string, FunctionWrites>();
@@ -468,8 +470,8 @@ function resolve(
   path: readonly string[],
 ): QualifiedName | undefined {
   const candidates = ref.schema
-    ? [`${ref.schema}.${ref.name}`]
-    : path.map((schema) => `${schema}.${ref.name}`);
+    ? [qualifiedName(ref.schema, ref.name)]
+    : path.map((schema) => qualifiedName(schema, ref.name));
   return candidates.find((name) => kinds.has(name));
 }
 
@@ -508,8 +510,11 @@ function changes<E extends EdgeRow>(
   for (const e of edges) {
     const how = kind(e);
     if (!how) continue;
-    const from = `${e.from_schema}.${e.from_name}`;
-    out.set(from, [...(out.get(from) ?? []), { table: `${e.to_schema}.${e.to_name}`, kind: how }]);
+    const from = qualifiedName(e.from_schema, e.from_name);
+    out.set(from, [
+      ...(out.get(from) ?? []),
+      { table: qualifiedName(e.to_schema, e.to_name), kind: how },
+    ]);
   }
   return out;
 }
@@ -517,9 +522,9 @@ function changes<E extends EdgeRow>(
 function graph(edges: readonly EdgeRow[]): Map<QualifiedName, QualifiedName[]> {
   const out = new Map<QualifiedName, QualifiedName[]>();
   for (const e of edges) {
-    const from = `${e.from_schema}.${e.from_name}`;
+    const from = qualifiedName(e.from_schema, e.from_name);
     const list = out.get(from) ?? [];
-    list.push(`${e.to_schema}.${e.to_name}`);
+    list.push(qualifiedName(e.to_schema, e.to_name));
     out.set(from, list);
   }
   return out;

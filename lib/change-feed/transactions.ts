@@ -1,4 +1,5 @@
 import type { Pgoutput } from "pg-logical-replication";
+import { qualifiedName } from "../catalog/qualified-name";
 import type { RelationName } from "../sql/statement-effects";
 import { parseLsn } from "./lsn";
 
@@ -143,7 +144,7 @@ export class TransactionAssembler {
 
   private touch(relation: Pgoutput.MessageRelation): RelationName | undefined {
     if (!this.open) return undefined;
-    const qualified = `${relation.schema}.${relation.name}`;
+    const qualified = qualifiedName(relation.schema, relation.name);
     let table = this.open.tables.get(qualified);
     if (!table)
       this.open.tables.set(qualified, (table = { schema: relation.schema, name: relation.name }));

@@ -1,5 +1,6 @@
 import type { DataSource } from "typeorm";
 import type { Catalog, QualifiedName } from "../catalog/catalog";
+import { parseRelationName } from "../catalog/qualified-name";
 import type { KeyLayout } from "../keys/key-layout";
 import type { ColumnBound, Operand, ReadScope, WriteScope } from "../sql/conditions";
 import { canonical, rowSchema, type TableRows } from "./row-schema";
@@ -43,10 +44,7 @@ export function rowPrecisionOf(
 }
 
 function qualifyPath(catalog: Catalog, path: string): QualifiedName {
-  const dot = path.indexOf(".");
-  return catalog.qualify(
-    dot < 0 ? { name: path } : { schema: path.slice(0, dot), name: path.slice(dot + 1) },
-  );
+  return catalog.qualify(parseRelationName(path));
 }
 
 /** Longer IN lists and results are kept table-wide: their versions would cost more than they save. */
