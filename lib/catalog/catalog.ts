@@ -129,48 +129,36 @@ export class Catalog {
   }
 
   private static async read(runner: SqlReader, fingerprint: string): Promise<Catalog> {
-    const {
-      paths,
-      namespaces,
-      relations,
-      views,
-      foreignKeys,
-      inherits,
-      builtins,
-      volatile,
-      triggerRows,
-      ruleRows,
-      viewsCallingFunctions,
-    } = await readCatalogRows(runner);
-    const searchPath = parsePath(paths.path);
-    const kinds = new Map(relations.map((r) => [qualifiedName(r.schema, r.name), r.kind]));
-    const builtinFunctions = new Set(builtins.map((b) => b.name));
+    const rows = await readCatalogRows(runner);
+    const searchPath = parsePath(rows.paths.path);
+    const kinds = new Map(rows.relations.map((r) => [qualifiedName(r.schema, r.name), r.kind]));
+    const builtinFunctions = new Set(rows.builtins.map((b) => b.name));
     await SqlAnalyzer.load();
-    const triggers = triggerEffects(triggerRows, ruleRows, {
+    const triggers = triggerEffects(rows.triggerRows, rows.ruleRows, {
       kinds,
       searchPath,
-      role: paths.role,
+      role: rows.paths.role,
       isBuiltin: (name) => isBuiltin(builtinFunctions, name),
       analyzer: new SqlAnalyzer(),
     });
     return new Catalog({
       fingerprint,
-      role: paths.role,
+      role: rows.paths.role,
       searchPath,
-      currentSchema: paths.current ?? "public",
-      schemas: new Set(namespaces.map((n) => n.name)),
+      currentSchema: rows.paths.current ?? "public",
+      schemas: new Set(rows.namespaces.map((n) => n.name)),
       kinds,
-      viewReads: graph(views),
-      deleteCascades: changes(foreignKeys, (fk) => DELETE_ACTIONS[fk.on_delete]),
-      updateCascades: changes(foreignKeys, (fk) => UPDATE_ACTIONS[fk.on_update]),
-      referencedBy: changes(foreignKeys, () => "truncate-cascade"),
-      family: graph([...inherits, ...inherits.map(reverse)]),
+      viewReads: graph(rows.views),
+      deleteCascades: changes(rows.foreignKeys, (fk) => DELETE_ACTIONS[fk.on_delete]),
+      updateCascades: changes(rows.foreignKeys, (fk) => UPDATE_ACTIONS[fk.on_update]),
+      referencedBy: changes(rows.foreignKeys, () => "truncate-cascade"),
+      family: graph([...rows.inherits, ...rows.inherits.map(reverse)]),
       builtinFunctions,
       volatileFunctions: new Set(
-        volatile.flatMap((f) => [f.name, qualifiedName(f.schema, f.name)]),
+        rows.volatile.flatMap((f) => [f.name, qualifiedName(f.schema, f.name)]),
       ),
       triggers,
-      opaqueViews: new Set(viewsCallingFunctions.map((v) => qualifiedName(v.schema, v.name))),
+      opaqueViews: new Set(rows.viewsCallingFunctions.map((v) => qualifiedName(v.schema, v.name))),
     });
   }
 
