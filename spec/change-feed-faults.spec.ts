@@ -47,6 +47,11 @@ describe("change feed under faults: nothing committed is lost", function () {
   });
 
   const titles = (rows: Post[]) => rows.map((p) => p.title);
+  /** An instance of the application on this spec's own Redis, which the faults stop and freeze. */
+  const openApp = () =>
+    openFeedApp(pg, ns, { redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }) });
+  const feedOf = (app: App, slot: string) =>
+    new ChangeFeed({ cache: app.cache, connection: pg.config, slot, retryInterval: 200 });
   const nextSlot = () => `faults_${ns}_${++slotNumber}`;
   const worker = (slot: string, redisUrl = redisServer.url): FeedWorker =>
     FeedWorker.start({
@@ -87,15 +92,8 @@ describe("change feed under faults: nothing committed is lost", function () {
 
   it("Redis down while changes arrive: nothing is confirmed, and everything is delivered once it is back", async () => {
     const slot = nextSlot();
-    const holder = await openFeedApp(pg, ns, {
-      redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }),
-    });
-    let feed = new ChangeFeed({
-      cache: holder.cache,
-      connection: pg.config,
-      slot,
-      retryInterval: 200,
-    });
+    const holder = await openApp();
+    let feed = feedOf(holder, slot);
     try {
       await feed.start();
       let log = new DeliveryLog(feed);
@@ -117,12 +115,7 @@ describe("change feed under faults: nothing committed is lost", function () {
       await failedAgain;
       await feed.stop();
       redisServer.thaw();
-      feed = new ChangeFeed({
-        cache: holder.cache,
-        connection: pg.config,
-        slot,
-        retryInterval: 200,
-      });
+      feed = feedOf(holder, slot);
       log = new DeliveryLog(feed);
       await feed.start();
       await log.covering(four.xid);
@@ -136,15 +129,8 @@ describe("change feed under faults: nothing committed is lost", function () {
 
   it("confirms exactly a commit's end: a commit right after a delivered one is sent again after a restart", async () => {
     const slot = nextSlot();
-    const holder = await openFeedApp(pg, ns, {
-      redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }),
-    });
-    let feed = new ChangeFeed({
-      cache: holder.cache,
-      connection: pg.config,
-      slot,
-      retryInterval: 200,
-    });
+    const holder = await openApp();
+    let feed = feedOf(holder, slot);
     const first = new Client(pg.config);
     const second = new Client(pg.config);
     try {
@@ -181,12 +167,7 @@ describe("change feed under faults: nothing committed is lost", function () {
       await failed;
       await feed.stop();
       redisServer.thaw();
-      feed = new ChangeFeed({
-        cache: holder.cache,
-        connection: pg.config,
-        slot,
-        retryInterval: 200,
-      });
+      feed = feedOf(holder, slot);
       log = new DeliveryLog(feed);
       await feed.start();
       await log.covering(xid2);
@@ -201,15 +182,8 @@ describe("change feed under faults: nothing committed is lost", function () {
 
   it("PostgreSQL restarted: the feed reconnects and delivers what committed before and after", async () => {
     const slot = nextSlot();
-    const holder = await openFeedApp(pg, ns, {
-      redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }),
-    });
-    const feed = new ChangeFeed({
-      cache: holder.cache,
-      connection: pg.config,
-      slot,
-      retryInterval: 200,
-    });
+    const holder = await openApp();
+    const feed = feedOf(holder, slot);
     const log = new DeliveryLog(feed);
     try {
       await feed.start();
@@ -229,15 +203,8 @@ describe("change feed under faults: nothing committed is lost", function () {
   it("takeover: when the holder dies, a standby takes the slot within a bounded time and delivers", async () => {
     const slot = nextSlot();
     const holder = worker(slot);
-    const standbyApp = await openFeedApp(pg, ns, {
-      redis: new Redis(redisServer.url, { maxRetriesPerRequest: 1 }),
-    });
-    const standby = new ChangeFeed({
-      cache: standbyApp.cache,
-      connection: pg.config,
-      slot,
-      retryInterval: 200,
-    });
+    const standbyApp = await openApp();
+    const standby = feedOf(standbyApp, slot);
     const log = new DeliveryLog(standby);
     try {
       await holder.waitFor("active");

@@ -114,29 +114,23 @@ export class CatalogConnection implements SqlReader {
   }
 }
 
+/** Where a PostgresConnectionOptions (or its replication master) says the server is. */
+interface ServerOptions {
+  url?: string;
+  host?: string;
+  port?: number;
+  username?: string;
+  password?: unknown;
+  database?: string;
+  ssl?: unknown;
+}
+
 /** The options TypeORM's PostgresDriver gives its pool (of the master, under replication). */
 function connectionConfig(dataSource: DataSource): Record<string, unknown> {
-  const options = dataSource.options as {
-    url?: string;
-    host?: string;
-    port?: number;
-    username?: string;
-    password?: unknown;
-    database?: string;
-    ssl?: unknown;
+  const options = dataSource.options as ServerOptions & {
     applicationName?: string;
     extra?: Record<string, unknown>;
-    replication?: {
-      master: {
-        url?: string;
-        host?: string;
-        port?: number;
-        username?: string;
-        password?: unknown;
-        database?: string;
-        ssl?: unknown;
-      };
-    };
+    replication?: { master: ServerOptions };
   };
   const credentials = options.replication?.master ?? options;
   return {
